@@ -1,0 +1,67 @@
+"""orchestrack: every pipeline execution becomes one tracked run.
+
+Example::
+
+    import orchestrack
+    run = orchestrack.start_run(key="nightly-train/2026-11-28", owner="ml-platform", purpose="tuning")
+    with run.task("train", attempt=1):
+        orchestrack.log_params({"lr": 3e-4})
+        orchestrack.log_metrics({"auc": 0.91})
+    run.finish()
+"""
+
+from __future__ import annotations
+
+from orchestrack.classify import Rule, classify_failure, register_rule
+from orchestrack.errors import (
+    InvalidInputError,
+    MissingExtraError,
+    NoActiveRunError,
+    OrchestrackError,
+    PolicyError,
+    RunNotFoundError,
+    StoreError,
+)
+from orchestrack.lifecycle import (
+    Run,
+    active_run,
+    get_run,
+    log_artifact,
+    log_dataset,
+    log_features,
+    log_metrics,
+    log_params,
+    replay_spool,
+    run_id_for,
+    search_runs,
+    set_tags,
+    start_run,
+)
+from orchestrack.record import (
+    SCHEMA_VERSION,
+    Artifact,
+    CodeInfo,
+    DataSnapshot,
+    Environment,
+    Failure,
+    FailureReason,
+    Features,
+    OrchestratorInfo,
+    OrchestratorKind,
+    Purpose,
+    RunRecord,
+    RunStatus,
+    TaskAttempt,
+    TaskStatus,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCHEMA_VERSION", "Artifact", "CodeInfo", "DataSnapshot", "Environment", "Failure", "FailureReason",
+    "Features", "InvalidInputError", "MissingExtraError", "NoActiveRunError", "OrchestrackError",
+    "OrchestratorInfo", "OrchestratorKind", "PolicyError", "Purpose", "Rule", "Run", "RunNotFoundError",
+    "RunRecord", "RunStatus", "StoreError", "TaskAttempt", "TaskStatus", "__version__", "active_run",
+    "classify_failure", "get_run", "log_artifact", "log_dataset", "log_features", "log_metrics", "log_params",
+    "register_rule", "replay_spool", "run_id_for", "search_runs", "set_tags", "start_run",
+]

@@ -1,0 +1,146 @@
+"""Checks and documented coercions of what users pass to orchestrack.
+
+Every check raises :class:`InvalidInputError` naming the bad value, the call and argument it came
+from, and the fix. Coercions (listed in docs/configuration.md, "Input rules") keep common values
+usable instead of refusing them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import PurePath, PurePosixPath
+from typing import Any, TypeVar
+
+from orchestrack.errors import InvalidInputError
+from orchestrack.record import Scalar
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 250
+MAX_KEY = 500
+MAX_PARAM_VALUE = 6000  # the MLflow store's limit, so every store accepts the same params
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+E = TypeVar("E", bound=Enum)
+
+
+def check_name(value: object, what: str, where: str, limit: int = MAX_NAME) -> str:
+    """A non-empty single-line name of at most ``limit`` characters."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a string, got {type(value).__name__} {value!r} ({where})")
+    if not value.strip():
+        raise InvalidInputError(f"{what} is empty ({where}); give it a name")
+    if len(value) > limit:
+        raise InvalidInputError(
+            f"{what} is {len(value)} characters long, the limit is {limit} ({where}): {value[:60]!r}...; "
+            "use a shorter name and put the long text in a tag or param")
+    if _CONTROL.search(value):
+        raise InvalidInputError(f"{what} {value!r} contains control characters or line breaks ({where}); remove them")
+    return value
+
+
+def check_key(value: object, where: str) -> str:
+    """A run key: the orchestrator's identity of one execution."""
+    return check_name(value, "run key", where, limit=MAX_KEY)
+
+
+def check_choice(value: E | str, enum: type[E], what: str, where: str) -> E:
+    """``value`` as a member of ``enum``, or an error listing the valid choices."""
+    if isinstance(value, enum):
+        return value
+    try:
+        return enum(str(value).strip().lower())
+    except ValueError:
+        choices = ", ".join(member.value for member in enum)
+        raise InvalidInputError(f"{what} {value!r} ({where}) is not one of: {choices}") from None
+
+
+def coerce_param(key: str, value: Any, where: str) -> Scalar:
+    """A param value as a scalar.
+
+    Coercions: enums to their value, paths to str, numpy scalars to Python, lists/tuples/dicts to
+    compact JSON, NaN/inf to ``"nan"``/``"inf"``/``"-inf"``, text over 6000 characters truncated.
+    """
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, PurePath):
+        value = str(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (list, tuple, dict)):
+        try:
+            value = json.dumps(value, separators=(",", ":"), sort_keys=isinstance(value, dict), allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise InvalidInputError(
+                f"param {key!r} ({where}) holds a {type(value).__name__} that is not JSON-serialisable ({err}); "
+                "log its parts as separate params or pass str(value)") from err
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        raise InvalidInputError(
+            f"param {key!r} ({where}) has type {type(value).__name__}, which cannot be stored; "
+            "params are str, int, float, bool or None (lists and dicts become JSON): pass str(value)")
+    if isinstance(value, str) and len(value) > MAX_PARAM_VALUE:
+        log.warning("param %r (%s) is %d characters long; truncated to %d", key, where, len(value), MAX_PARAM_VALUE)
+        value = value[: MAX_PARAM_VALUE - 1] + "…"
+    return value
+
+
+def coerce_params(params: Mapping[str, Any], where: str) -> dict[str, Scalar]:
+    """Check keys and coerce values of a params mapping."""
+    if not isinstance(params, Mapping):
+        raise InvalidInputError(f"params must be a mapping of name to value, got {type(params).__name__} ({where})")
+    return {check_name(k, "param name", where): coerce_param(k, v, where) for k, v in params.items()}
+
+
+def check_metric(key: str, value: Any, where: str) -> float:
+    """A finite real metric value."""
+    check_name(key, "metric name", where)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(
+            f"metric {key!r} ({where}) must be a number, got {type(value).__name__} {value!r}; "
+            "log text as a tag or param instead")
+    if not math.isfinite(value):
+        raise InvalidInputError(
+            f"metric {key!r} ({where}) is {value!r}; non-finite values cannot be compared by a quality gate. "
+            "Log a finite value, or record the event with set_tags({'" + key + "': 'nan'})")
+    return float(value)
+
+
+def slice_label(slice_: str | Mapping[str, Any] | None, where: str) -> str | None:
+    """A metric slice label; a mapping ``{"country": "DE"}`` becomes ``"country=DE"``."""
+    if slice_ is None:
+        return None
+    if isinstance(slice_, Mapping):
+        slice_ = ",".join(f"{k}={v}" for k, v in sorted(slice_.items()))
+    return check_name(slice_, "metric slice", where)
+
+
+def check_artifact_name(name: str, where: str) -> str:
+    """A relative artifact name that cannot escape the run's artifact folder."""
+    check_name(name, "artifact name", where)
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise InvalidInputError(
+            f"artifact name {name!r} ({where}) would escape the run's artifact folder; "
+            "use a relative name without '..', e.g. name='model.pt'")
+    return path.as_posix()
+
+
+def coerce_tags(tags: Mapping[str, Any], where: str) -> dict[str, str]:
+    """Tags as text (scalars are converted with ``str``)."""
+    if not isinstance(tags, Mapping):
+        raise InvalidInputError(f"tags must be a mapping of name to value, got {type(tags).__name__} ({where})")
+    result = {}
+    for key, value in tags.items():
+        check_name(key, "tag name", where)
+        text = value if isinstance(value, str) else coerce_param(key, value, where)
+        result[key] = "" if text is None else str(text)
+    return result

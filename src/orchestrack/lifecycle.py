@@ -1,0 +1,568 @@
+"""The one place where runs and task attempts are opened, changed and closed.
+
+Adapters (Airflow, Prefect, KFP) and user code both come through here. Opening is idempotent by
+key; closing is idempotent; every store write goes through :meth:`Run._write`, which logs and
+spools a failing write instead of raising it (unless ``ORCHESTRACK_STRICT`` is set), so tracking
+never changes the outcome of the task it tracks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrack import inputs
+from orchestrack.capture import capture_code, capture_environment, snapshot_data
+from orchestrack.classify import classify_failure
+from orchestrack.errors import InvalidInputError, NoActiveRunError, RunNotFoundError
+from orchestrack.record import (
+    Artifact,
+    CodeInfo,
+    DataSnapshot,
+    Failure,
+    FailureReason,
+    Features,
+    MetricPoint,
+    OrchestratorInfo,
+    Purpose,
+    RunRecord,
+    RunStatus,
+    TaskAttempt,
+    TaskStatus,
+    utcnow,
+)
+from orchestrack.settings import Settings, load_settings
+from orchestrack.spool import Spool, fallback_dir, replay
+from orchestrack.stores import RunQuery, Store, open_artifact_store, open_store
+
+log = logging.getLogger(__name__)
+
+#: Run ids are a uuid5 of the key in this namespace, so every process derives the same id.
+RUN_NAMESPACE = uuid.UUID("6f1c7f0e-2d4b-5a8e-9c3e-0b7d4e5a1c2f")
+
+_active_run: ContextVar[Run | None] = ContextVar("orchestrack_run", default=None)
+_active_task: ContextVar[TaskAttempt | None] = ContextVar("orchestrack_task", default=None)
+_process_run: Run | None = None  # fallback for threads that do not inherit the context
+_spools: dict[Path, Spool] = {}
+_replayed: set[str] = set()
+_lock = threading.Lock()
+
+
+def run_id_for(key: str) -> str:
+    """The run id of ``key``: the same on every machine, so retries and workers agree without a lookup."""
+    return uuid.uuid5(RUN_NAMESPACE, key).hex
+
+
+def _spool_for(settings: Settings) -> Spool:
+    directory = settings.resolved_spool_dir
+    with _lock:
+        spool = _spools.get(directory)
+        if spool is None:
+            spool = _spools[directory] = Spool(directory)
+    return spool
+
+
+class Run:
+    """A handle on one run. Get one from :func:`start_run`; it is cheap and holds no record.
+
+    Example::
+
+        run = orchestrack.start_run(key="nightly/2026-11-28", owner="ml", purpose="tuning")
+        with run.task("train"):
+            orchestrack.log_metrics({"auc": 0.91})
+        run.finish()
+    """
+
+    def __init__(self, record: RunRecord, store: Store, settings: Settings) -> None:
+        self.run_id = record.run_id
+        self.key = record.key
+        self.store = store
+        self.settings = settings
+        self._finished = record.finished
+        self._opened = record
+
+    def __repr__(self) -> str:
+        return f"Run(key={self.key!r}, run_id={self.run_id!r})"
+
+    # -- store writes, fail-open ------------------------------------------------------------
+
+    def _write(self, op: str, **args: Any) -> bool:
+        """Make one store write; on failure log and spool it (or raise in strict mode)."""
+        try:
+            getattr(self.store, op)(**args)
+            return True
+        except Exception as err:
+            if self.settings.strict:
+                raise
+            try:
+                where = _spool_for(self.settings).write(self.store.uri, op, **args)
+                log.warning("orchestrack could not %s for run %r (%s); spooled to %s, no impact on the task. "
+                            "Run `orchestrack replay` once the store is back.", op, self.key, err, where)
+            except Exception as spool_err:
+                log.error("orchestrack could not %s for run %r (%s) nor spool it (%s); this write is lost",
+                          op, self.key, err, spool_err)
+            return False
+
+    @property
+    def record(self) -> RunRecord:
+        """The run as stored now."""
+        return self.store.get_run(self.run_id)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that attach a subprocess's fluent calls to this run."""
+        return {"ORCHESTRACK_RUN_KEY": self.key, "ORCHESTRACK_TRACKING_URI": self.store.uri}
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    @contextmanager
+    def task(self, name: str, attempt: int | None = None, *, details: Mapping[str, Any] | None = None
+             ) -> Iterator[TaskAttempt]:
+        """Record one task attempt around a block; an exception is classified, recorded and re-raised.
+
+        ``attempt`` defaults to one more than the task's latest recorded attempt.
+        """
+        started = self.start_task(name, attempt, details=details)
+        run_token = _active_run.set(self)
+        task_token = _active_task.set(started)
+        try:
+            yield started
+        except BaseException as error:
+            status = _status_of(error)
+            if status is TaskStatus.SUCCEEDED:
+                self.end_task(started, TaskStatus.SUCCEEDED)
+            else:
+                self.end_task(started, status, error=error)
+            raise
+        else:
+            self.end_task(started, TaskStatus.SUCCEEDED)
+        finally:
+            _active_task.reset(task_token)
+            _active_run.reset(run_token)
+
+    def start_task(self, name: str, attempt: int | None = None, *, started_at: datetime | None = None,
+                   hostname: str | None = None, details: Mapping[str, Any] | None = None) -> TaskAttempt:
+        """Record that a task attempt started (adapters call this from their "task running" hook)."""
+        inputs.check_name(name, "task name", "run.task()")
+        if attempt is None:
+            attempt = self._next_attempt(name)
+        elif not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+            raise InvalidInputError(f"attempt {attempt!r} of task {name!r} (run.task()) must be an integer >= 1")
+        if self._finished:
+            # A task starting on a closed run means the orchestrator re-ran part of it (e.g. an
+            # Airflow "clear"): the run is open again until it is finished anew.
+            self._write("update_run", run_id=self.run_id,
+                        changes={"status": RunStatus.RUNNING, "ended_at": None, "failure": None})
+            self._finished = False
+        started = TaskAttempt(name=name, attempt=attempt, status=TaskStatus.RUNNING,
+                              started_at=started_at or utcnow(), hostname=hostname or socket.gethostname(),
+                              details=dict(details or {}))
+        self._write("record_task", run_id=self.run_id, attempt=started)
+        return started
+
+    def end_task(self, attempt: TaskAttempt | tuple[str, int], status: TaskStatus | str = TaskStatus.SUCCEEDED, *,
+                 error: BaseException | None = None, failure: Failure | None = None,
+                 text: str | None = None, exit_code: int | None = None,
+                 ended_at: datetime | None = None) -> TaskAttempt:
+        """Record how a task attempt ended; a failure is classified from ``error``/``text``/``exit_code``.
+
+        ``attempt`` is what :meth:`start_task` returned, or ``(name, attempt)`` from another process.
+        """
+        status = inputs.check_choice(status, TaskStatus, "task status", "run.end_task()")
+        if isinstance(attempt, tuple):
+            name, number = attempt
+            known = next((a for a in self._stored_tasks() if a.name == name and a.attempt == number), None)
+            attempt = known or TaskAttempt(name=name, attempt=number, status=TaskStatus.RUNNING)
+        if failure is None and status in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.UPSTREAM_FAILED):
+            if error is not None or text is not None or exit_code is not None:
+                failure = classify_failure(error, text=text, exit_code=exit_code, task=attempt.name)
+            elif status is TaskStatus.CANCELLED:
+                failure = Failure(reason=FailureReason.CANCELLED, task=attempt.name,
+                                  summary=f"Task '{attempt.name}' was cancelled.")
+        if failure is not None and failure.task is None:
+            failure = failure.model_copy(update={"task": attempt.name})
+        ended = attempt.model_copy(update={"status": status, "ended_at": ended_at or utcnow(), "failure": failure})
+        self._write("record_task", run_id=self.run_id, attempt=ended)
+        return ended
+
+    def _stored_tasks(self) -> list[TaskAttempt]:
+        try:
+            return self.store.get_run(self.run_id).tasks
+        except Exception as err:
+            if self.settings.strict:
+                raise
+            log.warning("orchestrack could not read tasks of run %r (%s)", self.key, err)
+            return []
+
+    def _next_attempt(self, name: str) -> int:
+        return 1 + max((a.attempt for a in self._stored_tasks() if a.name == name), default=0)
+
+    # -- logging ----------------------------------------------------------------------------
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Set params (scalars; lists and dicts become JSON, see docs/configuration.md)."""
+        self._write("log_params", run_id=self.run_id, params=inputs.coerce_params(params, "log_params"))
+
+    def log_metrics(self, metrics: Mapping[str, Any], *, step: int | None = None,
+                    slice: str | Mapping[str, Any] | None = None) -> None:
+        """Log metric values, optionally at a ``step`` and for a ``slice`` such as ``"country=DE"``."""
+        if not isinstance(metrics, Mapping):
+            raise InvalidInputError(f"log_metrics takes a mapping of name to number, got {type(metrics).__name__}")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+            raise InvalidInputError(f"step {step!r} (log_metrics step=) must be an integer >= 0")
+        label = inputs.slice_label(slice, "log_metrics slice=")
+        now = utcnow()
+        points = [MetricPoint(key=k, value=inputs.check_metric(k, v, "log_metrics"), step=step, slice=label,
+                              timestamp=now) for k, v in metrics.items()]
+        if points:
+            self._write("log_metrics", run_id=self.run_id, points=points)
+
+    def log_dataset(self, name: str, uri: str | os.PathLike[str], *, version: str | None = None,
+                    rows: int | None = None, size_bytes: int | None = None) -> DataSnapshot:
+        """Record an input data snapshot; local files get a content version (see :func:`snapshot_data`)."""
+        inputs.check_name(name, "dataset name", "log_dataset")
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
+            raise InvalidInputError(f"rows {rows!r} of dataset {name!r} (log_dataset rows=) must be an integer >= 0")
+        snapshot = snapshot_data(name, uri, version=version, rows=rows, size_bytes=size_bytes,
+                                 hash_limit_bytes=self.settings.data_hash_limit_mb << 20)
+        snapshot.task = _task_name()
+        self._write("log_data", run_id=self.run_id, snapshot=snapshot)
+        return snapshot
+
+    def log_artifact(self, path: str | os.PathLike[str], *, name: str | None = None, kind: str = "file"
+                     ) -> Artifact | None:
+        """Store a file or folder content-addressed and record it; ``None`` if the store failed (spooled)."""
+        source = Path(path)
+        name = inputs.check_artifact_name(name or source.name, "log_artifact name=")
+        inputs.check_name(kind, "artifact kind", "log_artifact kind=")
+        if not source.exists():
+            raise InvalidInputError(
+                f"artifact {name!r}: {str(source)!r} does not exist (log_artifact path=, working directory "
+                f"{os.getcwd()}); write it before logging it")
+        try:
+            uri, sha256, size = open_artifact_store(self.settings.resolved_artifact_uri).put(source, name)
+        except InvalidInputError:
+            raise
+        except Exception as err:
+            if self.settings.strict:
+                raise
+            log.warning("orchestrack could not store artifact %r of run %r (%s); recorded without a copy, "
+                        "the file stays at %s", name, self.key, err, source.resolve())
+            uri, sha256, size = source.resolve().as_uri(), "", source.stat().st_size if source.is_file() else 0
+        artifact = Artifact(name=name, kind=kind, uri=uri, sha256=sha256, size_bytes=size, task=_task_name())
+        self._write("log_artifact", run_id=self.run_id, artifact=artifact)
+        return artifact
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set tags (values become text)."""
+        self._write("set_tags", run_id=self.run_id, tags=inputs.coerce_tags(tags, "set_tags"))
+
+    def log_features(self, columns: list[str], *, target: str | None = None, **extra: Any) -> None:
+        """Record the feature set (column names, target and any extra facts such as a feature view)."""
+        for column in columns:
+            inputs.check_name(column, "feature column", "log_features")
+        features = Features(columns=list(columns), target=target, **extra)
+        self._write("update_run", run_id=self.run_id, changes={"features": features})
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def finish(self, status: RunStatus | str | None = None, *, failure: Failure | None = None) -> RunRecord | None:
+        """Close the run; harmless on a closed run.
+
+        Without ``status`` the run is ``failed`` when a task's last attempt failed, else
+        ``succeeded``. The run's failure is the given one, else the first failed task's. Attempts
+        still running are closed as cancelled. Returns the closed record (``None`` if the store
+        could not be read; the close is then spooled).
+        """
+        if status is not None:
+            status = inputs.check_choice(status, RunStatus, "run status", "run.finish()")
+            if status is RunStatus.RUNNING:
+                raise InvalidInputError("run.finish(status='running') is not a final status; "
+                                        "use succeeded, failed or cancelled")
+        try:
+            record = self.store.get_run(self.run_id)
+        except Exception as err:
+            if self.settings.strict:
+                raise
+            log.warning("orchestrack could not read run %r to close it (%s); spooling the close", self.key, err)
+            final = status or RunStatus.SUCCEEDED
+            self._write("update_run", run_id=self.run_id, changes={"status": final, "ended_at": utcnow(),
+                                                                   "failure": failure})
+            self._release()
+            return None
+        if record.finished:
+            self._release()
+            return record
+        now = utcnow()
+        for attempt in record.tasks:
+            if attempt.status is TaskStatus.RUNNING:
+                summary = f"Task '{attempt.name}' was still running when the run ended; closed as cancelled."
+                closed = attempt.model_copy(update={
+                    "status": TaskStatus.CANCELLED, "ended_at": now,
+                    "failure": Failure(reason=FailureReason.CANCELLED, summary=summary, task=attempt.name)})
+                self._write("record_task", run_id=self.run_id, attempt=closed)
+        latest = record.last_attempts()
+        failed = sorted((a for a in latest.values() if a.status is TaskStatus.FAILED),
+                        key=lambda a: (a.ended_at or now, a.name))
+        if status is None:
+            status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
+        if failure is None and status is RunStatus.FAILED:
+            failure = next((a.failure for a in failed if a.failure is not None), None) or Failure(
+                reason=FailureReason.UNKNOWN, task=failed[0].name if failed else None,
+                summary=(f"Task '{failed[0].name}' failed without a recorded error." if failed
+                         else "The run was marked failed without a failed task or an error."))
+        if failure is None and status is RunStatus.CANCELLED:
+            failure = Failure(reason=FailureReason.CANCELLED, summary="The run was cancelled.")
+        closed = record.model_copy(update={"status": status, "ended_at": now, "failure": failure})
+        incomplete = self.settings.policy.missing(closed)
+        self._write("update_run", run_id=self.run_id, changes={
+            "status": status, "ended_at": now, "failure": failure, "incomplete": incomplete})
+        self._finished = True
+        self._release()
+        final = closed.model_copy(update={"incomplete": incomplete})
+        self.settings.policy.enforce(final, at_finish=True)
+        return final
+
+    def _release(self) -> None:
+        global _process_run
+        if _process_run is self:
+            _process_run = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        if error is None:
+            self.finish()
+            return
+        status = _status_of(error)
+        if status is TaskStatus.SUCCEEDED:
+            self.finish()
+        elif status is TaskStatus.CANCELLED:
+            self.finish(RunStatus.CANCELLED, failure=classify_failure(error))
+        else:
+            self.finish(RunStatus.FAILED, failure=None if self._has_failed_task() else classify_failure(error))
+
+    def _has_failed_task(self) -> bool:
+        return any(a.status is TaskStatus.FAILED for a in self._stored_tasks())
+
+
+def _status_of(error: BaseException) -> TaskStatus:
+    if isinstance(error, SystemExit) and error.code in (None, 0):
+        return TaskStatus.SUCCEEDED
+    if isinstance(error, (KeyboardInterrupt, GeneratorExit)):
+        return TaskStatus.CANCELLED
+    return TaskStatus.FAILED
+
+
+def _task_name() -> str | None:
+    current = _active_task.get()
+    return current.name if current is not None else None
+
+
+def start_run(key: str | None = None, *, name: str | None = None, owner: str | None = None,
+              purpose: Purpose | str | None = None, pipeline: str | None = None,
+              pipeline_version: str | None = None, orchestrator: OrchestratorInfo | None = None,
+              code: CodeInfo | None = None, image: str | None = None, params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, Any] | None = None, tracking_uri: str | None = None,
+              artifact_uri: str | None = None) -> Run:
+    """Open the run for ``key``, or attach to it when any process already opened it.
+
+    ``key`` is the orchestrator's identity of the execution (default: ``ORCHESTRACK_RUN_KEY``, else
+    a fresh key). Arguments given here fill fields the stored run still lacks; they never overwrite.
+
+    Example::
+
+        run = orchestrack.start_run(key="nightly-train/2026-11-28", owner="ml-platform", purpose="tuning",
+                                    pipeline="nightly-train", pipeline_version="41")
+    """
+    global _process_run
+    overrides = {k: v for k, v in (("tracking_uri", tracking_uri), ("artifact_uri", artifact_uri)) if v}
+    settings = load_settings(**overrides)
+    key = inputs.check_key(key or settings.run_key or f"run-{uuid.uuid4().hex}", "start_run key=")
+    if owner is not None:
+        inputs.check_name(owner, "owner", "start_run owner=")
+    purpose = inputs.check_choice(purpose, Purpose, "purpose", "start_run purpose=") if purpose is not None else None
+    info = (orchestrator or OrchestratorInfo()).model_copy()
+    info.pipeline = pipeline or info.pipeline
+    info.pipeline_version = pipeline_version or info.pipeline_version
+    if info.pipeline is not None:
+        inputs.check_name(info.pipeline, "pipeline", "start_run pipeline=")
+    run_id = run_id_for(key)
+    started_at = utcnow()
+    record = RunRecord(
+        run_id=run_id, key=key, owner=owner, purpose=purpose, started_at=started_at, orchestrator=info,
+        name=settings.policy.run_name(explicit=name, key=key, pipeline=info.pipeline,
+                                      purpose=purpose.value if purpose else None, owner=owner,
+                                      started_at=started_at, run_id=run_id),
+        code=_merge(code, capture_code(settings.code_dir)),
+        environment=capture_environment(image or settings.image, tuple(settings.packages)),
+        params=inputs.coerce_params(params or {}, "start_run params="),
+        tags=inputs.coerce_tags(tags or {}, "start_run tags="),
+    )
+    record.incomplete = settings.policy.enforce(record, at_finish=False)
+    store = open_store(settings.resolved_tracking_uri, busy_timeout_s=settings.busy_timeout_s)
+    _replay_spool_once(settings)
+    run = Run(record, store, settings)
+    try:
+        stored = store.open_run(record)
+    except Exception as err:
+        if settings.strict:
+            raise
+        run._write("open_run", record=record)  # logs and spools
+        log.debug("open failed: %s", err)
+    else:
+        run._finished = stored.finished
+        run._opened = stored
+        _fill_missing(run, stored, record)
+    _active_run.set(run)
+    _process_run = run
+    return run
+
+
+def _merge(given: CodeInfo | None, captured: CodeInfo) -> CodeInfo:
+    if given is None:
+        return captured
+    values = captured.model_dump()
+    values.update({k: v for k, v in given.model_dump().items() if v is not None})
+    return CodeInfo(**values)
+
+
+def _fill_missing(run: Run, stored: RunRecord, wanted: RunRecord) -> None:
+    """Fill fields an earlier opener left empty (e.g. a worker knows the image the opener did not)."""
+    changes: dict[str, Any] = {}
+    for field in ("owner", "purpose"):
+        if getattr(stored, field) is None and getattr(wanted, field) is not None:
+            changes[field] = getattr(wanted, field)
+    for field in ("orchestrator", "code", "environment"):
+        current, new = getattr(stored, field), getattr(wanted, field)
+        filled = {k: v for k, v in new.model_dump().items()
+                  if getattr(current, k) in (None, "", [], {}) and v not in (None, "", [], {})}
+        if filled:
+            changes[field] = current.model_copy(update=filled)
+    if changes:
+        merged = stored.model_copy(update=changes)
+        changes["incomplete"] = run.settings.policy.missing(merged)
+        run._write("update_run", run_id=run.run_id, changes=changes)
+    new_params = {k: v for k, v in wanted.params.items() if k not in stored.params}
+    if new_params:
+        run._write("log_params", run_id=run.run_id, params=new_params)
+    new_tags = {k: v for k, v in wanted.tags.items() if k not in stored.tags}
+    if new_tags:
+        run._write("set_tags", run_id=run.run_id, tags=new_tags)
+
+
+def _replay_spool_once(settings: Settings) -> None:
+    """Replay what earlier processes spooled, once per process and spool folder."""
+    directory = settings.resolved_spool_dir
+    marker = str(directory)
+    if marker in _replayed:
+        return
+    _replayed.add(marker)
+    try:
+        applied, problems = replay_spool(settings)
+        if applied:
+            log.info("orchestrack replayed %d spooled writes from %s", applied, directory)
+        for problem in problems[:5]:
+            log.warning("orchestrack spool replay: %s", problem)
+    except Exception as err:
+        if settings.strict:
+            raise
+        log.warning("orchestrack could not replay its spool in %s: %s", directory, err)
+
+
+def replay_spool(settings: Settings | None = None) -> tuple[int, list[str]]:
+    """Send spooled writes (from the spool folder and the fallback folder) to their stores."""
+    settings = settings or load_settings()
+    directories = [settings.resolved_spool_dir, fallback_dir()]
+    return replay([d for d in directories if d.is_dir()],
+                  lambda uri: open_store(uri, busy_timeout_s=settings.busy_timeout_s))
+
+
+def active_run() -> Run | None:
+    """The run fluent calls act on: this context's, else this process's, else ``ORCHESTRACK_RUN_KEY``'s."""
+    run = _active_run.get() or _process_run
+    if run is not None:
+        return run
+    settings = load_settings()
+    if settings.run_key:
+        return start_run(key=settings.run_key)
+    return None
+
+
+def _require_run(call: str) -> Run:
+    run = active_run()
+    if run is None:
+        raise NoActiveRunError(
+            f"orchestrack.{call}() found no active run: call orchestrack.start_run() first, run inside "
+            "run.task(...), or set ORCHESTRACK_RUN_KEY to attach this process to a run")
+    return run
+
+
+def _fluent(method: Callable[..., Any]) -> Callable[..., Any]:
+    name = method.__name__
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(_require_run(name), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"``{name}`` on the active run (see :meth:`Run.{name}`)."
+    return call
+
+
+log_params = _fluent(Run.log_params)
+log_metrics = _fluent(Run.log_metrics)
+log_dataset = _fluent(Run.log_dataset)
+log_artifact = _fluent(Run.log_artifact)
+log_features = _fluent(Run.log_features)
+set_tags = _fluent(Run.set_tags)
+
+
+def _store(tracking_uri: str | None) -> Store:
+    settings = load_settings(**({"tracking_uri": tracking_uri} if tracking_uri else {}))
+    return open_store(settings.resolved_tracking_uri, busy_timeout_s=settings.busy_timeout_s)
+
+
+def get_run(key_or_run_id: str, *, tracking_uri: str | None = None) -> RunRecord:
+    """The run with this key or run id (or a unique run-id prefix of 8+ characters).
+
+    Example::
+
+        orchestrack.get_run("nightly-train/2026-11-28").status
+    """
+    store = _store(tracking_uri)
+    record = store.find_run(key_or_run_id)
+    if record is None:
+        raise RunNotFoundError(
+            f"no run with key or id {key_or_run_id!r} in {store.uri}; list runs with `orchestrack runs` "
+            "or check ORCHESTRACK_TRACKING_URI / ORCHESTRACK_HOME")
+    return record
+
+
+def search_runs(*, status: RunStatus | str | None = None, pipeline: str | None = None,
+                reason: FailureReason | str | None = None, purpose: Purpose | str | None = None,
+                owner: str | None = None, limit: int = 50, tracking_uri: str | None = None) -> list[RunRecord]:
+    """Runs matching all given filters, newest first.
+
+    Example::
+
+        orchestrack.search_runs(pipeline="nightly-train", status="failed", limit=10)
+    """
+    query = RunQuery(
+        status=inputs.check_choice(status, RunStatus, "status", "search_runs") if status else None,
+        reason=inputs.check_choice(reason, FailureReason, "failure reason", "search_runs") if reason else None,
+        purpose=inputs.check_choice(purpose, Purpose, "purpose", "search_runs") if purpose else None,
+        pipeline=pipeline, owner=owner, limit=limit)
+    return _store(tracking_uri).search_runs(query)
+
+
+__all__ = ["Run", "active_run", "get_run", "log_artifact", "log_dataset", "log_features",
+           "log_metrics", "log_params", "replay_spool", "run_id_for", "search_runs", "set_tags", "start_run"]

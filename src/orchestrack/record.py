@@ -1,0 +1,258 @@
+"""The run record: one pipeline execution, as stored and as shown.
+
+A :class:`RunRecord` is what every store keeps and every command shows. Its JSON form
+(``record.model_dump(mode="json")``) is the documented schema (docs/record-schema.md); adding a
+field is fine, renaming or removing one needs a new ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+#: The value types a parameter or tag may hold after coercion.
+Scalar = str | int | float | bool | None
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (all record timestamps are UTC)."""
+    return datetime.now(timezone.utc)
+
+
+class RunStatus(StrEnum):
+    """Where a run stands."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TaskStatus(StrEnum):
+    """Where one task attempt stands."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UPSTREAM_FAILED = "upstream_failed"
+    CANCELLED = "cancelled"
+
+
+class Purpose(StrEnum):
+    """Why a run was made."""
+
+    BASELINE = "baseline"
+    TUNING = "tuning"
+    ABLATION = "ablation"
+    RECOVERY = "recovery"
+
+
+class FailureReason(StrEnum):
+    """The closed set of failure labels (../shared/failure-reasons.md, docs/failure-reasons.md)."""
+
+    TIMEOUT = "timeout"
+    INFRA_ERROR = "infra-error"
+    DATA_ERROR = "data-error"
+    BAD_SCHEMA = "bad-schema"
+    METRIC_REGRESSION = "metric-regression"
+    CODE_ERROR = "code-error"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+class OrchestratorKind(StrEnum):
+    """Which orchestrator ran the pipeline (``python`` when none did)."""
+
+    AIRFLOW = "airflow"
+    PREFECT = "prefect"
+    KFP = "kfp"
+    PYTHON = "python"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class Failure(_Model):
+    """Why a task or a run failed: one label and one plain sentence."""
+
+    reason: FailureReason
+    summary: str = Field(description="One sentence: the task, the cause and the key evidence.")
+    task: str | None = None
+    detail: str | None = Field(default=None, description="A finer label, e.g. oom, gpu-oom, preempted.")
+    error_type: str | None = None
+    exit_code: int | None = None
+    evidence: str | None = Field(default=None, description="The (redacted) text the label rests on.")
+
+
+class OrchestratorInfo(_Model):
+    """The orchestrator's identity of this execution."""
+
+    kind: OrchestratorKind = OrchestratorKind.PYTHON
+    pipeline: str | None = None
+    pipeline_version: str | None = None
+    run_id: str | None = None
+    url: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict, description="Adapter-specific facts.")
+
+
+class CodeInfo(_Model):
+    """The code state the run executed."""
+
+    commit: str | None = None
+    branch: str | None = None
+    dirty: bool | None = None
+    repository: str | None = None
+
+
+class DataSnapshot(_Model):
+    """One input data set as it was when the run read it."""
+
+    name: str
+    uri: str
+    version: str | None = None
+    size_bytes: int | None = None
+    rows: int | None = None
+    task: str | None = None
+
+
+class Features(_Model):
+    """The feature set the model was trained on; extra keys are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    columns: list[str] = Field(default_factory=list)
+    target: str | None = None
+
+
+class Gpu(_Model):
+    """One GPU visible to the process."""
+
+    index: int
+    name: str
+    memory_total_mb: int | None = None
+    uuid: str | None = None
+
+
+class Environment(_Model):
+    """Where the run's code executed."""
+
+    image: str | None = None
+    python: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
+    cuda: str | None = None
+    driver: str | None = None
+    gpus: list[Gpu] = Field(default_factory=list)
+    hostname: str | None = None
+    platform: str | None = None
+
+
+class MetricPoint(_Model):
+    """One logged metric value (a step series is several points with ``step`` set)."""
+
+    key: str
+    value: float
+    step: int | None = None
+    slice: str | None = None
+    timestamp: datetime = Field(default_factory=utcnow)
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(f"metric value must be finite, got {value!r}")
+        return value
+
+
+class SeriesPoint(_Model):
+    """One step of a metric series."""
+
+    step: int
+    value: float
+    timestamp: datetime
+
+
+class Artifact(_Model):
+    """A file or folder the run produced, stored content-addressed."""
+
+    name: str
+    kind: str = "file"
+    uri: str
+    sha256: str
+    size_bytes: int
+    task: str | None = None
+
+
+class TaskAttempt(_Model):
+    """One attempt of one task."""
+
+    name: str
+    attempt: int = Field(ge=1)
+    status: TaskStatus
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    failure: Failure | None = None
+    hostname: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end, when both are known."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+class RunRecord(_Model):
+    """One run: one pipeline execution with everything needed to understand or repeat it.
+
+    Example::
+
+        record = orchestrack.get_run("nightly-train/2026-11-28")
+        record.status, record.failure.reason if record.failure else None
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    key: str
+    name: str
+    owner: str | None = None
+    purpose: Purpose | None = None
+    status: RunStatus = RunStatus.RUNNING
+    started_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    orchestrator: OrchestratorInfo = Field(default_factory=OrchestratorInfo)
+    code: CodeInfo = Field(default_factory=CodeInfo)
+    data: list[DataSnapshot] = Field(default_factory=list)
+    features: Features = Field(default_factory=Features)
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    environment: Environment = Field(default_factory=Environment)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    slice_metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
+    metric_series: dict[str, list[SeriesPoint]] = Field(default_factory=dict)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    tasks: list[TaskAttempt] = Field(default_factory=list)
+    failure: Failure | None = None
+    incomplete: list[str] = Field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """True once the run has a final status."""
+        return self.status is not RunStatus.RUNNING
+
+    def last_attempts(self) -> dict[str, TaskAttempt]:
+        """The latest attempt of every task, by task name."""
+        latest: dict[str, TaskAttempt] = {}
+        for attempt in self.tasks:
+            current = latest.get(attempt.name)
+            if current is None or attempt.attempt >= current.attempt:
+                latest[attempt.name] = attempt
+        return latest

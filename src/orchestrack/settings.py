@@ -1,0 +1,153 @@
+"""Configuration: explicit argument > ``ORCHESTRACK_*`` environment > config file > default.
+
+The config file is TOML: ``$ORCHESTRACK_CONFIG`` when set, else ``./orchestrack.toml`` when it
+exists, else ``$ORCHESTRACK_HOME/config.toml``. Nested fields use ``__`` in the environment
+(``ORCHESTRACK_POLICY__STRICT=true``) and tables in the file (``[policy]``). Unknown keys in the
+file are errors, so a typo never becomes a silent default. docs/configuration.md lists every field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from orchestrack.errors import InvalidInputError
+from orchestrack.policy import SchemaPolicy
+
+ENV_PREFIX = "ORCHESTRACK_"
+
+
+def default_home() -> Path:
+    """``~/.orchestrack``: where the embedded store lives unless ``ORCHESTRACK_HOME`` says otherwise."""
+    return Path("~/.orchestrack").expanduser()
+
+
+def config_file_path() -> Path | None:
+    """The config file in force, or ``None`` when there is none."""
+    explicit = os.environ.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    local = Path("orchestrack.toml")
+    if local.is_file():
+        return local.resolve()
+    home = Path(os.environ.get(ENV_PREFIX + "HOME") or default_home()).expanduser()
+    candidate = home / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Every orchestrack setting. Build it with :func:`load_settings`.
+
+    Example::
+
+        settings = load_settings(tracking_uri="sqlite:////tmp/runs.db")
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False,
+    )
+
+    home: Path = Field(default_factory=default_home, description="Folder of the embedded store, spool and artifacts.")
+    tracking_uri: str | None = Field(
+        default=None, description="Store URI; default: sqlite:///$ORCHESTRACK_HOME/orchestrack.db.")
+    artifact_uri: str | None = Field(
+        default=None, description="Where artifacts go; default: $ORCHESTRACK_HOME/artifacts.")
+    strict: bool = Field(default=False, description="Raise tracking faults instead of logging and spooling them.")
+    run_key: str | None = Field(default=None, description="Attach fluent calls in this process to the run with this key.")
+    image: str | None = Field(default=None, description="Container image to record when no adapter knows it.")
+    packages: list[str] = Field(default_factory=list, description="Extra distributions whose versions are recorded.")
+    code_dir: Path | None = Field(default=None, description="Checkout to read the code commit from; default: cwd.")
+    spool_dir: Path | None = Field(default=None, description="Where faulted writes wait; default: $ORCHESTRACK_HOME/spool.")
+    busy_timeout_s: float = Field(default=30.0, gt=0, description="How long SQLite waits for a lock.")
+    data_hash_limit_mb: int = Field(
+        default=256, ge=0, description="Local data files up to this size get a sha256 version; larger get a stat fingerprint.")
+    policy: SchemaPolicy = Field(default_factory=SchemaPolicy)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file_path()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """The store URI in force."""
+        return self.tracking_uri or f"sqlite:///{self.home.expanduser() / 'orchestrack.db'}"
+
+    @property
+    def resolved_artifact_uri(self) -> str:
+        """The artifact location in force."""
+        return self.artifact_uri or str(self.home.expanduser() / "artifacts")
+
+    @property
+    def resolved_spool_dir(self) -> Path:
+        """The spool folder in force."""
+        return (self.spool_dir or self.home / "spool").expanduser()
+
+
+_cache: dict[tuple[Any, ...], Settings] = {}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from arguments, environment and config file, cached until any of them change."""
+    path = config_file_path()
+    try:
+        stamp = path.stat().st_mtime_ns if path is not None else None
+    except OSError:
+        stamp = None
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)))
+    cache_key = (env, str(path), stamp, tuple(sorted((k, repr(v)) for k, v in overrides.items())))
+    cached = _cache.get(cache_key)
+    if cached is not None:
+        return cached
+    if path is not None and not path.is_file():
+        raise InvalidInputError(
+            f"config file {str(path)!r} (from ORCHESTRACK_CONFIG) does not exist; "
+            "create it or unset ORCHESTRACK_CONFIG")
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as err:
+        raise InvalidInputError(_explain(err, overrides, path)) from err
+    except ValueError as err:  # a malformed TOML file or env value pydantic-settings cannot parse
+        where = f"config file {path}" if path is not None else "the ORCHESTRACK_* environment"
+        raise InvalidInputError(f"cannot read orchestrack settings from {where}: {err}") from err
+    if len(_cache) > 32:
+        _cache.clear()
+    _cache[cache_key] = settings
+    return settings
+
+
+def _explain(err: ValidationError, overrides: dict[str, Any], path: Path | None) -> str:
+    lines = []
+    for problem in err.errors():
+        location = [str(part) for part in problem["loc"]]
+        dotted = ".".join(location)
+        env_name = ENV_PREFIX + "__".join(location).upper()
+        if location and location[0] in overrides:
+            source = f"argument {location[0]}="
+        elif env_name in {k.upper() for k in os.environ} or (ENV_PREFIX + location[0].upper()) in os.environ:
+            source = f"environment variable {env_name}"
+        elif path is not None:
+            source = f"config file {path}"
+        else:
+            source = "defaults"
+        lines.append(f"setting {dotted!r} from {source}: {problem['msg']} (got {problem.get('input')!r})")
+    return "invalid orchestrack settings: " + "; ".join(lines) + ". See docs/configuration.md for the valid values."

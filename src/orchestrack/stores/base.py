@@ -1,0 +1,95 @@
+"""The store protocol every backend implements, and the query type it answers.
+
+A store keeps run records; an artifact store keeps the bytes of artifacts. Both are plain
+synchronous objects. Writes are idempotent where the lifecycle may repeat them (opening a run by
+key, recording a task attempt, logging a param again), so a retried or replayed write is harmless.
+tests/contract/ holds the suite every store must pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrack.record import (
+    Artifact,
+    DataSnapshot,
+    FailureReason,
+    MetricPoint,
+    Purpose,
+    RunRecord,
+    RunStatus,
+    Scalar,
+    TaskAttempt,
+)
+
+
+class RunQuery(BaseModel):
+    """Filters for :meth:`Store.search_runs`; results come newest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: RunStatus | None = None
+    pipeline: str | None = None
+    reason: FailureReason | None = None
+    purpose: Purpose | None = None
+    owner: str | None = None
+    limit: int = Field(default=50, ge=1, le=10_000)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where run records live."""
+
+    uri: str
+
+    def open_run(self, record: RunRecord) -> RunRecord:
+        """Insert ``record`` unless a run with its key exists; return the stored run either way."""
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id; raises ``RunNotFoundError``."""
+
+    def find_run(self, key_or_run_id: str) -> RunRecord | None:
+        """The run with this key or run id, or ``None``."""
+
+    def search_runs(self, query: RunQuery) -> list[RunRecord]:
+        """Runs matching ``query``, newest first."""
+
+    def update_run(self, run_id: str, changes: dict[str, Any]) -> None:
+        """Replace top-level run fields (status, ended_at, failure, code, environment, ...)."""
+
+    def log_params(self, run_id: str, params: dict[str, Scalar]) -> None:
+        """Set params; a key logged again takes the new value."""
+
+    def log_metrics(self, run_id: str, points: list[MetricPoint]) -> None:
+        """Append metric points."""
+
+    def log_data(self, run_id: str, snapshot: DataSnapshot) -> None:
+        """Record a data snapshot; the same (name, uri) logged again is replaced."""
+
+    def log_artifact(self, run_id: str, artifact: Artifact) -> None:
+        """Record an artifact already put in the artifact store; the same name is replaced."""
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags."""
+
+    def record_task(self, run_id: str, attempt: TaskAttempt) -> None:
+        """Insert or replace the task attempt (name, attempt)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """Where artifact bytes live, addressed by content."""
+
+    uri: str
+
+    def put(self, path: Path, name: str) -> tuple[str, str, int]:
+        """Store a file or folder; return ``(uri, sha256, size_bytes)``."""
+
+    def fetch(self, uri: str, destination: Path) -> Path:
+        """Copy the artifact at ``uri`` to ``destination``; return the written path."""

@@ -1,0 +1,110 @@
+"""Artifacts in a local folder, addressed by sha256 (the same bytes are stored once).
+
+A file goes to ``ROOT/sha256/ab/abcdef...``. A folder is stored file by file plus a JSON
+manifest (relative path -> sha256, size); the folder's sha256 is the manifest's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from orchestrack.capture import hash_file
+from orchestrack.errors import InvalidInputError, StoreError
+
+
+class LocalArtifactStore:
+    """Content-addressed artifacts under ``root`` (a path or ``file://`` URI).
+
+    Example::
+
+        uri, sha256, size = LocalArtifactStore("/tmp/artifacts").put(Path("model.pt"), "model.pt")
+    """
+
+    def __init__(self, root: str) -> None:
+        self.uri = root
+        self.root = Path(root.removeprefix("file://")).expanduser().resolve()
+
+    def _blob(self, sha256: str) -> Path:
+        return self.root / "sha256" / sha256[:2] / sha256
+
+    def _store_file(self, path: Path) -> tuple[str, int]:
+        sha256, size = hash_file(path)
+        target = self._blob(sha256)
+        if target.exists():
+            return sha256, size
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Copy then rename, so a reader never sees half a file and concurrent puts of the same
+            # bytes simply replace each other with identical content.
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+            os.close(handle)
+            shutil.copyfile(path, temporary)
+            os.replace(temporary, target)
+        except OSError as err:
+            raise StoreError(
+                f"cannot write artifact {str(path)!r} into {str(self.root)!r}: {err.strerror or err}; "
+                "make the folder writable or set ORCHESTRACK_ARTIFACT_URI / ORCHESTRACK_HOME elsewhere") from err
+        return sha256, size
+
+    def put(self, path: Path, name: str) -> tuple[str, str, int]:
+        """Store a file or a folder; return ``(uri, sha256, size_bytes)``."""
+        path = Path(path)
+        if path.is_dir():
+            return self._put_folder(path)
+        if not path.is_file():
+            raise InvalidInputError(
+                f"artifact {name!r}: {str(path)!r} is not a file or folder (log_artifact path=); "
+                "write the file before logging it, or check the working directory "
+                f"({os.getcwd()})")
+        sha256, size = self._store_file(path)
+        return self._blob(sha256).as_uri(), sha256, size
+
+    def _put_folder(self, folder: Path) -> tuple[str, str, int]:
+        base = folder.resolve()
+        manifest: dict[str, dict[str, object]] = {}
+        total = 0
+        for child in sorted(folder.rglob("*")):
+            if child.is_dir():
+                continue
+            resolved = child.resolve()
+            if not resolved.is_relative_to(base):
+                raise InvalidInputError(
+                    f"artifact folder {str(folder)!r}: {str(child.relative_to(folder))!r} links to {str(resolved)!r}, "
+                    "outside the folder; copy the target in or remove the link before logging the folder")
+            if not resolved.is_file():
+                continue
+            sha256, size = self._store_file(resolved)
+            manifest[child.relative_to(folder).as_posix()] = {"sha256": sha256, "size": size}
+            total += size
+        document = json.dumps({"kind": "folder", "files": manifest}, sort_keys=True).encode()
+        with tempfile.NamedTemporaryFile(delete=False, suffix=".json") as handle:
+            handle.write(document)
+        try:
+            sha256, _ = self._store_file(Path(handle.name))
+        finally:
+            os.unlink(handle.name)
+        return self._blob(sha256).as_uri(), sha256, total
+
+    def fetch(self, uri: str, destination: Path) -> Path:
+        """Copy an artifact (file, or folder by its manifest) to ``destination``."""
+        source = Path(uri.removeprefix("file://"))
+        if not source.is_file():
+            raise StoreError(f"artifact {uri!r} is not in {str(self.root)!r}; was the artifact folder moved?")
+        destination = Path(destination)
+        try:
+            manifest = json.loads(source.read_bytes())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            manifest = None
+        if isinstance(manifest, dict) and manifest.get("kind") == "folder":
+            for relative, entry in manifest["files"].items():
+                target = destination / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self._blob(entry["sha256"]), target)
+            return destination
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+        return destination

@@ -1,0 +1,337 @@
+"""The embedded store: one SQLite file, safe for many processes on one machine.
+
+WAL journal, a busy timeout and ``BEGIN IMMEDIATE`` write transactions make concurrent writers
+queue instead of failing; every write is one short transaction. Open and close of a run are
+idempotent by key thanks to the unique index on ``runs.key``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from orchestrack.errors import RunNotFoundError, StoreError
+from orchestrack.record import (
+    Artifact,
+    DataSnapshot,
+    MetricPoint,
+    RunRecord,
+    Scalar,
+    SeriesPoint,
+    TaskAttempt,
+)
+from orchestrack.stores.base import RunQuery
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, key TEXT NOT NULL UNIQUE, name TEXT NOT NULL, owner TEXT, purpose TEXT,
+    status TEXT NOT NULL, pipeline TEXT, failure_reason TEXT, started_at TEXT NOT NULL, ended_at TEXT,
+    doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE TABLE IF NOT EXISTS params (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS tags (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS metrics (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
+    key TEXT NOT NULL, value REAL NOT NULL, step INTEGER, slice TEXT, ts TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id);
+CREATE TABLE IF NOT EXISTS data (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
+    name TEXT NOT NULL, uri TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (run_id, name, uri));
+CREATE TABLE IF NOT EXISTS artifacts (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
+    name TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (run_id, name));
+CREATE TABLE IF NOT EXISTS tasks (run_id TEXT NOT NULL, name TEXT NOT NULL, attempt INTEGER NOT NULL,
+    status TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (run_id, name, attempt));
+"""
+
+# Top-level record fields with their own column; everything else lives in the JSON ``doc``.
+_COLUMNS = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at")
+_DOC_FIELDS = ("schema_version", "orchestrator", "code", "features", "environment", "failure", "incomplete")
+
+
+def _ts(value: datetime | str | None) -> str | None:
+    """A sortable UTC timestamp text (fixed width, so text order is time order)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SQLiteStore:
+    """The embedded store. ``uri`` is ``sqlite:///ABSOLUTE/PATH.db`` or a plain path.
+
+    Example::
+
+        store = SQLiteStore("sqlite:////tmp/orchestrack.db")
+    """
+
+    def __init__(self, uri: str, *, busy_timeout_s: float = 30.0) -> None:
+        self.uri = uri
+        # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
+        self.path = Path(uri.removeprefix("sqlite:///")).expanduser()
+        self.busy_timeout_s = busy_timeout_s
+        self._lock = threading.RLock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid = -1
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # A connection must not cross a fork: reconnect in a child process.
+        if self._connection is not None and self._pid == os.getpid():
+            return self._connection
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(
+                f"cannot create the folder of the embedded store {str(self.path.parent)!r}: {err.strerror}; "
+                "set ORCHESTRACK_HOME (or ORCHESTRACK_TRACKING_URI) to a writable location") from err
+        try:
+            connection = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                                         check_same_thread=False)
+            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    connection.execute(statement)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            raise self._explain(err, "open") from err
+        self._connection, self._pid = connection, os.getpid()
+        return connection
+
+    def _explain(self, err: sqlite3.Error, action: str) -> StoreError:
+        text = str(err)
+        where = f"embedded store {str(self.path)!r}"
+        if "locked" in text or "busy" in text:
+            fix = (f"another process held the lock for more than {self.busy_timeout_s:g} s; "
+                   "raise ORCHESTRACK_BUSY_TIMEOUT_S or find the process holding it")
+        elif "not a database" in text or "malformed" in text or "corrupt" in text:
+            fix = (f"the file is not a readable SQLite database; move it aside (mv {self.path} {self.path}.corrupt) "
+                   "and orchestrack starts a new one, then `orchestrack replay` loads what was spooled meanwhile")
+        elif "full" in text:
+            fix = "the disk is full; free space or point ORCHESTRACK_HOME elsewhere"
+        elif "readonly" in text or "unable to open" in text:
+            fix = "the file or its folder is not writable; fix permissions or set ORCHESTRACK_HOME to a writable folder"
+        else:
+            fix = "see the SQLite error above"
+        return StoreError(f"cannot {action} the {where}: {text}; {fix}")
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            connection = self._connect()
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise self._explain(err, action) from err
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except sqlite3.Error as err:
+                connection.execute("ROLLBACK")
+                raise self._explain(err, action) from err
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row | tuple[Any, ...]]:
+        with self._lock:
+            connection = self._connect()
+            try:
+                return connection.execute(sql, args).fetchall()
+            except sqlite3.Error as err:
+                raise self._explain(err, "read") from err
+
+    def close(self) -> None:
+        """Close the connection (a later call reconnects)."""
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def open_run(self, record: RunRecord) -> RunRecord:
+        """Insert ``record`` unless its key exists; return the stored run."""
+        document = record.model_dump(mode="json")
+        with self._write("open a run in") as connection:
+            connection.execute(
+                "INSERT INTO runs (run_id, key, name, owner, purpose, status, pipeline, failure_reason,"
+                " started_at, ended_at, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO NOTHING",
+                (record.run_id, record.key, record.name, record.owner, document["purpose"], document["status"],
+                 record.orchestrator.pipeline, record.failure.reason.value if record.failure else None,
+                 _ts(record.started_at), _ts(record.ended_at),
+                 json.dumps({k: document[k] for k in _DOC_FIELDS})))
+            for key, value in record.params.items():
+                connection.execute("INSERT OR IGNORE INTO params VALUES (?,?,?)", (record.run_id, key, json.dumps(value)))
+            for key, value in record.tags.items():
+                connection.execute("INSERT OR IGNORE INTO tags VALUES (?,?,?)", (record.run_id, key, value))
+        found = self.find_run(record.key)
+        if found is None:  # pragma: no cover - the insert above guarantees a row
+            raise RunNotFoundError(f"run {record.key!r} vanished right after it was opened in {self.path}")
+        return found
+
+    def update_run(self, run_id: str, changes: dict[str, Any]) -> None:
+        """Replace top-level fields of the run."""
+        unknown = set(changes) - set(_COLUMNS) - set(_DOC_FIELDS)
+        if unknown:
+            raise ValueError(f"update_run cannot change {sorted(unknown)}; use the matching log_* call")
+        patch = RunRecord.model_validate({"run_id": run_id, "key": "-", "name": "-", **changes}).model_dump(mode="json")
+        with self._write("update a run in") as connection:
+            row = connection.execute("SELECT doc FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"no run with id {run_id!r} in {self.path}")
+            doc = json.loads(row[0])
+            sets: dict[str, Any] = {}
+            for field in changes:
+                if field in _DOC_FIELDS:
+                    doc[field] = patch[field]
+                elif field in ("started_at", "ended_at"):
+                    sets[field] = _ts(patch[field])
+                else:
+                    sets[field] = patch[field]
+            if "failure" in changes:
+                sets["failure_reason"] = patch["failure"]["reason"] if patch["failure"] else None
+            if "orchestrator" in changes:
+                sets["pipeline"] = patch["orchestrator"]["pipeline"]
+            sets["doc"] = json.dumps(doc)
+            assignments = ", ".join(f"{column} = ?" for column in sets)
+            connection.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", (*sets.values(), run_id))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id."""
+        rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise RunNotFoundError(f"no run with id {run_id!r} in the embedded store {str(self.path)!r}")
+        return self._assemble(rows[0])
+
+    def find_run(self, key_or_run_id: str) -> RunRecord | None:
+        """The run with this key or id (a unique id prefix of 8+ characters works too)."""
+        rows = self._read("SELECT * FROM runs WHERE key = ? OR run_id = ?", (key_or_run_id, key_or_run_id))
+        if not rows and len(key_or_run_id) >= 8:
+            rows = self._read("SELECT * FROM runs WHERE run_id LIKE ? ESCAPE '\\' LIMIT 2",
+                              (key_or_run_id.replace("%", "\\%").replace("_", "\\_") + "%",))
+            if len(rows) != 1:
+                return None
+        return self._assemble(rows[0]) if rows else None
+
+    def search_runs(self, query: RunQuery) -> list[RunRecord]:
+        """Runs matching ``query``, newest first."""
+        clauses, args = [], []
+        for column, value in (("status", query.status), ("pipeline", query.pipeline),
+                              ("failure_reason", query.reason), ("purpose", query.purpose), ("owner", query.owner)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(str(value))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                          (*args, query.limit))
+        return [self._assemble(row) for row in rows]
+
+    def _assemble(self, row: Any) -> RunRecord:
+        (run_id, key, name, owner, purpose, status, _pipeline, _reason, started_at, ended_at, doc) = tuple(row)
+        document: dict[str, Any] = json.loads(doc)
+        document.update(run_id=run_id, key=key, name=name, owner=owner, purpose=purpose, status=status,
+                        started_at=started_at, ended_at=ended_at)
+        document["params"] = {k: json.loads(v) for k, v in self._read(
+            "SELECT key, value FROM params WHERE run_id = ? ORDER BY key", (run_id,))}
+        document["tags"] = dict(self._read("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key", (run_id,)))
+        document["data"] = [json.loads(d) for (d,) in self._read(
+            "SELECT doc FROM data WHERE run_id = ? ORDER BY seq", (run_id,))]
+        document["artifacts"] = [json.loads(d) for (d,) in self._read(
+            "SELECT doc FROM artifacts WHERE run_id = ? ORDER BY seq", (run_id,))]
+        document["tasks"] = [json.loads(d) for (d,) in self._read(
+            "SELECT doc FROM tasks WHERE run_id = ? ORDER BY json_extract(doc, '$.started_at'), name, attempt",
+            (run_id,))]
+        points = self._read("SELECT key, value, step, slice, ts FROM metrics WHERE run_id = ? ORDER BY seq", (run_id,))
+        document.update(_metric_views(points))
+        return RunRecord.model_validate(document)
+
+    # -- logging ----------------------------------------------------------------------------
+
+    def log_params(self, run_id: str, params: dict[str, Scalar]) -> None:
+        """Set params (a key logged again takes the new value)."""
+        with self._write("log params to") as connection:
+            connection.executemany("INSERT OR REPLACE INTO params VALUES (?,?,?)",
+                                   [(run_id, k, json.dumps(v)) for k, v in params.items()])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags."""
+        with self._write("set tags in") as connection:
+            connection.executemany("INSERT OR REPLACE INTO tags VALUES (?,?,?)",
+                                   [(run_id, k, v) for k, v in tags.items()])
+
+    def log_metrics(self, run_id: str, points: list[MetricPoint]) -> None:
+        """Append metric points."""
+        with self._write("log metrics to") as connection:
+            connection.executemany(
+                "INSERT INTO metrics (run_id, key, value, step, slice, ts) VALUES (?,?,?,?,?,?)",
+                [(run_id, p.key, p.value, p.step, p.slice, _ts(p.timestamp)) for p in points])
+
+    def log_data(self, run_id: str, snapshot: DataSnapshot) -> None:
+        """Record a data snapshot."""
+        with self._write("log data to") as connection:
+            connection.execute(
+                "INSERT INTO data (run_id, name, uri, doc) VALUES (?,?,?,?) "
+                "ON CONFLICT (run_id, name, uri) DO UPDATE SET doc = excluded.doc",
+                (run_id, snapshot.name, snapshot.uri, snapshot.model_dump_json()))
+
+    def log_artifact(self, run_id: str, artifact: Artifact) -> None:
+        """Record an artifact."""
+        with self._write("log an artifact to") as connection:
+            connection.execute(
+                "INSERT INTO artifacts (run_id, name, doc) VALUES (?,?,?) "
+                "ON CONFLICT (run_id, name) DO UPDATE SET doc = excluded.doc",
+                (run_id, artifact.name, artifact.model_dump_json()))
+
+    def record_task(self, run_id: str, attempt: TaskAttempt) -> None:
+        """Insert or replace a task attempt."""
+        with self._write("record a task in") as connection:
+            connection.execute("INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?)",
+                               (run_id, attempt.name, attempt.attempt, attempt.status.value,
+                                attempt.model_dump_json()))
+
+
+def _metric_views(points: list[Any]) -> dict[str, Any]:
+    """Latest value per key (overall and per slice) and step series, from raw points in log order.
+
+    "Latest" is the highest step, then the latest log, as in MLflow.
+    """
+    latest: dict[tuple[str | None, str], tuple[tuple[int, str, int], float]] = {}
+    series: dict[str, list[SeriesPoint]] = {}
+    for order, (key, value, step, slice_, ts) in enumerate(points):
+        rank = (step if step is not None else -1, ts, order)
+        current = latest.get((slice_, key))
+        if current is None or rank >= current[0]:
+            latest[(slice_, key)] = (rank, value)
+        if step is not None and slice_ is None:
+            series.setdefault(key, []).append(SeriesPoint(step=step, value=value, timestamp=ts))
+    metrics: dict[str, float] = {}
+    slices: dict[str, dict[str, float]] = {}
+    for (slice_, key), (_, value) in sorted(latest.items(), key=lambda item: (item[0][0] or "", item[0][1])):
+        if slice_ is None:
+            metrics[key] = value
+        else:
+            slices.setdefault(slice_, {})[key] = value
+    for points_of_key in series.values():
+        points_of_key.sort(key=lambda p: (p.step, p.timestamp))
+    return {"metrics": metrics, "slice_metrics": slices,
+            "metric_series": {k: v for k, v in series.items() if len(v) > 1}}
