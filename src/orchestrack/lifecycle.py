@@ -88,7 +88,7 @@ class Run:
         self.store = store
         self.settings = settings
         self._finished = record.finished
-        self._opened = record
+        self._faults = 0
 
     def __repr__(self) -> str:
         return f"Run(key={self.key!r}, run_id={self.run_id!r})"
@@ -105,8 +105,11 @@ class Run:
                 raise
             try:
                 where = _spool_for(self.settings).write(self.store.uri, op, **args)
-                log.warning("orchestrack could not %s for run %r (%s); spooled to %s, no impact on the task. "
-                            "Run `orchestrack replay` once the store is back.", op, self.key, err, where)
+                # The first fault of a run is worth a warning; repeating it for every write is noise.
+                level = logging.DEBUG if self._faults else logging.WARNING
+                self._faults += 1
+                log.log(level, "orchestrack could not %s for run %r (%s); spooled to %s, no impact on the task. "
+                        "Run `orchestrack replay` once the store is back.", op, self.key, err, where)
             except Exception as spool_err:
                 log.error("orchestrack could not %s for run %r (%s) nor spool it (%s); this write is lost",
                           op, self.key, err, spool_err)
@@ -302,13 +305,16 @@ class Run:
             self._release()
             return record
         now = utcnow()
+        tasks = []
         for attempt in record.tasks:
             if attempt.status is TaskStatus.RUNNING:
                 summary = f"Task '{attempt.name}' was still running when the run ended; closed as cancelled."
-                closed = attempt.model_copy(update={
+                attempt = attempt.model_copy(update={
                     "status": TaskStatus.CANCELLED, "ended_at": now,
                     "failure": Failure(reason=FailureReason.CANCELLED, summary=summary, task=attempt.name)})
-                self._write("record_task", run_id=self.run_id, attempt=closed)
+                self._write("record_task", run_id=self.run_id, attempt=attempt)
+            tasks.append(attempt)
+        record = record.model_copy(update={"tasks": tasks})
         latest = record.last_attempts()
         failed = sorted((a for a in latest.values() if a.status is TaskStatus.FAILED),
                         key=lambda a: (a.ended_at or now, a.name))
@@ -387,7 +393,9 @@ def start_run(key: str | None = None, *, name: str | None = None, owner: str | N
     global _process_run
     overrides = {k: v for k, v in (("tracking_uri", tracking_uri), ("artifact_uri", artifact_uri)) if v}
     settings = load_settings(**overrides)
-    key = inputs.check_key(key or settings.run_key or f"run-{uuid.uuid4().hex}", "start_run key=")
+    if key is None:
+        key = settings.run_key or f"run-{uuid.uuid4().hex}"
+    key = inputs.check_key(key, "start_run key=")
     if owner is not None:
         inputs.check_name(owner, "owner", "start_run owner=")
     purpose = inputs.check_choice(purpose, Purpose, "purpose", "start_run purpose=") if purpose is not None else None
@@ -421,7 +429,6 @@ def start_run(key: str | None = None, *, name: str | None = None, owner: str | N
         log.debug("open failed: %s", err)
     else:
         run._finished = stored.finished
-        run._opened = stored
         _fill_missing(run, stored, record)
     _active_run.set(run)
     _process_run = run

@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
+from pydantic_core import to_jsonable_python
 
 from orchestrack.record import Artifact, DataSnapshot, MetricPoint, RunRecord, TaskAttempt
 
@@ -35,14 +36,6 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "record_task": {"run_id": str, "attempt": TaskAttempt},
 }
 _ADAPTERS = {op: {arg: TypeAdapter(kind) for arg, kind in args.items()} for op, args in OPERATIONS.items()}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def fallback_dir() -> Path:
@@ -79,7 +72,7 @@ class Spool:
     def write(self, store_uri: str, op: str, **args: Any) -> Path:
         """Append one failed write; return the spool file it went to."""
         line = json.dumps({"store": store_uri, "op": op, "at": datetime.now(timezone.utc).isoformat(),
-                           "args": {k: _jsonable(v) for k, v in args.items()}})
+                           "args": to_jsonable_python(args)})
         with self._lock:
             path = self._file()
             with open(path, "a", encoding="utf-8") as handle:
@@ -108,7 +101,7 @@ def pending_files(directories: list[Path]) -> list[Path]:
 
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
-        return True
+        return False  # our own file: nothing else writes it, and replaying it here is safe
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

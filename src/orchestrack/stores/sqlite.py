@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -98,11 +100,29 @@ class SQLiteStore:
             raise StoreError(
                 f"cannot create the folder of the embedded store {str(self.path.parent)!r}: {err.strerror}; "
                 "set ORCHESTRACK_HOME (or ORCHESTRACK_TRACKING_URI) to a writable location") from err
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                connection = self._set_up()
+                break
+            except sqlite3.OperationalError as err:
+                # Switching a new file to WAL can report "locked" without waiting on the busy
+                # handler while other processes create the same file: wait and try again.
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise self._explain(err, "open") from err
+                time.sleep(0.01 + random.random() * 0.05)
+            except sqlite3.Error as err:
+                raise self._explain(err, "open") from err
+        self._connection, self._pid = connection, os.getpid()
+        return connection
+
+    def _set_up(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                                     check_same_thread=False)
         try:
-            connection = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
-                                         check_same_thread=False)
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -112,9 +132,9 @@ class SQLiteStore:
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as err:
-            raise self._explain(err, "open") from err
-        self._connection, self._pid = connection, os.getpid()
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def _explain(self, err: sqlite3.Error, action: str) -> StoreError:

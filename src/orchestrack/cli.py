@@ -1,0 +1,417 @@
+"""The ``orchestrack`` command: list, show, compare and diagnose tracked runs.
+
+Human output goes through rich (plain text when stdout is not a terminal); ``--json`` output is
+plain JSON through ``click.echo`` so scripts can parse it. Every :class:`OrchestrackError`
+becomes a one-line ``Error: ...`` on stderr with exit code 1, never a traceback.
+
+Example::
+
+    orchestrack runs --status failed --pipeline nightly-train
+    orchestrack show nightly-train/2026-11-28
+    orchestrack compare 6f1c7f0e 9a2b3c4d --json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, TextIO
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Column, Table
+from rich.text import Text
+
+import orchestrack
+from orchestrack.errors import OrchestrackError
+from orchestrack.record import FailureReason, Purpose, RunRecord, RunStatus
+
+#: Width used when stdout is not a terminal and COLUMNS is unset (CI logs are wide; 80 squashes tables).
+PIPE_WIDTH = 160
+
+STATUS_STYLES = {
+    "succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "blue",
+    "upstream_failed": "red", "skipped": "dim",
+}
+DIFF_STYLE = "bold yellow"
+DIFF_MARK = "≠"
+
+
+class _Group(click.Group):
+    """A group that turns orchestrack errors into clean one-line click errors (exit code 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OrchestrackError as err:
+            raise click.ClickException(" ".join(str(err).split())) from err
+
+
+# -- formatting helpers -------------------------------------------------------------------------
+
+
+def _console() -> Console:
+    """A console on the current stdout, wide enough for tables when output is piped."""
+    console = Console(highlight=False, emoji=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = PIPE_WIDTH
+    return console
+
+
+def _echo_json(data: Any) -> None:
+    """Plain, parseable JSON on stdout."""
+    click.echo(json.dumps(data, indent=2))
+
+
+def _choices(enum: type[Enum]) -> click.Choice:
+    """A click choice of an enum's values (click lists them when a value is invalid)."""
+    return click.Choice([member.value for member in enum], case_sensitive=False)
+
+
+def _cell(value: Any) -> Text:
+    """One table cell; text is never parsed as rich markup, so data cannot inject styles."""
+    if isinstance(value, Text):
+        return value
+    if value is None:
+        return Text("-", style="dim")
+    if isinstance(value, bool):
+        return Text("true" if value else "false")
+    if isinstance(value, float):
+        return Text(f"{value:.6g}")
+    if isinstance(value, Enum):
+        return Text(str(value.value))
+    return Text(str(value))
+
+
+def _table(columns: Sequence[str | Column], rows: Iterable[Sequence[Any]], *, title: str | None = None,
+           header: bool = True, styles: Sequence[str | None] | None = None) -> Table:
+    """A table of ``rows`` (``None`` shows as ``-``); ``styles`` gives each row a style."""
+    table = Table(*columns, title=title, title_justify="left", title_style="bold", show_header=header,
+                  header_style="bold", box=box.SIMPLE_HEAD if header else None, show_edge=False, pad_edge=False)
+    for index, row in enumerate(rows):
+        table.add_row(*(_cell(value) for value in row), style=styles[index] if styles else None)
+    return table
+
+
+def _fields(title: str, pairs: Iterable[tuple[str, Any]]) -> Table:
+    """A two-column ``field  value`` table without a header."""
+    return _table((Column("field", style="bold"), "value"), pairs, title=title, header=False)
+
+
+def _print_tables(console: Console, tables: Iterable[Table]) -> None:
+    """Print the tables that have rows, one blank line apart."""
+    for table in tables:
+        if table.row_count:
+            console.print(table)
+            console.print()
+
+
+def _status(status: Enum | None) -> Text:
+    """A run or task status, coloured."""
+    if status is None:
+        return _cell(None)
+    return Text(str(status.value), style=STATUS_STYLES.get(str(status.value), ""))
+
+
+def _when(moment: datetime | None, *, seconds: bool = False) -> str | None:
+    """A UTC timestamp, short (``2026-11-28 14:03``) or with seconds and zone."""
+    if moment is None:
+        return None
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if seconds else moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """A UTC ISO-8601 timestamp for JSON output."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _duration(seconds: float | None) -> str | None:
+    """``4.2s``, ``3m 05s``, ``2h 07m`` or ``1d 03h``."""
+    if seconds is None:
+        return None
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def _run_seconds(record: RunRecord) -> float | None:
+    """How long a finished run took."""
+    return (record.ended_at - record.started_at).total_seconds() if record.ended_at else None
+
+
+def _size(size_bytes: int | None) -> str | None:
+    """A byte count in binary units."""
+    if size_bytes is None:
+        return None
+    value = float(size_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size_bytes} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return None  # pragma: no cover - the loop always returns
+
+
+def _short(text: str | None, length: int = 12) -> str | None:
+    """The first ``length`` characters of an id, hash or version."""
+    return text[:length] if text else text
+
+
+def _plural(count: int, word: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _reason(record: RunRecord) -> str | None:
+    """The run's failure label, if any."""
+    return record.failure.reason.value if record.failure else None
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--tracking-uri", metavar="URI",
+              help="Store to read (default: ORCHESTRACK_TRACKING_URI, else the embedded store in ORCHESTRACK_HOME).")
+@click.version_option(orchestrack.__version__, prog_name="orchestrack")
+@click.pass_context
+def main(ctx: click.Context, tracking_uri: str | None) -> None:
+    """Every pipeline execution as one tracked run: list, inspect, compare and diagnose them."""
+    ctx.obj = tracking_uri
+
+
+@main.command()
+@click.option("--status", type=_choices(RunStatus), help="Only runs with this status.")
+@click.option("--pipeline", help="Only runs of this pipeline.")
+@click.option("--reason", type=_choices(FailureReason), help="Only runs that failed for this reason.")
+@click.option("--purpose", type=_choices(Purpose), help="Only runs made for this purpose.")
+@click.option("--owner", help="Only runs of this owner.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="At most this many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run records as a JSON list.")
+@click.pass_obj
+def runs(tracking_uri: str | None, status: str | None, pipeline: str | None, reason: str | None,
+         purpose: str | None, owner: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    found = orchestrack.search_runs(status=status, pipeline=pipeline, reason=reason, purpose=purpose, owner=owner,
+                                    limit=limit, tracking_uri=tracking_uri)
+    if as_json:
+        _echo_json([record.model_dump(mode="json") for record in found])
+        return
+    console = _console()
+    if not found:
+        console.print("No runs match.", style="dim")
+        return
+    columns = ("run id", "name", "pipeline", "purpose", "status", "reason", "started (UTC)", "duration", "owner")
+    console.print(_table(columns, [
+        (r.run_id[:8], r.name, r.orchestrator.pipeline, r.purpose, _status(r.status), _reason(r),
+         _when(r.started_at), _duration(_run_seconds(r)), r.owner) for r in found]))
+
+
+@main.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print the full run record as JSON.")
+@click.pass_obj
+def show(tracking_uri: str | None, run: str, as_json: bool) -> None:
+    """Show one run in full. RUN is a key, a run id or a run-id prefix of 8+ characters."""
+    record = orchestrack.get_run(run, tracking_uri=tracking_uri)
+    if as_json:
+        _echo_json(record.model_dump(mode="json"))
+        return
+    console = _console()
+    info = record.orchestrator
+    _print_tables(console, [_fields(f"Run {record.name}", [
+        ("key", record.key), ("run id", record.run_id), ("status", _status(record.status)),
+        ("purpose", record.purpose), ("owner", record.owner), ("started", _when(record.started_at, seconds=True)),
+        ("ended", _when(record.ended_at, seconds=True)), ("duration", _duration(_run_seconds(record))),
+        ("orchestrator", info.kind), ("pipeline", info.pipeline), ("pipeline version", info.pipeline_version),
+        ("orchestrator run", info.run_id), ("url", info.url),
+    ])])
+    if record.failure is not None:
+        failure = record.failure
+        label = failure.reason.value + (f" ({failure.detail})" if failure.detail else "")
+        console.print(Text.assemble(("Failure: ", "bold"), (label, "bold red")), soft_wrap=True)
+        console.print(Text(failure.summary), soft_wrap=True)
+        console.print()
+    _print_tables(console, _record_tables(record))
+    if record.incomplete:
+        console.print(Text("incomplete: " + ", ".join(record.incomplete), style="yellow"), soft_wrap=True)
+
+
+def _record_tables(record: RunRecord) -> list[Table]:
+    """The sections of ``show`` below the header, in display order."""
+    code, env = record.code, record.environment
+    gpus = ", ".join(f"{g.index}: {g.name}" + (f" ({g.memory_total_mb} MiB)" if g.memory_total_mb else "")
+                     for g in env.gpus) or None
+    cuda = " / driver ".join(part for part in (env.cuda, env.driver) if part) or None
+    packages = ", ".join(f"{name} {version}" for name, version in env.packages.items()) or None
+    metric_rows: list[tuple[Any, ...]] = []
+    for key in sorted(set(record.metrics) | set(record.metric_series)):
+        series = record.metric_series.get(key)
+        note = f"series: {len(series)} points, last {series[-1].value:.6g}" if series else None
+        metric_rows.append((key, None, record.metrics.get(key), note))
+    for slice_label, values in sorted(record.slice_metrics.items()):
+        metric_rows.extend((key, slice_label, value, None) for key, value in sorted(values.items()))
+    features = record.features.model_dump(exclude={"columns", "target"})
+    return [
+        _fields("Code", [("commit", _short(code.commit, 10)), ("branch", code.branch),
+                         ("dirty", code.dirty), ("repository", code.repository)]),
+        _fields("Environment", [("python", env.python), ("image", env.image), ("hostname", env.hostname),
+                                ("platform", env.platform), ("gpus", gpus), ("cuda", cuda), ("packages", packages)]),
+        _table(("name", "uri", "version", "rows", "size"),
+               [(d.name, d.uri, _short(d.version), d.rows, _size(d.size_bytes)) for d in record.data], title="Data"),
+        _fields("Features", [("columns", ", ".join(record.features.columns)), ("target", record.features.target),
+                             *features.items()] if record.features.columns or features else []),
+        _table(("param", "value"), sorted(record.params.items()), title="Params"),
+        _table(("metric", "slice", "value", "series"), metric_rows, title="Metrics"),
+        _table(("name", "kind", "size", "sha256", "uri"),
+               [(a.name, a.kind, _size(a.size_bytes), _short(a.sha256) or None, a.uri) for a in record.artifacts],
+               title="Artifacts"),
+        _table(("task", "attempt", "status", "duration", "hostname", "reason", "summary"),
+               [(t.name, t.attempt, _status(t.status), _duration(t.duration_s), t.hostname,
+                 t.failure.reason.value if t.failure else None, t.failure.summary if t.failure else None)
+                for t in record.tasks], title="Tasks"),
+        _table(("tag", "value"), sorted(record.tags.items()), title="Tags"),
+    ]
+
+
+@main.command()
+@click.argument("run_refs", metavar="RUN RUN...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.pass_obj
+def compare(tracking_uri: str | None, run_refs: tuple[str, ...], as_json: bool) -> None:
+    """Compare runs side by side; rows whose values differ are marked."""
+    if len(run_refs) < 2:
+        raise click.UsageError("compare needs at least two runs")
+    records = [orchestrack.get_run(ref, tracking_uri=tracking_uri) for ref in run_refs]
+    rows = comparison_rows(records)
+    if as_json:
+        _echo_json({"runs": [r.run_id for r in records], "rows": rows})
+        return
+    columns = [DIFF_MARK, "section", "field", *(f"{r.name}\n{r.run_id[:8]}" for r in records)]
+    cells, styles, previous = [], [], None
+    for row in rows:
+        section = row["section"] if row["section"] != previous else ""
+        previous = row["section"]
+        cells.append((DIFF_MARK if row["differs"] else "", section, row["field"], *row["values"]))
+        styles.append(DIFF_STYLE if row["differs"] else None)
+    _console().print(_table(columns, cells, styles=styles))
+
+
+def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """One row per compared field: ``{"section", "field", "values" (one per run), "differs"}``."""
+    def union(keys: Iterable[Iterable[str]]) -> list[str]:
+        return sorted(set().union(*keys))
+
+    def data_versions(record: RunRecord, name: str) -> str | None:
+        versions = [d.version or "?" for d in record.data if d.name == name]
+        return ", ".join(versions) if versions else None
+
+    fields: list[tuple[str, str, list[Any]]] = [
+        ("run", "status", [r.status.value for r in records]),
+        ("run", "failure reason", [_reason(r) for r in records]),
+        ("run", "purpose", [r.purpose.value if r.purpose else None for r in records]),
+        ("code", "commit", [r.code.commit for r in records]),
+    ]
+    fields += [("params", key, [r.params.get(key) for r in records]) for key in union(r.params for r in records)]
+    fields += [("metrics", key, [r.metrics.get(key) for r in records]) for key in union(r.metrics for r in records)]
+    fields += [("data", name, [data_versions(r, name) for r in records])
+               for name in union((d.name for d in r.data) for r in records)]
+    fields += [("environment", "python", [r.environment.python for r in records]),
+               ("environment", "image", [r.environment.image for r in records])]
+    fields += [("environment", name, [r.environment.packages.get(name) for r in records])
+               for name in union(r.environment.packages for r in records)]
+    return [{"section": section, "field": field, "values": values, "differs": _differs(values)}
+            for section, field, values in fields]
+
+
+def _differs(values: Sequence[Any]) -> bool:
+    """True when not all values are the same (``True`` and ``1`` count as different)."""
+    first = (type(values[0]) is bool, values[0])
+    return any((type(value) is bool, value) != first for value in values[1:])
+
+
+@main.command()
+@click.option("--pipeline", help="Only runs of this pipeline.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True,
+              help="Look at this many of the newest failed or cancelled runs.")
+@click.option("--examples", type=click.IntRange(0, 100), default=3, show_default=True,
+              help="Newest examples shown per reason.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and examples as JSON.")
+@click.pass_obj
+def failures(tracking_uri: str | None, pipeline: str | None, limit: int, examples: int, as_json: bool) -> None:
+    """Why runs fail: failed and cancelled runs counted by failure reason, with recent examples."""
+    found = [record for status in (RunStatus.FAILED, RunStatus.CANCELLED)
+             for record in orchestrack.search_runs(status=status, pipeline=pipeline, limit=limit,
+                                                   tracking_uri=tracking_uri)]
+    found.sort(key=lambda r: r.ended_at or r.started_at, reverse=True)
+    found = found[:limit]
+    counts = Counter(_reason(r) or FailureReason.UNKNOWN.value for r in found)
+    by_reason = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    picked: dict[str, list[RunRecord]] = {reason: [] for reason in by_reason}
+    for record in found:
+        bucket = picked[_reason(record) or FailureReason.UNKNOWN.value]
+        if len(bucket) < examples:
+            bucket.append(record)
+    if as_json:
+        _echo_json({"total": len(found), "by_reason": by_reason, "examples": {
+            reason: [{"run_id": r.run_id, "name": r.name, "task": r.failure.task if r.failure else None,
+                      "summary": r.failure.summary if r.failure else None, "ended_at": _iso(r.ended_at)}
+                     for r in records]
+            for reason, records in picked.items()}})
+        return
+    console = _console()
+    scope = f" of pipeline {pipeline!r}" if pipeline else ""
+    if not found:
+        console.print(f"No failed or cancelled runs{scope}.", style="dim")
+        return
+    console.print(f"{_plural(len(found), 'failed or cancelled run')}{scope} (newest {limit} looked at).",
+                  soft_wrap=True)
+    _print_tables(console, [
+        _table(("reason", "count", "share"),
+               [(reason, count, f"{100 * count / len(found):.0f}%") for reason, count in by_reason.items()],
+               title="By reason"),
+        _table(("reason", "run", "task", "summary", "ended (UTC)"),
+               [(reason, r.name, r.failure.task if r.failure else None, r.failure.summary if r.failure else None,
+                 _when(r.ended_at)) for reason, records in picked.items() for r in records],
+               title="Examples"),
+    ])
+
+
+@main.command()
+def replay() -> None:
+    """Send writes spooled while the store was unreachable to their stores."""
+    applied, problems = orchestrack.replay_spool()
+    click.echo(f"Replayed {_plural(applied, 'spooled write')}.")
+    if problems:
+        click.echo(f"{_plural(len(problems), 'write')} could not be replayed "
+                   "and stay spooled for a later `orchestrack replay`:", err=True)
+        for problem in problems:
+            click.echo(f"  {problem}", err=True)
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@click.argument("log", type=click.File("r", encoding="utf-8", errors="replace"), default="-")
+@click.option("--exit-code", type=int, help="The failed process's exit code.")
+@click.option("--task", help="The task that failed (named in the summary).")
+@click.option("--json", "as_json", is_flag=True, help="Print reason, summary and detail as JSON.")
+def classify(log: TextIO, exit_code: int | None, task: str | None, as_json: bool) -> None:
+    """Label a failure from its log text (file LOG, default stdin) and/or an exit code."""
+    text = log.read()
+    failure = orchestrack.classify_failure(text=text if text.strip() else None, exit_code=exit_code, task=task)
+    if as_json:
+        _echo_json({"reason": failure.reason.value, "summary": failure.summary, "detail": failure.detail})
+    else:
+        click.echo(f"{failure.reason.value}: {failure.summary}")

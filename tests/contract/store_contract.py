@@ -1,0 +1,174 @@
+"""The behaviour every store must show. A store's test module subclasses :class:`StoreContract`
+and provides a ``store`` fixture (and ``artifact_store`` for :class:`ArtifactStoreContract`)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrack.errors import RunNotFoundError
+from orchestrack.lifecycle import run_id_for
+from orchestrack.record import (
+    Artifact,
+    DataSnapshot,
+    Failure,
+    FailureReason,
+    MetricPoint,
+    OrchestratorInfo,
+    Purpose,
+    RunRecord,
+    RunStatus,
+    TaskAttempt,
+    TaskStatus,
+    utcnow,
+)
+from orchestrack.stores.base import ArtifactStore, RunQuery, Store
+
+
+def make_record(key: str, **fields: object) -> RunRecord:
+    return RunRecord(run_id=run_id_for(key), key=key, name=key, **fields)  # type: ignore[arg-type]
+
+
+class StoreContract:
+    """Run-record behaviour; ``store`` is a fresh, empty store."""
+
+    def test_is_a_store(self, store: Store) -> None:
+        assert isinstance(store, Store)
+        assert store.uri
+
+    def test_open_is_idempotent_by_key(self, store: Store) -> None:
+        first = store.open_run(make_record("p/1", owner="a", purpose=Purpose.TUNING))
+        second = store.open_run(make_record("p/1", owner="someone-else"))
+        assert first.run_id == second.run_id == run_id_for("p/1")
+        assert second.owner == "a"  # the first opener's record stands
+        assert store.get_run(first.run_id).purpose is Purpose.TUNING
+
+    def test_find_by_key_or_id(self, store: Store) -> None:
+        opened = store.open_run(make_record("p/find"))
+        assert store.find_run("p/find").run_id == opened.run_id  # type: ignore[union-attr]
+        assert store.find_run(opened.run_id).key == "p/find"  # type: ignore[union-attr]
+        assert store.find_run("p/missing") is None
+        with pytest.raises(RunNotFoundError):
+            store.get_run(run_id_for("p/missing"))
+
+    def test_params_and_tags_overwrite_by_key(self, store: Store) -> None:
+        run = store.open_run(make_record("p/params"))
+        store.log_params(run.run_id, {"lr": 0.1, "layers": 3, "name": "x", "flag": True, "none": None})
+        store.log_params(run.run_id, {"lr": 0.2})
+        store.set_tags(run.run_id, {"team": "ml"})
+        got = store.get_run(run.run_id)
+        assert got.params == {"lr": 0.2, "layers": 3, "name": "x", "flag": True, "none": None}
+        assert isinstance(got.params["layers"], int) and isinstance(got.params["flag"], bool)
+        assert got.tags == {"team": "ml"}
+
+    def test_metrics_latest_slices_and_series(self, store: Store) -> None:
+        run = store.open_run(make_record("p/metrics"))
+        now = utcnow()
+        store.log_metrics(run.run_id, [MetricPoint(key="loss", value=v, step=s, timestamp=now + timedelta(seconds=s))
+                                       for s, v in enumerate([3.0, 2.0, 1.0])])
+        store.log_metrics(run.run_id, [MetricPoint(key="auc", value=0.9, slice="country=DE"),
+                                       MetricPoint(key="auc", value=0.8)])
+        got = store.get_run(run.run_id)
+        assert got.metrics == {"loss": 1.0, "auc": 0.8}
+        assert got.slice_metrics == {"country=DE": {"auc": 0.9}}
+        assert [(p.step, p.value) for p in got.metric_series["loss"]] == [(0, 3.0), (1, 2.0), (2, 1.0)]
+
+    def test_data_and_artifacts(self, store: Store) -> None:
+        run = store.open_run(make_record("p/data"))
+        store.log_data(run.run_id, DataSnapshot(name="train", uri="s3://b/train/", version="v1", rows=10))
+        store.log_data(run.run_id, DataSnapshot(name="train", uri="s3://b/train/", version="v2", rows=12))
+        store.log_data(run.run_id, DataSnapshot(name="eval", uri="s3://b/eval/"))
+        artifact = Artifact(name="model.pt", kind="model", uri="file:///x", sha256="ab" * 32, size_bytes=3)
+        store.log_artifact(run.run_id, artifact)
+        got = store.get_run(run.run_id)
+        assert [(d.name, d.version) for d in got.data] == [("train", "v2"), ("eval", None)]
+        assert got.artifacts == [artifact]
+
+    def test_task_attempts_upsert(self, store: Store) -> None:
+        run = store.open_run(make_record("p/tasks"))
+        start = utcnow()
+        store.record_task(run.run_id, TaskAttempt(name="train", attempt=1, status=TaskStatus.RUNNING, started_at=start))
+        failure = Failure(reason=FailureReason.TIMEOUT, summary="Task 'train' ran past its limit.", task="train")
+        store.record_task(run.run_id, TaskAttempt(name="train", attempt=1, status=TaskStatus.FAILED,
+                                                  started_at=start, ended_at=utcnow(), failure=failure))
+        store.record_task(run.run_id, TaskAttempt(name="train", attempt=2, status=TaskStatus.SUCCEEDED,
+                                                  started_at=utcnow()))
+        got = store.get_run(run.run_id)
+        assert [(t.name, t.attempt, t.status) for t in got.tasks] == [
+            ("train", 1, TaskStatus.FAILED), ("train", 2, TaskStatus.SUCCEEDED)]
+        assert got.tasks[0].failure == failure
+
+    def test_update_run_closes_and_reopens(self, store: Store) -> None:
+        run = store.open_run(make_record("p/close", orchestrator=OrchestratorInfo(pipeline="p")))
+        failure = Failure(reason=FailureReason.DATA_ERROR, summary="Task 'load' found no input.", task="load")
+        ended = utcnow()
+        store.update_run(run.run_id, {"status": RunStatus.FAILED, "ended_at": ended, "failure": failure,
+                                      "incomplete": ["code.commit"]})
+        got = store.get_run(run.run_id)
+        assert got.status is RunStatus.FAILED and got.failure == failure and got.incomplete == ["code.commit"]
+        assert abs((got.ended_at - ended).total_seconds()) < 0.001  # type: ignore[operator]
+        store.update_run(run.run_id, {"status": "running", "ended_at": None, "failure": None})
+        again = store.get_run(run.run_id)
+        assert again.status is RunStatus.RUNNING and again.ended_at is None and again.failure is None
+
+    def test_update_unknown_run_raises(self, store: Store) -> None:
+        with pytest.raises(RunNotFoundError):
+            store.update_run(run_id_for("p/nope"), {"status": RunStatus.FAILED})
+
+    def test_search_filters_newest_first(self, store: Store) -> None:
+        for index, (pipeline, status, reason) in enumerate(
+                [("a", RunStatus.SUCCEEDED, None), ("a", RunStatus.FAILED, FailureReason.TIMEOUT),
+                 ("b", RunStatus.FAILED, FailureReason.DATA_ERROR)]):
+            run = store.open_run(make_record(f"s/{index}", orchestrator=OrchestratorInfo(pipeline=pipeline),
+                                             purpose=Purpose.BASELINE if index else Purpose.TUNING,
+                                             owner="team-" + pipeline))
+            failure = Failure(reason=reason, summary="x") if reason else None
+            store.update_run(run.run_id, {"status": status, "failure": failure, "ended_at": utcnow()})
+            time.sleep(0.002)
+        assert [r.key for r in store.search_runs(RunQuery())] == ["s/2", "s/1", "s/0"]
+        assert [r.key for r in store.search_runs(RunQuery(pipeline="a"))] == ["s/1", "s/0"]
+        assert [r.key for r in store.search_runs(RunQuery(status=RunStatus.FAILED))] == ["s/2", "s/1"]
+        assert [r.key for r in store.search_runs(RunQuery(reason=FailureReason.TIMEOUT))] == ["s/1"]
+        assert [r.key for r in store.search_runs(RunQuery(purpose=Purpose.TUNING))] == ["s/0"]
+        assert [r.key for r in store.search_runs(RunQuery(owner="team-b"))] == ["s/2"]
+        assert len(store.search_runs(RunQuery(limit=1))) == 1
+
+    def test_record_round_trips(self, store: Store) -> None:
+        record = make_record("p/full", owner="o", purpose=Purpose.ABLATION,
+                             orchestrator=OrchestratorInfo(kind="airflow", pipeline="dag", pipeline_version="3",
+                                                           run_id="manual__1", url="http://x", details={"a": 1}))
+        record.code.commit = "c0ffee"
+        record.environment.packages = {"torch": "2.5"}
+        record.features.columns = ["a", "b"]
+        stored = store.open_run(record)
+        assert stored.model_dump(exclude={"started_at"}) == record.model_dump(exclude={"started_at"})
+
+
+class ArtifactStoreContract:
+    """Artifact behaviour; ``artifact_store`` is a fresh, empty artifact store."""
+
+    def test_is_an_artifact_store(self, artifact_store: ArtifactStore) -> None:
+        assert isinstance(artifact_store, ArtifactStore)
+
+    def test_file_round_trip_content_addressed(self, artifact_store: ArtifactStore, tmp_path: Path) -> None:
+        source = tmp_path / "model.pt"
+        source.write_bytes(b"weights" * 1000)
+        uri, sha256, size = artifact_store.put(source, "model.pt")
+        again = artifact_store.put(source, "copy.pt")
+        assert again == (uri, sha256, size) and size == 7000 and len(sha256) == 64
+        fetched = artifact_store.fetch(uri, tmp_path / "out" / "model.pt")
+        assert fetched.read_bytes() == source.read_bytes()
+
+    def test_folder_round_trip(self, artifact_store: ArtifactStore, tmp_path: Path) -> None:
+        folder = tmp_path / "model"
+        (folder / "sub").mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+        (folder / "sub" / "weights.bin").write_bytes(b"\x00" * 100)
+        uri, _, size = artifact_store.put(folder, "model")
+        assert size == 102
+        out = artifact_store.fetch(uri, tmp_path / "restored")
+        assert (out / "sub" / "weights.bin").read_bytes() == b"\x00" * 100
+        assert (out / "config.json").read_text() == "{}"
