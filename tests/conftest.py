@@ -23,6 +23,7 @@ def orchestrack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.setattr(lifecycle, "_process_run", None)
     monkeypatch.setattr(lifecycle, "_replayed", set())
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no git checkout above the test
     token = lifecycle._active_run.set(None)
     yield home
     lifecycle._active_run.reset(token)

@@ -130,7 +130,8 @@ def classify_failure(error: BaseException | None = None, *, text: str | None = N
     message = " ".join(f"{type(e).__name__}: {e}" for e in errors)
     full_text = "\n".join(part for part in (message, text or "") if part)
     for candidate in errors or [None]:
-        names = tuple(cls.__name__ for cls in type(candidate).__mro__) if candidate is not None else ()
+        names = (tuple(cls.__name__ for cls in type(candidate).__mro__) if candidate is not None
+                 else _names_in_text(full_text))
         for code_rule in _registry.code_rules:
             found = code_rule(candidate, full_text, exit_code)
             if found is not None:
@@ -154,6 +155,14 @@ def _failure(reason: FailureReason, detail: str | None, cause: str, error: BaseE
     return Failure(reason=reason, summary=summary, task=task, detail=detail,
                    error_type=type(error).__name__ if error is not None else None,
                    exit_code=exit_code, evidence=evidence)
+
+
+_EXCEPTION_NAME = re.compile(r"\b(?:[A-Za-z_]\w*\.)*([A-Z]\w*(?:Error|Exception|Exit|Interrupt|Timeout))\b")
+
+
+def _names_in_text(text: str) -> tuple[str, ...]:
+    """Exception class names mentioned in a log or traceback, last (the raised one) first."""
+    return tuple(dict.fromkeys(reversed(_EXCEPTION_NAME.findall(text))))
 
 
 def _headline(text: str) -> str:

@@ -376,7 +376,7 @@ def failures(tracking_uri: str | None, pipeline: str | None, limit: int, example
     if not found:
         console.print(f"No failed or cancelled runs{scope}.", style="dim")
         return
-    console.print(f"{_plural(len(found), 'failed or cancelled run')}{scope} (newest {limit} looked at).",
+    console.print(f"{_plural(len(found), 'failed or cancelled run')}{scope} (the newest {limit} at most).",
                   soft_wrap=True)
     _print_tables(console, [
         _table(("reason", "count", "share"),

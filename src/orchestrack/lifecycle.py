@@ -563,6 +563,8 @@ def search_runs(*, status: RunStatus | str | None = None, pipeline: str | None =
 
         orchestrack.search_runs(pipeline="nightly-train", status="failed", limit=10)
     """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+        raise InvalidInputError(f"limit {limit!r} (search_runs limit=) must be an integer from 1 to 10000")
     query = RunQuery(
         status=inputs.check_choice(status, RunStatus, "status", "search_runs") if status else None,
         reason=inputs.check_choice(reason, FailureReason, "failure reason", "search_runs") if reason else None,

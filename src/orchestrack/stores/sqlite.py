@@ -245,10 +245,11 @@ class SQLiteStore:
 
     def find_run(self, key_or_run_id: str) -> RunRecord | None:
         """The run with this key or id (a unique id prefix of 8+ characters works too)."""
-        rows = self._read("SELECT * FROM runs WHERE key = ? OR run_id = ?", (key_or_run_id, key_or_run_id))
-        if not rows and len(key_or_run_id) >= 8:
-            rows = self._read("SELECT * FROM runs WHERE run_id LIKE ? ESCAPE '\\' LIMIT 2",
-                              (key_or_run_id.replace("%", "\\%").replace("_", "\\_") + "%",))
+        rows = (self._read("SELECT * FROM runs WHERE key = ?", (key_or_run_id,))
+                or self._read("SELECT * FROM runs WHERE run_id = ?", (key_or_run_id,)))
+        if not rows and len(key_or_run_id) >= 8 and all(c in "0123456789abcdef" for c in key_or_run_id):
+            rows = self._read("SELECT * FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 2",
+                              (key_or_run_id, key_or_run_id + "g"))
             if len(rows) != 1:
                 return None
         return self._assemble(rows[0]) if rows else None

@@ -1,0 +1,51 @@
+"""Test sessions, one environment each (Airflow 3 and Prefect 3 cannot share one).
+
+`scripts/test` runs every default session; `scripts/test -s core` runs one. uv builds each
+environment in seconds from its cache.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["core"]
+
+PYTHON = "3.11"
+
+
+def run_pytest(session: nox.Session, suite: str, *paths: str) -> None:
+    """Run pytest and fail loudly when it ran no test (pytest's exit code 5), instead of passing."""
+    # Not session.create_tmp(): it points TMPDIR into the checkout, where tests would see our git repo.
+    report = Path(session.virtualenv.location) / f"{suite}-junit.xml"
+    session.run("python", "-m", "pytest", *paths, f"--junitxml={report}", *session.posargs,
+                success_codes=[0, 5], env={"ORCHESTRACK_STRICT": "1"})
+    suites = ElementTree.parse(report).getroot().iter("testsuite")
+    ran = sum(int(s.get("tests", 0)) - int(s.get("skipped", 0)) for s in suites)
+    if ran == 0:
+        session.error(f"the {suite} suite ran no test: check the test paths and markers ({' '.join(paths)})")
+
+
+@nox.session(python=PYTHON)
+def core(session: nox.Session) -> None:
+    """The core: record, lifecycle, embedded store contract, CLI, multi-process and example tests."""
+    session.install("-e", ".[dev]")
+    run_pytest(session, "core", "tests/unit", "tests/contract", "tests/integration")
+
+
+@nox.session(python=PYTHON)
+def example(session: nox.Session) -> None:
+    """The main job: the example pipeline into the embedded store, then `orchestrack show`."""
+    session.install("-e", ".")
+    session.run("bash", "examples/python_pipeline/run_example.sh", external=True)
+
+
+@nox.session(python=PYTHON)
+def benchmark(session: nox.Session) -> None:
+    """How long one run's lifecycle takes on the embedded store (and on MLflow, for comparison)."""
+    session.install("-e", ".", "mlflow==3.17.2")
+    session.run("python", "benchmarks/lifecycle.py", *session.posargs)
