@@ -24,6 +24,7 @@ def orchestrack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.setattr(lifecycle, "_replayed", set())
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no git checkout above the test
+    monkeypatch.setenv("ORCHESTRACK_CODE_DIR", str(tmp_path))  # not the checkout pytest runs from
     token = lifecycle._active_run.set(None)
     yield home
     lifecycle._active_run.reset(token)

@@ -15,6 +15,7 @@ import platform
 import re
 import socket
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -53,8 +54,15 @@ def strip_credentials(url: str) -> str:
 
 
 def capture_code(directory: str | os.PathLike[str] | None = None) -> CodeInfo:
-    """The code state: git when ``directory`` (default cwd) is in a checkout, else CI variables."""
-    return _capture_code(str(Path(directory or os.getcwd()).resolve()))
+    """The code state: git of ``directory`` when given, else of the main script's folder, else of
+    the working directory (the first that is a checkout wins); CI variables fill what git lacks."""
+    if directory is not None:
+        return _capture_code(str(Path(directory).resolve())).model_copy()
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    candidates = [str(Path(main_file).resolve().parent)] if main_file else []
+    candidates.append(str(Path.cwd().resolve()))
+    infos = [_capture_code(candidate) for candidate in dict.fromkeys(candidates)]
+    return next((info for info in infos if info.commit is not None), infos[-1]).model_copy()
 
 
 @functools.lru_cache(maxsize=16)

@@ -132,9 +132,11 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _duration(seconds: float | None) -> str | None:
-    """``4.2s``, ``3m 05s``, ``2h 07m`` or ``1d 03h``."""
+    """``35ms``, ``4.2s``, ``3m 05s``, ``2h 07m`` or ``1d 03h``."""
     if seconds is None:
         return None
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(round(seconds), 60)
