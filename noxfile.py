@@ -13,7 +13,7 @@ import nox
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["core"]
+nox.options.sessions = ["lint", "core"]
 
 PYTHON = "3.11"
 
@@ -35,6 +35,14 @@ def core(session: nox.Session) -> None:
     """The core: record, lifecycle, embedded store contract, CLI, multi-process and example tests."""
     session.install("-e", ".[dev]")
     run_pytest(session, "core", "tests/unit", "tests/contract", "tests/integration")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff on everything, mypy on the package (the public API stays typed)."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", "src", "tests", "examples", "benchmarks", "noxfile.py")
+    session.run("mypy", "src")
 
 
 @nox.session(python=PYTHON)

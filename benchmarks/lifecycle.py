@@ -55,8 +55,8 @@ def measure(name: str, lifecycle: Callable[[Path], None], artifact: Path, runs: 
         lifecycle(artifact)
         timings.append((time.perf_counter() - start) * 1000)
     timings.sort()
-    print(f"{name:<28} median {statistics.median(timings):7.2f} ms   p95 {timings[int(len(timings) * 0.95) - 1]:7.2f} ms"
-          f"   ({runs} runs)")
+    p95 = timings[int(len(timings) * 0.95) - 1]
+    print(f"{name:<28} median {statistics.median(timings):7.2f} ms   p95 {p95:7.2f} ms   ({runs} runs)")
     return timings
 
 

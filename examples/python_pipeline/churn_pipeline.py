@@ -15,7 +15,7 @@ import csv
 import json
 import math
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orchestrack
@@ -106,7 +106,7 @@ def main() -> None:
         make_partition(partition, rows=args.write_sample_data, seed=int(args.day.replace("-", "")))
         return
 
-    execution = args.execution or datetime.now(timezone.utc).strftime("manual__%Y-%m-%dT%H:%M:%S.%f")
+    execution = args.execution or datetime.now(UTC).strftime("manual__%Y-%m-%dT%H:%M:%S.%f")
     run = orchestrack.start_run(key=f"churn-train/{args.day}/{execution}", owner="ml-platform",
                                 purpose=args.purpose, pipeline="churn-train", pipeline_version="1")
     print(run.key, flush=True)

@@ -6,6 +6,7 @@ Nothing here raises for a missing tool: an absent git, GPU or package simply lea
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -168,8 +169,8 @@ def capture_gpus() -> tuple[str | None, str | None, list[Gpu]]:
         try:
             raw = int(nvml.nvmlSystemGetCudaDriverVersion())
             cuda = f"{raw // 1000}.{(raw % 1000) // 10}"
-        except Exception:
-            pass
+        except Exception:  # older drivers lack the call; the rest is still worth having
+            log.debug("NVML has no CUDA driver version")
         gpus = []
         for index in range(int(nvml.nvmlDeviceGetCount())):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
@@ -177,8 +178,8 @@ def capture_gpus() -> tuple[str | None, str | None, list[Gpu]]:
             uuid = None
             try:
                 uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-            except Exception:
-                pass
+            except Exception:  # MIG slices and old drivers may refuse; the GPU is still recorded
+                log.debug("NVML gave no UUID for GPU %d", index)
             gpus.append(Gpu(index=index, name=_text(nvml.nvmlDeviceGetName(handle)),
                             memory_total_mb=int(memory.total) // (1024 * 1024), uuid=uuid))
         return cuda, driver, gpus
@@ -186,10 +187,8 @@ def capture_gpus() -> tuple[str | None, str | None, list[Gpu]]:
         log.debug("NVML query failed: %s", err)
         return None, None, []
     finally:
-        try:
+        with contextlib.suppress(Exception):
             nvml.nvmlShutdown()
-        except Exception:
-            pass
 
 
 def _text(value: object) -> str:

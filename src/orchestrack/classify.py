@@ -60,7 +60,8 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(FailureReason.CANCELLED, "interrupted", types=("KeyboardInterrupt",), cause="was interrupted"),
-    Rule(FailureReason.TIMEOUT, None, types=("AirflowTaskTimeout", "TaskRunTimeoutError"), cause="ran past its time limit"),
+    Rule(FailureReason.TIMEOUT, None, types=("AirflowTaskTimeout", "TaskRunTimeoutError"),
+         cause="ran past its time limit"),
     Rule(FailureReason.INFRA_ERROR, "gpu-oom", pattern=_rx(r"CUDA out of memory"), cause="ran out of GPU memory"),
     Rule(FailureReason.INFRA_ERROR, "oom", types=("MemoryError",), cause="ran out of memory"),
     Rule(FailureReason.INFRA_ERROR, "network", types=("ConnectionError", "socket.timeout"), cause="lost a connection"),
@@ -71,7 +72,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
          types=("TypeError", "NameError", "AttributeError", "ImportError", "SyntaxError", "NotImplementedError",
                 "AssertionError", "ZeroDivisionError", "IndexError", "KeyError", "ValueError"),
          cause="raised an error in its code"),
-    Rule(FailureReason.INFRA_ERROR, "killed", exit_codes=(137, -9), cause="was killed (exit 137, usually out of memory)"),
+    Rule(FailureReason.INFRA_ERROR, "killed", exit_codes=(137, -9),
+         cause="was killed (exit 137, usually out of memory)"),
     Rule(FailureReason.CANCELLED, "terminated", exit_codes=(143, -15), cause="was terminated"),
     Rule(FailureReason.TIMEOUT, None, exit_codes=(124,), cause="ran past its time limit (exit 124)"),
 )
@@ -129,7 +131,8 @@ def classify_failure(error: BaseException | None = None, *, text: str | None = N
     errors = _chain(error) if error is not None else []
     message = " ".join(f"{type(e).__name__}: {e}" for e in errors)
     full_text = "\n".join(part for part in (message, text or "") if part)
-    for candidate in errors or [None]:
+    candidates: list[BaseException | None] = [*errors] or [None]
+    for candidate in candidates:
         names = (tuple(cls.__name__ for cls in type(candidate).__mro__) if candidate is not None
                  else _names_in_text(full_text))
         for code_rule in _registry.code_rules:

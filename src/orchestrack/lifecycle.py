@@ -333,9 +333,9 @@ class Run:
             "status": status, "ended_at": now, "failure": failure, "incomplete": incomplete})
         self._finished = True
         self._release()
-        final = closed.model_copy(update={"incomplete": incomplete})
-        self.settings.policy.enforce(final, at_finish=True)
-        return final
+        closed = closed.model_copy(update={"incomplete": incomplete})
+        self.settings.policy.enforce(closed, at_finish=True)
+        return closed
 
     def _release(self) -> None:
         global _process_run

@@ -8,7 +8,7 @@ field is fine, renaming or removing one needs a new ``schema_version``.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -22,7 +22,7 @@ Scalar = str | int | float | bool | None
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC (all record timestamps are UTC)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class RunStatus(StrEnum):

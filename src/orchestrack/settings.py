@@ -56,20 +56,26 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False,
     )
 
-    home: Path = Field(default_factory=default_home, description="Folder of the embedded store, spool and artifacts.")
+    home: Path = Field(default_factory=default_home,
+                       description="Folder of the embedded store, spool and artifacts.")
     tracking_uri: str | None = Field(
         default=None, description="Store URI; default: sqlite:///$ORCHESTRACK_HOME/orchestrack.db.")
     artifact_uri: str | None = Field(
         default=None, description="Where artifacts go; default: $ORCHESTRACK_HOME/artifacts.")
     strict: bool = Field(default=False, description="Raise tracking faults instead of logging and spooling them.")
-    run_key: str | None = Field(default=None, description="Attach fluent calls in this process to the run with this key.")
-    image: str | None = Field(default=None, description="Container image to record when no adapter knows it.")
-    packages: list[str] = Field(default_factory=list, description="Extra distributions whose versions are recorded.")
+    run_key: str | None = Field(default=None,
+                                description="Attach fluent calls in this process to the run with this key.")
+    image: str | None = Field(default=None,
+                              description="Container image to record when no adapter knows it.")
+    packages: list[str] = Field(default_factory=list,
+                                description="Extra distributions whose versions are recorded.")
     code_dir: Path | None = Field(default=None, description="Checkout to read the code commit from; default: cwd.")
-    spool_dir: Path | None = Field(default=None, description="Where faulted writes wait; default: $ORCHESTRACK_HOME/spool.")
+    spool_dir: Path | None = Field(default=None,
+                                   description="Where faulted writes wait; default: $ORCHESTRACK_HOME/spool.")
     busy_timeout_s: float = Field(default=30.0, gt=0, description="How long SQLite waits for a lock.")
     data_hash_limit_mb: int = Field(
-        default=256, ge=0, description="Local data files up to this size get a sha256 version; larger get a stat fingerprint.")
+        default=256, ge=0,
+        description="Local data files up to this size get a sha256 version; larger get a stat fingerprint.")
     policy: SchemaPolicy = Field(default_factory=SchemaPolicy)
 
     @classmethod

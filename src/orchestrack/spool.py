@@ -13,7 +13,7 @@ import os
 import socket
 import tempfile
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ class Spool:
     def _file(self) -> Path:
         if self._path is not None and self._pid == os.getpid():
             return self._path
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         name = f"{socket.gethostname()}-{os.getpid()}-{stamp}.jsonl"
         for directory in (self.directory, fallback_dir()):
             try:
@@ -71,7 +71,7 @@ class Spool:
 
     def write(self, store_uri: str, op: str, **args: Any) -> Path:
         """Append one failed write; return the spool file it went to."""
-        line = json.dumps({"store": store_uri, "op": op, "at": datetime.now(timezone.utc).isoformat(),
+        line = json.dumps({"store": store_uri, "op": op, "at": datetime.now(UTC).isoformat(),
                            "args": to_jsonable_python(args)})
         with self._lock:
             path = self._file()

@@ -44,7 +44,7 @@ def test_eight_processes_share_one_run(tmp_path: Path) -> None:
                                 env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for i in range(8)]
     outputs = [w.communicate(timeout=120) for w in workers]
-    for worker, (out, err) in zip(workers, outputs, strict=True):
+    for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
     assert len({out.strip() for out, _ in outputs}) == 1  # every process got the same run id
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,8 @@ def _ts(value: datetime | str | None) -> str | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class SQLiteStore:
@@ -201,7 +201,8 @@ class SQLiteStore:
                  _ts(record.started_at), _ts(record.ended_at),
                  json.dumps({k: document[k] for k in _DOC_FIELDS})))
             for key, value in record.params.items():
-                connection.execute("INSERT OR IGNORE INTO params VALUES (?,?,?)", (record.run_id, key, json.dumps(value)))
+                connection.execute("INSERT OR IGNORE INTO params VALUES (?,?,?)",
+                                   (record.run_id, key, json.dumps(value)))
             for key, value in record.tags.items():
                 connection.execute("INSERT OR IGNORE INTO tags VALUES (?,?,?)", (record.run_id, key, value))
         found = self.find_run(record.key)
@@ -274,7 +275,8 @@ class SQLiteStore:
                         started_at=started_at, ended_at=ended_at)
         document["params"] = {k: json.loads(v) for k, v in self._read(
             "SELECT key, value FROM params WHERE run_id = ? ORDER BY key", (run_id,))}
-        document["tags"] = dict(self._read("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key", (run_id,)))
+        document["tags"] = {k: v for k, v in self._read(
+            "SELECT key, value FROM tags WHERE run_id = ? ORDER BY key", (run_id,))}
         document["data"] = [json.loads(d) for (d,) in self._read(
             "SELECT doc FROM data WHERE run_id = ? ORDER BY seq", (run_id,))]
         document["artifacts"] = [json.loads(d) for (d,) in self._read(
