@@ -29,7 +29,7 @@ class SchemaPolicy(BaseModel):
     ``ORCHESTRACK_POLICY__MANDATORY='["owner","purpose","code.commit"]'``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     mandatory: list[str] = Field(
         default_factory=lambda: ["owner", "purpose", "code.commit", "data.version"],

@@ -77,7 +77,8 @@ class OrchestratorKind(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    # Schemas are built on first use, not at import: DAG files import us on every parse.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Failure(_Model):

@@ -7,6 +7,7 @@ renaming it first, so two processes never replay the same writes.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -35,7 +36,11 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "set_tags": {"run_id": str, "tags": dict[str, str]},
     "record_task": {"run_id": str, "attempt": TaskAttempt},
 }
-_ADAPTERS = {op: {arg: TypeAdapter(kind) for arg, kind in args.items()} for op, args in OPERATIONS.items()}
+
+
+@functools.cache
+def _adapters(op: str) -> dict[str, TypeAdapter[Any]]:
+    return {arg: TypeAdapter(kind) for arg, kind in OPERATIONS[op].items()}
 
 
 def fallback_dir() -> Path:
@@ -130,7 +135,7 @@ def replay(directories: list[Path], open_store: Any) -> tuple[int, list[str]]:
                 continue
             try:
                 entry = json.loads(line)
-                adapters = _ADAPTERS[entry["op"]]
+                adapters = _adapters(entry["op"])
                 args = {name: adapters[name].validate_python(value) for name, value in entry["args"].items()}
                 getattr(open_store(entry["store"]), entry["op"])(**args)
                 applied += 1

@@ -29,7 +29,7 @@ from orchestrack.record import (
 class RunQuery(BaseModel):
     """Filters for :meth:`Store.search_runs`; results come newest first."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     status: RunStatus | None = None
     pipeline: str | None = None
