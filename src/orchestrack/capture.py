@@ -33,12 +33,12 @@ KEY_PACKAGES = (
 )
 
 # CI systems that build without a checkout tell the commit and branch through these variables.
-_CI_COMMIT_VARS = ("ORCHESTRACK_CODE_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT", "BUILDKITE_COMMIT",
+_CI_COMMIT_VARS = ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT", "BUILDKITE_COMMIT",
                    "CIRCLE_SHA1", "BITBUCKET_COMMIT", "TRAVIS_COMMIT", "BUILD_SOURCEVERSION", "COMMIT_SHA")
-_CI_BRANCH_VARS = ("ORCHESTRACK_CODE_BRANCH", "GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME",
+_CI_BRANCH_VARS = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME",
                    "GIT_BRANCH", "BUILDKITE_BRANCH", "CIRCLE_BRANCH", "BITBUCKET_BRANCH", "TRAVIS_BRANCH",
                    "BUILD_SOURCEBRANCHNAME", "BRANCH_NAME")
-_CI_REPO_VARS = ("ORCHESTRACK_CODE_REPOSITORY", "CI_PROJECT_URL", "BUILDKITE_REPO", "CIRCLE_REPOSITORY_URL",
+_CI_REPO_VARS = ("CI_PROJECT_URL", "BUILDKITE_REPO", "CIRCLE_REPOSITORY_URL",
                  "BITBUCKET_GIT_HTTP_ORIGIN", "BUILD_REPOSITORY_URI", "GIT_URL")
 
 
@@ -55,34 +55,40 @@ def strip_credentials(url: str) -> str:
 
 
 def capture_code(directory: str | os.PathLike[str] | None = None) -> CodeInfo:
-    """The code state: git of ``directory`` when given, else of the main script's folder, else of
-    the working directory (the first that is a checkout wins); CI variables fill what git lacks."""
+    """The code state.
+
+    Git of ``directory`` when given, else of the main script's folder, else of the working
+    directory (the first checkout found wins). ``ORCHESTRACK_CODE_COMMIT`` / ``_BRANCH`` /
+    ``_REPOSITORY`` override what git says; CI variables fill what is still unknown.
+    """
     if directory is not None:
-        return _capture_code(str(Path(directory).resolve())).model_copy()
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    candidates = [str(Path(main_file).resolve().parent)] if main_file else []
-    candidates.append(str(Path.cwd().resolve()))
-    infos = [_capture_code(candidate) for candidate in dict.fromkeys(candidates)]
-    return next((info for info in infos if info.commit is not None), infos[-1]).model_copy()
+        candidates = [str(Path(directory).resolve())]
+    else:
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        candidates = [str(Path(main_file).resolve().parent)] if main_file else []
+        candidates.append(str(Path.cwd().resolve()))
+    found = (_git_info(candidate) for candidate in dict.fromkeys(candidates))
+    info = next((i for i in found if i is not None and i.commit is not None), None)
+    info = info.model_copy() if info is not None else CodeInfo()
+    env = os.environ
+    info.commit = env.get("ORCHESTRACK_CODE_COMMIT") or info.commit or _first(_CI_COMMIT_VARS)
+    branch = env.get("ORCHESTRACK_CODE_BRANCH") or info.branch or _first(_CI_BRANCH_VARS)
+    info.branch = branch.removeprefix("refs/heads/").removeprefix("origin/") if branch else None
+    repository = env.get("ORCHESTRACK_CODE_REPOSITORY") or info.repository
+    if repository is None and env.get("GITHUB_REPOSITORY"):
+        repository = f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}"
+    repository = repository or _first(_CI_REPO_VARS)
+    info.repository = strip_credentials(repository) if repository else None
+    return info
+
+
+def _first(names: tuple[str, ...]) -> str | None:
+    return next((os.environ[name] for name in names if os.environ.get(name)), None)
 
 
 @functools.lru_cache(maxsize=16)
-def _capture_code(directory: str) -> CodeInfo:
-    info = _from_git(directory) or CodeInfo()
-    env = os.environ
-    if info.commit is None:
-        info.commit = next((env[v] for v in _CI_COMMIT_VARS if env.get(v)), None)
-    if info.branch is None:
-        branch = next((env[v] for v in _CI_BRANCH_VARS if env.get(v)), None)
-        info.branch = branch.removeprefix("refs/heads/").removeprefix("origin/") if branch else None
-    if info.repository is None:
-        if env.get("GITHUB_REPOSITORY"):
-            server = env.get("GITHUB_SERVER_URL", "https://github.com")
-            info.repository = f"{server}/{env['GITHUB_REPOSITORY']}"
-        else:
-            repo = next((env[v] for v in _CI_REPO_VARS if env.get(v)), None)
-            info.repository = strip_credentials(repo) if repo else None
-    return info
+def _git_info(directory: str) -> CodeInfo | None:
+    return _from_git(directory)
 
 
 def _from_git(directory: str) -> CodeInfo | None:

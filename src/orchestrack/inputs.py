@@ -141,6 +141,6 @@ def coerce_tags(tags: Mapping[str, Any], where: str) -> dict[str, str]:
     result = {}
     for key, value in tags.items():
         check_name(key, "tag name", where)
-        text = value if isinstance(value, str) else coerce_param(key, value, where)
+        text = coerce_param(key, value, where)
         result[key] = "" if text is None else str(text)
     return result

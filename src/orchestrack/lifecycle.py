@@ -87,7 +87,7 @@ class Run:
         self.key = record.key
         self.store = store
         self.settings = settings
-        self._finished = record.finished
+        self._ended_here: dict[str, TaskAttempt] = {}
         self._faults = 0
 
     def __repr__(self) -> str:
@@ -122,7 +122,8 @@ class Run:
 
     def env(self) -> dict[str, str]:
         """Environment variables that attach a subprocess's fluent calls to this run."""
-        return {"ORCHESTRACK_RUN_KEY": self.key, "ORCHESTRACK_TRACKING_URI": self.store.uri}
+        return {"ORCHESTRACK_RUN_KEY": self.key, "ORCHESTRACK_TRACKING_URI": self.store.uri,
+                "ORCHESTRACK_ARTIFACT_URI": self.settings.resolved_artifact_uri}
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -155,16 +156,18 @@ class Run:
                    hostname: str | None = None, details: Mapping[str, Any] | None = None) -> TaskAttempt:
         """Record that a task attempt started (adapters call this from their "task running" hook)."""
         inputs.check_name(name, "task name", "run.task()")
-        if attempt is None:
-            attempt = self._next_attempt(name)
-        elif not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
             raise InvalidInputError(f"attempt {attempt!r} of task {name!r} (run.task()) must be an integer >= 1")
-        if self._finished:
+        # Read the run as stored, not as this handle last saw it: another process may have closed it.
+        stored = self._read_run()
+        if attempt is None:
+            tasks = stored.tasks if stored is not None else []
+            attempt = 1 + max((a.attempt for a in tasks if a.name == name), default=0)
+        if stored is not None and stored.finished:
             # A task starting on a closed run means the orchestrator re-ran part of it (e.g. an
             # Airflow "clear"): the run is open again until it is finished anew.
             self._write("update_run", run_id=self.run_id,
                         changes={"status": RunStatus.RUNNING, "ended_at": None, "failure": None})
-            self._finished = False
         started = TaskAttempt(name=name, attempt=attempt, status=TaskStatus.RUNNING,
                               started_at=started_at or utcnow(), hostname=hostname or socket.gethostname(),
                               details=dict(details or {}))
@@ -182,11 +185,13 @@ class Run:
         status = inputs.check_choice(status, TaskStatus, "task status", "run.end_task()")
         if isinstance(attempt, tuple):
             name, number = attempt
-            known = next((a for a in self._stored_tasks() if a.name == name and a.attempt == number), None)
+            stored = self._read_run()
+            tasks = stored.tasks if stored is not None else []
+            known = next((a for a in tasks if a.name == name and a.attempt == number), None)
             attempt = known or TaskAttempt(name=name, attempt=number, status=TaskStatus.RUNNING)
         if failure is None and status in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.UPSTREAM_FAILED):
             if error is not None or text is not None or exit_code is not None:
-                failure = classify_failure(error, text=text, exit_code=exit_code, task=attempt.name)
+                failure = _classify(error, text=text, exit_code=exit_code, task=attempt.name)
             elif status is TaskStatus.CANCELLED:
                 failure = Failure(reason=FailureReason.CANCELLED, task=attempt.name,
                                   summary=f"Task '{attempt.name}' was cancelled.")
@@ -194,19 +199,18 @@ class Run:
             failure = failure.model_copy(update={"task": attempt.name})
         ended = attempt.model_copy(update={"status": status, "ended_at": ended_at or utcnow(), "failure": failure})
         self._write("record_task", run_id=self.run_id, attempt=ended)
+        self._ended_here[ended.name] = ended
         return ended
 
-    def _stored_tasks(self) -> list[TaskAttempt]:
+    def _read_run(self) -> RunRecord | None:
+        """The stored run, or ``None`` when the store cannot be read (fail-open)."""
         try:
-            return self.store.get_run(self.run_id).tasks
+            return self.store.get_run(self.run_id)
         except Exception as err:
             if self.settings.strict:
                 raise
-            log.warning("orchestrack could not read tasks of run %r (%s)", self.key, err)
-            return []
-
-    def _next_attempt(self, name: str) -> int:
-        return 1 + max((a.attempt for a in self._stored_tasks() if a.name == name), default=0)
+            log.debug("orchestrack could not read run %r (%s)", self.key, err)
+            return None
 
     # -- logging ----------------------------------------------------------------------------
 
@@ -240,10 +244,14 @@ class Run:
         self._write("log_data", run_id=self.run_id, snapshot=snapshot)
         return snapshot
 
-    def log_artifact(self, path: str | os.PathLike[str], *, name: str | None = None, kind: str = "file"
+    def log_artifact(self, path: str | os.PathLike[str], *, name: str | None = None, kind: str | None = None
                      ) -> Artifact | None:
-        """Store a file or folder content-addressed and record it; ``None`` if the store failed (spooled)."""
+        """Store a file or folder content-addressed and record it.
+
+        ``kind`` (``model``, ``dataset``, ``report`` ...) defaults to ``file`` or ``folder``.
+        """
         source = Path(path)
+        kind = kind or ("folder" if source.is_dir() else "file")
         name = inputs.check_artifact_name(name or source.name, "log_artifact name=")
         inputs.check_name(kind, "artifact kind", "log_artifact kind=")
         if not source.exists():
@@ -296,7 +304,11 @@ class Run:
             if self.settings.strict:
                 raise
             log.warning("orchestrack could not read run %r to close it (%s); spooling the close", self.key, err)
-            final = status or RunStatus.SUCCEEDED
+            # Decide from the attempts this handle ended: the best knowledge there is right now.
+            failed_here = [a for a in self._ended_here.values() if a.status is TaskStatus.FAILED]
+            final = status or (RunStatus.FAILED if failed_here else RunStatus.SUCCEEDED)
+            if failure is None and final is RunStatus.FAILED and failed_here:
+                failure = failed_here[0].failure
             self._write("update_run", run_id=self.run_id, changes={"status": final, "ended_at": utcnow(),
                                                                    "failure": failure})
             self._release()
@@ -331,7 +343,6 @@ class Run:
         incomplete = self.settings.policy.missing(closed)
         self._write("update_run", run_id=self.run_id, changes={
             "status": status, "ended_at": now, "failure": failure, "incomplete": incomplete})
-        self._finished = True
         self._release()
         closed = closed.model_copy(update={"incomplete": incomplete})
         self.settings.policy.enforce(closed, at_finish=True)
@@ -353,12 +364,25 @@ class Run:
         if status is TaskStatus.SUCCEEDED:
             self.finish()
         elif status is TaskStatus.CANCELLED:
-            self.finish(RunStatus.CANCELLED, failure=classify_failure(error))
+            self.finish(RunStatus.CANCELLED, failure=_classify(error))
         else:
-            self.finish(RunStatus.FAILED, failure=None if self._has_failed_task() else classify_failure(error))
+            stored = self._read_run()
+            has_failed_task = stored is not None and any(a.status is TaskStatus.FAILED for a in stored.tasks)
+            self.finish(RunStatus.FAILED, failure=None if has_failed_task else _classify(error))
 
-    def _has_failed_task(self) -> bool:
-        return any(a.status is TaskStatus.FAILED for a in self._stored_tasks())
+
+def _classify(error: BaseException | None, *, text: str | None = None, exit_code: int | None = None,
+              task: str | None = None) -> Failure:
+    """:func:`classify_failure`, except that a broken (team) rule can never replace the task's own error."""
+    try:
+        return classify_failure(error, text=text, exit_code=exit_code, task=task)
+    except Exception as err:
+        log.warning("orchestrack could not classify a failure of %s (%s: %s); recorded as unknown",
+                    task or "the run", type(err).__name__, err)
+        seen = f"{type(error).__name__}: {error}" if error is not None else (text or f"exit code {exit_code}")
+        subject = f"Task '{task}'" if task else "The run"
+        return Failure(reason=FailureReason.UNKNOWN, task=task, summary=f"{subject} failed ({seen[:150]}).",
+                       error_type=type(error).__name__ if error is not None else None, exit_code=exit_code)
 
 
 def _status_of(error: BaseException) -> TaskStatus:
@@ -416,10 +440,14 @@ def start_run(key: str | None = None, *, name: str | None = None, owner: str | N
         params=inputs.coerce_params(params or {}, "start_run params="),
         tags=inputs.coerce_tags(tags or {}, "start_run tags="),
     )
-    record.incomplete = settings.policy.enforce(record, at_finish=False)
     store = open_store(settings.resolved_tracking_uri, busy_timeout_s=settings.busy_timeout_s)
     _replay_spool_once(settings)
     run = Run(record, store, settings)
+    record.incomplete = settings.policy.missing(record)
+    if settings.policy.strict and _exists(store, key, settings) is not True:
+        # A strict policy judges a new run by what its opener gives; a process attaching to an
+        # existing run is judged by the stored run, which already passed (or was recorded) at open.
+        settings.policy.enforce(record, at_finish=False)
     try:
         stored = store.open_run(record)
     except Exception as err:
@@ -428,11 +456,19 @@ def start_run(key: str | None = None, *, name: str | None = None, owner: str | N
         run._write("open_run", record=record)  # logs and spools
         log.debug("open failed: %s", err)
     else:
-        run._finished = stored.finished
         _fill_missing(run, stored, record)
     _active_run.set(run)
     _process_run = run
     return run
+
+
+def _exists(store: Store, key: str, settings: Settings) -> bool | None:
+    try:
+        return store.find_run(key) is not None
+    except Exception:
+        if settings.strict:
+            raise
+        return None
 
 
 def _merge(given: CodeInfo | None, captured: CodeInfo) -> CodeInfo:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -48,14 +48,10 @@ class SchemaPolicy(BaseModel):
     @field_validator("mandatory")
     @classmethod
     def _known_paths(cls, paths: list[str]) -> list[str]:
-        top_level = set(RunRecord.model_fields)
         for path in paths:
-            head = path.split(".", 1)[0]
-            if head not in top_level:
-                raise ValueError(
-                    f"unknown record field {path!r} in policy.mandatory; "
-                    f"use one of {sorted(top_level)} (dotted for nested fields, e.g. code.commit)"
-                )
+            problem = _path_problem(path.split("."))
+            if problem:
+                raise ValueError(f"policy.mandatory path {path!r}: {problem} (dotted paths, e.g. code.commit)")
         return paths
 
     @field_validator("name_pattern")
@@ -121,6 +117,27 @@ class SchemaPolicy(BaseModel):
         # A generated name is ours to fix: keep the allowed characters rather than refuse the run.
         cleaned = re.sub(r"[^A-Za-z0-9 ._:/@+=,-]", "-", name).lstrip(" ._:/@+=,-")[:200]
         return cleaned if re.match(self.name_pattern, cleaned) else f"run-{run_id[:8]}"
+
+
+def _path_problem(parts: list[str]) -> str | None:
+    """Why ``parts`` is not a path into a run record, or ``None`` when it is."""
+    model: Any = RunRecord
+    for depth, part in enumerate(parts):
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            # Inside a dict (params.lr, metrics.auc, tags.team) any key may be required.
+            return None if depth > 0 and get_origin(model) is dict else f"{'.'.join(parts[:depth])} has no fields"
+        if part not in fields:
+            if model.model_config.get("extra") == "allow":
+                return None  # features.* may hold any extra key
+            return f"unknown field {part!r}; choose from {', '.join(sorted(fields))}"
+        model = fields[part].annotation
+        origin = get_origin(model)
+        if origin is list:
+            model = get_args(model)[0]
+        elif origin not in (None, dict):  # X | None
+            model = next(a for a in get_args(model) if a is not type(None))
+    return None
 
 
 def _has_value(node: Any, parts: list[str]) -> bool:

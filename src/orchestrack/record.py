@@ -2,7 +2,8 @@
 
 A :class:`RunRecord` is what every store keeps and every command shows. Its JSON form
 (``record.model_dump(mode="json")``) is the documented schema (docs/record-schema.md); adding a
-field is fine, renaming or removing one needs a new ``schema_version``.
+field is fine, renaming or removing one needs a new ``schema_version``. Unknown fields are ignored
+when a record is read, so an older orchestrack on one worker can read what a newer one wrote.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class OrchestratorKind(StrEnum):
 
 class _Model(BaseModel):
     # Schemas are built on first use, not at import: DAG files import us on every parse.
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class Failure(_Model):

@@ -93,10 +93,17 @@ def pending_files(directories: list[Path]) -> list[Path]:
     host = socket.gethostname()
     for directory in directories:
         try:
-            candidates = list(directory.glob("*.jsonl"))
+            candidates = list(directory.glob("*.jsonl")) + list(directory.glob("*.replaying-*"))
         except OSError:
             continue
         for path in candidates:
+            if path.suffix.startswith(".replaying-"):
+                # Claimed by a replay; take it over only if that process died half-way.
+                owner = path.suffix.removeprefix(".replaying-")
+                if not owner.isdigit() or _alive(int(owner)):
+                    continue
+                files.append(path)
+                continue
             parts = path.stem.rsplit("-", 2)
             if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and _alive(int(parts[1])):
                 continue
@@ -129,6 +136,7 @@ def replay(directories: list[Path], open_store: Any) -> tuple[int, list[str]]:
             os.rename(path, claimed)
         except OSError:
             continue  # another process claimed it first
+        path = path.with_suffix(".jsonl")
         failed_lines = []
         for number, line in enumerate(claimed.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():

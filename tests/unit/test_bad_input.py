@@ -115,3 +115,19 @@ def test_task_names_and_attempts(run: orchestrack.Run) -> None:
 def test_dataset_rows(run: orchestrack.Run) -> None:
     with pytest.raises(InvalidInputError, match="rows -5"):
         run.log_dataset("train", "s3://b/k", rows=-5)
+
+
+def test_artifact_folder_with_link_to_outside_folder_is_refused(run: orchestrack.Run, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text("s")
+    (folder / "linked").symlink_to(tmp_path / "outside", target_is_directory=True)
+    with pytest.raises(InvalidInputError, match="'linked' links to .*outside', outside the folder"):
+        run.log_artifact(folder)
+
+
+def test_two_slash_sqlite_uri_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", "sqlite://runs.db")
+    with pytest.raises(InvalidInputError, match="three or four slashes"):
+        orchestrack.start_run(key="two-slashes")

@@ -38,12 +38,19 @@ def test_git_commit_branch_dirty_and_credential_free_remote(repo: Path) -> None:
     assert info.commit == git(repo, "rev-parse", "HEAD") and info.branch == "feature/x" and info.dirty is False
     assert info.repository == "https://git.example.com/ml/churn.git"
     (repo / "train.py").write_text("print('changed')\n")
-    assert capture._capture_code.cache_clear() is None
+    capture._git_info.cache_clear()
     assert capture.capture_code(repo).dirty is True
 
 
+def test_explicit_code_variables_override_git(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRACK_CODE_COMMIT", "b" * 40)
+    monkeypatch.setenv("GITHUB_SHA", "c" * 40)  # a CI variable never beats git, an explicit one does
+    assert capture.capture_code(repo).commit == "b" * 40
+    monkeypatch.delenv("ORCHESTRACK_CODE_COMMIT")
+    assert capture.capture_code(repo).commit == git(repo, "rev-parse", "HEAD")
+
+
 def test_ci_variables_when_there_is_no_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    capture._capture_code.cache_clear()
     monkeypatch.setenv("GITHUB_SHA", "a" * 40)
     monkeypatch.setenv("GITHUB_REF_NAME", "main")
     monkeypatch.setenv("GITHUB_REPOSITORY", "acme/churn")

@@ -135,3 +135,27 @@ def test_replay_is_automatic_at_next_start(lenient: Path, locked_store: sqlite3.
     finally:
         spool._alive = lenient_pid_check  # type: ignore[assignment]
     assert orchestrack.get_run("auto").params == {"a": 1}
+
+
+def test_spooled_close_of_a_run_with_a_failed_task_says_failed(
+        lenient: Path, locked_store: sqlite3.Connection) -> None:
+    run = orchestrack.start_run(key="spooled-close")
+    with pytest.raises(FileNotFoundError), run.task("load"):
+        raise FileNotFoundError("train.csv")
+    assert run.finish() is None
+    locked_store.execute("ROLLBACK")
+    orchestrack.replay_spool()
+    record = orchestrack.get_run("spooled-close")
+    assert record.status == "failed" and record.failure is not None and record.failure.reason == "data-error"
+
+
+def test_replay_takes_over_a_file_whose_replayer_died(lenient: Path, locked_store: sqlite3.Connection,
+                                                      orchestrack_home: Path) -> None:
+    orchestrack.start_run(key="orphan").set_tags({"a": "1"})
+    locked_store.execute("ROLLBACK")
+    [spooled] = list((orchestrack_home / "spool").glob("*.jsonl"))
+    orphan = spooled.with_suffix(".replaying-999999999")  # a pid that does not exist
+    spooled.rename(orphan)
+    applied, problems = orchestrack.replay_spool()
+    assert (applied, problems) == (2, []) and orchestrack.get_run("orphan").tags == {"a": "1"}
+    assert not orphan.exists()

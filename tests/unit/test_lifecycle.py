@@ -204,3 +204,46 @@ def test_search_filters(finished_runs: tuple[orchestrack.RunRecord, orchestrack.
     assert len(orchestrack.search_runs(pipeline="demo")) == 2
     with pytest.raises(orchestrack.InvalidInputError, match="succeeded"):
         orchestrack.search_runs(status="done")
+
+
+def test_stale_handle_still_reopens_a_run_another_process_closed() -> None:
+    early = orchestrack.start_run(key="stale")
+    orchestrack.start_run(key="stale").finish()  # e.g. the scheduler closed the run
+    with early.task("train"):  # e.g. a cleared task re-runs in a long-lived worker
+        assert orchestrack.get_run("stale").status == RunStatus.RUNNING
+    assert early.finish().status is RunStatus.SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_a_broken_team_rule_never_replaces_the_task_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrack import classify
+
+    def broken(error: BaseException | None, text: str, exit_code: int | None) -> None:
+        raise RuntimeError("rule bug")
+
+    monkeypatch.setattr(classify, "_registry", classify._Registry(code_rules=[broken]))
+    run = orchestrack.start_run(key="broken-rule")
+    with pytest.raises(ValueError, match="the task's own"), run.task("train"):
+        raise ValueError("the task's own error")
+    failure = orchestrack.get_run("broken-rule").tasks[0].failure
+    assert failure is not None and failure.reason is FailureReason.UNKNOWN and "the task's own error" in failure.summary
+
+
+def test_env_hands_subprocesses_absolute_locations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", "sqlite:///relative/runs.db")
+    env = orchestrack.start_run(key="env", artifact_uri=str(tmp_path / "arts")).env()
+    assert env["ORCHESTRACK_TRACKING_URI"] == f"sqlite:///{tmp_path / 'relative' / 'runs.db'}"
+    assert env["ORCHESTRACK_ARTIFACT_URI"] == str(tmp_path / "arts") and env["ORCHESTRACK_RUN_KEY"] == "env"
+
+
+def test_records_from_a_newer_version_are_readable() -> None:
+    document = orchestrack.start_run(key="newer").record.model_dump(mode="json")
+    document["field_from_the_future"] = {"x": 1}
+    document["tasks"] = [{"name": "t", "attempt": 1, "status": "running", "new_task_field": 2}]
+    assert orchestrack.RunRecord.model_validate(document).tasks[0].name == "t"
+
+
+def test_folder_artifacts_default_to_kind_folder(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.bin").write_bytes(b"w")
+    artifact = orchestrack.start_run(key="folder").log_artifact(tmp_path / "model")
+    assert artifact is not None and artifact.kind == "folder" and artifact.size_bytes == 1

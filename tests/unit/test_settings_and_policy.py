@@ -52,8 +52,13 @@ def test_bad_env_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_bad_policy_path_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCHESTRACK_POLICY__MANDATORY", '["owner", "ownr"]')
-    with pytest.raises(InvalidInputError, match="unknown record field 'ownr'"):
+    with pytest.raises(InvalidInputError, match="ORCHESTRACK_POLICY__MANDATORY.*path 'ownr': unknown field 'ownr'"):
         load_settings()
+    monkeypatch.setenv("ORCHESTRACK_POLICY__MANDATORY", '["code.comit"]')
+    with pytest.raises(InvalidInputError, match="unknown field 'comit'; choose from branch, commit"):
+        load_settings()
+    monkeypatch.setenv("ORCHESTRACK_POLICY__MANDATORY", '["params.lr", "features.view", "environment.gpus.name"]')
+    assert load_settings().policy.mandatory == ["params.lr", "features.view", "environment.gpus.name"]
 
 
 def test_tracking_uri_selects_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,6 +86,14 @@ def test_strict_policy_refuses_at_start_what_is_known_at_start(monkeypatch: pyte
     with pytest.raises(PolicyError, match=r"misses mandatory fields \['owner', 'code.commit'\] at start"):
         orchestrack.start_run(key="strict", purpose="baseline")
     assert orchestrack.search_runs() == []
+
+
+def test_strict_policy_judges_an_attaching_process_by_the_stored_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRACK_POLICY__STRICT", "true")
+    monkeypatch.setenv("ORCHESTRACK_POLICY__MANDATORY", '["owner", "purpose"]')
+    orchestrack.start_run(key="attach", owner="ml", purpose="tuning")
+    worker = orchestrack.start_run(key="attach")  # a worker that knows only the key
+    assert worker.run_id == orchestrack.run_id_for("attach")
 
 
 def test_strict_policy_at_finish_records_then_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from importlib.metadata import entry_points
 
 from orchestrack.errors import InvalidInputError
 from orchestrack.stores.base import ArtifactStore, RunQuery, Store
@@ -36,10 +37,22 @@ def _scheme(uri: str) -> str:
     return uri.split("://", 1)[0].lower() if "://" in uri else ""
 
 
+def _plugin(group: str, scheme: str) -> Callable[..., object] | None:
+    """A factory another package registered under the entry point ``group`` for ``scheme``."""
+    for entry_point in entry_points(group=group, name=scheme):
+        factory: Callable[..., object] = entry_point.load()
+        return factory
+    return None
+
+
 def open_store(uri: str, *, busy_timeout_s: float = 30.0) -> Store:
-    """The store for ``uri`` (one instance per URI per process)."""
+    """The store for ``uri`` (one instance per URI per process).
+
+    Other packages add schemes through the ``orchestrack.stores`` entry point group
+    (name: the scheme, value: a ``factory(uri, busy_timeout_s)``).
+    """
     scheme = _scheme(uri)
-    factory = _stores.get(scheme)
+    factory = _stores.get(scheme) or _plugin("orchestrack.stores", scheme)
     if factory is None:
         raise InvalidInputError(
             f"no store for tracking URI {uri!r} (ORCHESTRACK_TRACKING_URI or tracking_uri=); "
@@ -47,14 +60,15 @@ def open_store(uri: str, *, busy_timeout_s: float = 30.0) -> Store:
     with _lock:
         store = _open.get(("run", uri))
         if store is None:
-            store = _open[("run", uri)] = factory(uri, busy_timeout_s)
+            store = _open[("run", uri)] = factory(uri, busy_timeout_s)  # type: ignore[call-arg]
     return store  # type: ignore[return-value]
 
 
 def open_artifact_store(uri: str) -> ArtifactStore:
-    """The artifact store for ``uri`` (a folder path or ``scheme://...``)."""
+    """The artifact store for ``uri`` (a folder path or ``scheme://...``; more schemes through the
+    ``orchestrack.artifact_stores`` entry point group)."""
     scheme = _scheme(uri)
-    factory = _artifact_stores.get(scheme)
+    factory = _artifact_stores.get(scheme) or _plugin("orchestrack.artifact_stores", scheme)
     if factory is None:
         raise InvalidInputError(
             f"no artifact store for {uri!r} (ORCHESTRACK_ARTIFACT_URI or artifact_uri=); "
@@ -62,7 +76,7 @@ def open_artifact_store(uri: str) -> ArtifactStore:
     with _lock:
         store = _open.get(("artifact", uri))
         if store is None:
-            store = _open[("artifact", uri)] = factory(uri)
+            store = _open[("artifact", uri)] = factory(uri)  # type: ignore[call-arg]
     return store  # type: ignore[return-value]
 
 

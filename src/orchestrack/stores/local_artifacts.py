@@ -68,9 +68,9 @@ class LocalArtifactStore:
         manifest: dict[str, dict[str, object]] = {}
         total = 0
         for child in sorted(folder.rglob("*")):
-            if child.is_dir():
-                continue
             resolved = child.resolve()
+            if child.is_dir() and not child.is_symlink():
+                continue
             if not resolved.is_relative_to(base):
                 raise InvalidInputError(
                     f"artifact folder {str(folder)!r}: {str(child.relative_to(folder))!r} links to {str(resolved)!r}, "

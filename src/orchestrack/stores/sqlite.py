@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrack.errors import RunNotFoundError, StoreError
+from orchestrack.errors import InvalidInputError, RunNotFoundError, StoreError
 from orchestrack.record import (
     Artifact,
     DataSnapshot,
@@ -80,9 +80,14 @@ class SQLiteStore:
     """
 
     def __init__(self, uri: str, *, busy_timeout_s: float = 30.0) -> None:
-        self.uri = uri
         # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
-        self.path = Path(uri.removeprefix("sqlite:///")).expanduser()
+        if uri.startswith("sqlite:") and not uri.startswith("sqlite:///"):
+            raise InvalidInputError(
+                f"tracking URI {uri!r} is not a SQLite URI orchestrack understands; write "
+                "sqlite:///relative/path.db or sqlite:////absolute/path.db (three or four slashes)")
+        # Absolute, so that the URI handed to subprocesses (Run.env) means the same file there.
+        self.path = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+        self.uri = f"sqlite:///{self.path}"
         self.busy_timeout_s = busy_timeout_s
         self._lock = threading.RLock()
         self._connection: sqlite3.Connection | None = None
