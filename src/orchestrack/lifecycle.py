@@ -159,11 +159,10 @@ class Run:
         if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
             raise InvalidInputError(f"attempt {attempt!r} of task {name!r} (run.task()) must be an integer >= 1")
         # Read the run as stored, not as this handle last saw it: another process may have closed it.
-        stored = self._read_run()
+        status, tasks = self._read_progress()
         if attempt is None:
-            tasks = stored.tasks if stored is not None else []
             attempt = 1 + max((a.attempt for a in tasks if a.name == name), default=0)
-        if stored is not None and stored.finished:
+        if status is not None and status is not RunStatus.RUNNING:
             # A task starting on a closed run means the orchestrator re-ran part of it (e.g. an
             # Airflow "clear"): the run is open again until it is finished anew.
             self._write("update_run", run_id=self.run_id,
@@ -185,9 +184,7 @@ class Run:
         status = inputs.check_choice(status, TaskStatus, "task status", "run.end_task()")
         if isinstance(attempt, tuple):
             name, number = attempt
-            stored = self._read_run()
-            tasks = stored.tasks if stored is not None else []
-            known = next((a for a in tasks if a.name == name and a.attempt == number), None)
+            known = next((a for a in self._read_progress()[1] if a.name == name and a.attempt == number), None)
             attempt = known or TaskAttempt(name=name, attempt=number, status=TaskStatus.RUNNING)
         if failure is None and status in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.UPSTREAM_FAILED):
             if error is not None or text is not None or exit_code is not None:
@@ -202,15 +199,15 @@ class Run:
         self._ended_here[ended.name] = ended
         return ended
 
-    def _read_run(self) -> RunRecord | None:
-        """The stored run, or ``None`` when the store cannot be read (fail-open)."""
+    def _read_progress(self) -> tuple[RunStatus | None, list[TaskAttempt]]:
+        """The stored status and attempts, or ``(None, [])`` when the store cannot be read (fail-open)."""
         try:
-            return self.store.get_run(self.run_id)
+            return self.store.get_progress(self.run_id)
         except Exception as err:
             if self.settings.strict:
                 raise
             log.debug("orchestrack could not read run %r (%s)", self.key, err)
-            return None
+            return None, []
 
     # -- logging ----------------------------------------------------------------------------
 
@@ -366,8 +363,7 @@ class Run:
         elif status is TaskStatus.CANCELLED:
             self.finish(RunStatus.CANCELLED, failure=_classify(error))
         else:
-            stored = self._read_run()
-            has_failed_task = stored is not None and any(a.status is TaskStatus.FAILED for a in stored.tasks)
+            has_failed_task = any(a.status is TaskStatus.FAILED for a in self._read_progress()[1])
             self.finish(RunStatus.FAILED, failure=None if has_failed_task else _classify(error))
 
 

@@ -101,6 +101,17 @@ class StoreContract:
             ("train", 1, TaskStatus.FAILED), ("train", 2, TaskStatus.SUCCEEDED)]
         assert got.tasks[0].failure == failure
 
+    def test_progress_is_status_and_attempts(self, store: Store) -> None:
+        run = store.open_run(make_record("p/progress"))
+        attempt = TaskAttempt(name="load", attempt=1, status=TaskStatus.SUCCEEDED, started_at=utcnow())
+        store.record_task(run.run_id, attempt)
+        store.log_metrics(run.run_id, [MetricPoint(key="loss", value=1.0)])
+        assert store.get_progress(run.run_id) == (RunStatus.RUNNING, [attempt])
+        store.update_run(run.run_id, {"status": RunStatus.SUCCEEDED})
+        assert store.get_progress(run.run_id)[0] is RunStatus.SUCCEEDED
+        with pytest.raises(RunNotFoundError):
+            store.get_progress(run_id_for("p/none"))
+
     def test_update_run_closes_and_reopens(self, store: Store) -> None:
         run = store.open_run(make_record("p/close", orchestrator=OrchestratorInfo(pipeline="p")))
         failure = Failure(reason=FailureReason.DATA_ERROR, summary="Task 'load' found no input.", task="load")

@@ -51,6 +51,12 @@ class Store(Protocol):
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id; raises ``RunNotFoundError``."""
 
+    def get_progress(self, run_id: str) -> tuple[RunStatus, list[TaskAttempt]]:
+        """The run's status and task attempts: what a task start needs, without reading metrics.
+
+        Raises ``RunNotFoundError``.
+        """
+
     def find_run(self, key_or_run_id: str) -> RunRecord | None:
         """The run with this key or run id, or ``None``."""
 

@@ -26,6 +26,7 @@ from orchestrack.record import (
     DataSnapshot,
     MetricPoint,
     RunRecord,
+    RunStatus,
     Scalar,
     SeriesPoint,
     TaskAttempt,
@@ -248,6 +249,16 @@ class SQLiteStore:
         if not rows:
             raise RunNotFoundError(f"no run with id {run_id!r} in the embedded store {str(self.path)!r}")
         return self._assemble(rows[0])
+
+    def get_progress(self, run_id: str) -> tuple[RunStatus, list[TaskAttempt]]:
+        """The run's status and task attempts."""
+        rows = self._read("SELECT status FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise RunNotFoundError(f"no run with id {run_id!r} in the embedded store {str(self.path)!r}")
+        tasks = [TaskAttempt.model_validate_json(d) for (d,) in self._read(
+            "SELECT doc FROM tasks WHERE run_id = ? ORDER BY json_extract(doc, '$.started_at'), name, attempt",
+            (run_id,))]
+        return RunStatus(rows[0][0]), tasks
 
     def find_run(self, key_or_run_id: str) -> RunRecord | None:
         """The run with this key or id (a unique id prefix of 8+ characters works too)."""
