@@ -1,83 +1,99 @@
 """Failure diagnosis: an error, a log text or an exit code in, one reason label and one sentence out.
 
-Rules are data: an ordered table of :class:`Rule`; the first that matches wins. Rules added with
-:func:`register_rule` are tried before the built-ins. This module holds the lifecycle's plug-in
-point and a first, deliberately small rule table; the full rubric (docs/failure-reasons.md) is
-filled in by the failure-diagnosis work.
+Rules are data: an ordered table of :class:`Rule` (the built-ins live in
+:mod:`orchestrack.failure_rules`); the first rule that matches wins. Team rules come first: code
+rules added with :func:`register_rule`, then table rules from :func:`register_rule` and from the
+``failure_rules`` setting. When nothing matches, an exception raised in the user's own code is a
+``code-error``; anything else is ``unknown``, and the sentence says what was seen.
 """
 
 from __future__ import annotations
 
+import builtins
 import re
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrack.record import Failure, FailureReason
 
 SUMMARY_LIMIT = 200
+#: Logs longer than this are cut to their head and tail (the end of a log is where it failed).
+_HEAD, _TAIL = 32 * 1024, 224 * 1024
 
 _SECRET = re.compile(
-    r"(?i)((?:password|passwd|secret|token|api[_-]?key|access[_-]?key|authorization)\s*[=:]\s*)(\S+)"
-    r"|(AKIA[0-9A-Z]{16})|(://[^/\s:@]+:)[^@\s/]+@"
+    r"(?i)(\b[\w.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|authorization|credentials?)"
+    r"[\w-]*\"?\s*[=:]\s*\"?(?:bearer\s+|basic\s+)?)([^\s\"',;]+)"
+    r"|\b(AKIA|ASIA)[0-9A-Z]{16}\b"
+    r"|(://[^/\s:@]+:)[^@\s/]+@"
+    r"|\b(gh[pousr]_[A-Za-z0-9]{20,}|xox[baprs]-[A-Za-z0-9-]{10,}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+)"
+    r"|(-----BEGIN [A-Z ]*PRIVATE KEY-----)[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----)"
 )
 
 
 def redact(text: str) -> str:
     """``text`` with passwords, tokens, keys and URL credentials replaced by ``***``."""
-    def _hide(match: re.Match[str]) -> str:
+
+    def hide(match: re.Match[str]) -> str:
         if match.group(1):
             return match.group(1) + "***"
-        if match.group(3):
-            return "***"
-        return match.group(4) + "***@"
-    return _SECRET.sub(_hide, text)
+        if match.group(4):
+            return match.group(4) + "***@"
+        if match.group(6):
+            return match.group(6) + "***" + match.group(7)
+        return "***"
+
+    return _SECRET.sub(hide, text)
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One matcher: exception class names (along the MRO), a text pattern and/or exit codes."""
+    """One matcher. Every condition given must hold; the first rule that holds decides.
+
+    ``types``: exception class names, matched along the MRO of live errors and against the
+    exception names a text shows. ``pattern``: a regular expression searched in the text
+    (messages, traceback, log). ``exit_codes``: the process exit code. ``unless``: a pattern that
+    vetoes the rule. ``cause``: the words after the subject in the sentence ("ran out of GPU memory").
+
+    Example::
+
+        Rule(FailureReason.DATA_ERROR, "late-partition", pattern=re.compile("partition .* not ready"),
+             cause="found its input partition missing")
+    """
 
     reason: FailureReason
     detail: str | None = None
+    cause: str = "failed"
     types: tuple[str, ...] = ()
     pattern: re.Pattern[str] | None = None
     exit_codes: tuple[int, ...] = ()
-    cause: str = "failed"
+    unless: re.Pattern[str] | None = None
 
-    def matches(self, type_names: tuple[str, ...], text: str, exit_code: int | None) -> bool:
-        if self.types and not set(self.types) & set(type_names):
-            return False
-        if self.pattern is not None and not self.pattern.search(text):
-            return False
-        if self.exit_codes and exit_code not in self.exit_codes:
-            return False
-        return bool(self.types or self.pattern is not None or self.exit_codes)
+    def __post_init__(self) -> None:
+        if not (self.types or self.pattern is not None or self.exit_codes):
+            raise ValueError("a Rule needs types, a pattern or exit codes to match on")
+
+    def match(self, evidence: Evidence) -> str | None:
+        """The evidence line this rule rests on, or ``None`` when it does not match."""
+        if self.exit_codes and evidence.exit_code not in self.exit_codes:
+            return None
+        if self.unless is not None and self.unless.search(evidence.text):
+            return None
+        found: str | None = ""  # an exit code alone: the cause already says it
+        if self.types:
+            found = evidence.exception_line(self.types)
+            if found is None:
+                return None
+        if self.pattern is not None:
+            hit = self.pattern.search(evidence.text)
+            if hit is None:
+                return None
+            found = found if self.types else evidence.line_at(hit)
+        return found
 
 
-def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
-
-
-BUILTIN_RULES: tuple[Rule, ...] = (
-    Rule(FailureReason.CANCELLED, "interrupted", types=("KeyboardInterrupt",), cause="was interrupted"),
-    Rule(FailureReason.TIMEOUT, None, types=("AirflowTaskTimeout", "TaskRunTimeoutError"),
-         cause="ran past its time limit"),
-    Rule(FailureReason.INFRA_ERROR, "gpu-oom", pattern=_rx(r"CUDA out of memory"), cause="ran out of GPU memory"),
-    Rule(FailureReason.INFRA_ERROR, "oom", types=("MemoryError",), cause="ran out of memory"),
-    Rule(FailureReason.INFRA_ERROR, "network", types=("ConnectionError", "socket.timeout"), cause="lost a connection"),
-    Rule(FailureReason.TIMEOUT, None, types=("TimeoutError",), cause="ran past a time limit"),
-    Rule(FailureReason.DATA_ERROR, "missing-input", types=("FileNotFoundError",), cause="could not find its input"),
-    Rule(FailureReason.BAD_SCHEMA, None, types=("ValidationError", "SchemaError"), cause="got data of the wrong shape"),
-    Rule(FailureReason.CODE_ERROR, None,
-         types=("TypeError", "NameError", "AttributeError", "ImportError", "SyntaxError", "NotImplementedError",
-                "AssertionError", "ZeroDivisionError", "IndexError", "KeyError", "ValueError"),
-         cause="raised an error in its code"),
-    Rule(FailureReason.INFRA_ERROR, "killed", exit_codes=(137, -9),
-         cause="was killed (exit 137, usually out of memory)"),
-    Rule(FailureReason.CANCELLED, "terminated", exit_codes=(143, -15), cause="was terminated"),
-    Rule(FailureReason.TIMEOUT, None, exit_codes=(124,), cause="ran past its time limit (exit 124)"),
-)
-
+#: A code rule: ``f(error, text, exit_code) -> (reason, detail, cause) | None``.
 CodeRule = Callable[[BaseException | None, str, int | None], "tuple[FailureReason, str | None, str] | None"]
 
 
@@ -90,21 +106,126 @@ class _Registry:
 _registry = _Registry()
 
 
-def register_rule(rule: Rule | CodeRule) -> None:
-    """Add a team rule, tried before the built-ins (latest registered first).
+def register_rule(rule: Rule | CodeRule) -> Rule | CodeRule:
+    """Add a team rule, tried before the built-ins (the latest registered first); returns it.
 
-    A code rule is ``f(error, text, exit_code) -> (reason, detail, cause) | None``.
     Example::
 
-        register_rule(Rule(FailureReason.DATA_ERROR, "late-partition", pattern=re.compile("partition .* not ready")))
+        register_rule(Rule(FailureReason.DATA_ERROR, "late-partition",
+                           pattern=re.compile(r"partition \\S+ is not ready"), cause="found its partition missing"))
     """
     if isinstance(rule, Rule):
         _registry.rules.insert(0, rule)
     else:
         _registry.code_rules.insert(0, rule)
+    return rule
+
+
+def unregister_rule(rule: Rule | CodeRule) -> None:
+    """Remove a rule added with :func:`register_rule` (no error if it is not there)."""
+    for rules in (_registry.rules, _registry.code_rules):
+        if rule in rules:
+            rules.remove(rule)  # type: ignore[arg-type]
+
+
+# -- evidence -------------------------------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+_PREFIXES = re.compile(
+    r"^\s*(?:"
+    r"\[?\d{4}-\d{2}-\d{2}[T ,]+\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\s*(?:Z|UTC|[+-]\d{2}:?\d{2})?\]?[\s|,-]*"  # dates
+    r"|\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\s*\|?\s*"  # Prefect's clock
+    r"|\{[\w./-]+\.py:\d+\}\s*"  # Airflow's {taskinstance.py:123}
+    r"|\[\s*(?:debug|info|warn|warning|error|critical|fatal)\s*\]\s*"  # structlog [error   ]
+    r"|(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\s*(?:\||-|:)\s*"  # level separators
+    r"|[A-Z]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+[\w.]+:\d+\]\s*"  # glog/absl
+    r")+"
+)
+# An exception name at the start of a line ("ValueError: x", "pkg.mod.SomeError: x", "KeyError")
+# or after a marker that orchestrators put before it ("encountered an exception ValueError: x").
+_EXCEPTION_LINE = re.compile(
+    r"^(?:.*?\b(?:exception|error|raised)[:\s]+)?((?:[A-Za-z_]\w*\.)*([A-Z]\w*(?:Error|Exception|Exit|Interrupt|Timeout"
+    r"|Warning|Fault|Failure|Exceeded|Denied|NotFound|Expired|Killed|Invalid|Cancelled|Crashed)|KeyboardInterrupt"
+    r"|StopIteration))(?::|$)"
+)
+_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+')
+_LIBRARY_PATH = re.compile(r"site-packages|dist-packages|/lib/python\d|\\lib\\|<frozen |/usr/lib/|<string>|\.pyenv/")
+
+
+def _builtin_mro(name: str) -> tuple[str, ...]:
+    kind = getattr(builtins, name, None)
+    if isinstance(kind, type) and issubclass(kind, BaseException):
+        return tuple(c.__name__ for c in kind.__mro__)
+    return (name,)
+
+
+class Evidence:
+    """What a failure shows, normalised once: cleaned text, exception names, exit code."""
+
+    def __init__(self, error: BaseException | None, text: str | None, exit_code: int | None) -> None:
+        self.exit_code = exit_code
+        self.errors = _chain(error) if error is not None else []
+        parts = [_format(e) for e in self.errors[:1]]
+        if text:
+            parts.append(text if len(text) <= _HEAD + _TAIL else text[:_HEAD] + "\n…\n" + text[-_TAIL:])
+        raw = _ANSI.sub("", "\n".join(parts)).replace("\r\n", "\n").replace("\r", "\n")
+        # Very long lines (JSON blobs, progress bars) are cut to their ends to keep matching bounded.
+        self.lines = [_PREFIXES.sub("", line if len(line) <= 4096 else line[:2048] + "…" + line[-2048:]).rstrip()
+                      for line in raw.split("\n")]
+        self.text = "\n".join(self.lines)
+        # exception name -> the line that shows it, raised (last) first
+        self.exceptions: dict[str, str] = {}
+        for error_object in self.errors:
+            line = _exception_text(error_object)
+            for cls in type(error_object).__mro__:
+                self.exceptions.setdefault(cls.__name__, line)
+        for line in reversed(self.lines):
+            found = _EXCEPTION_LINE.match(line.strip())
+            if found and not line.lstrip().startswith("raise "):
+                shown = line.strip()[found.start(1):]
+                for name in _builtin_mro(found.group(2)):
+                    self.exceptions.setdefault(name, shown)
+                self.exceptions.setdefault(found.group(1), shown)
+        self.frames = [m.group(1) for m in map(_FRAME.match, self.lines) if m]
+
+    def exception_line(self, names: Iterable[str]) -> str | None:
+        for name in names:
+            if name in self.exceptions:
+                return self.exceptions[name]
+        return None
+
+    def line_at(self, hit: re.Match[str]) -> str:
+        start = self.text.rfind("\n", 0, hit.start()) + 1
+        end = self.text.find("\n", hit.end())
+        line = self.text[start: end if end != -1 else len(self.text)].strip()
+        if len(line) > 160:  # centre long lines on what matched
+            left = max(0, hit.start() - start - 60)
+            line = ("…" if left else "") + line[left: left + 160] + "…"
+        return line
+
+    def raised_in_user_code(self) -> bool | None:
+        """Whether the innermost frame of the raised exception is outside the standard library and
+        installed packages; ``None`` when no traceback says."""
+        for error in self.errors:
+            tb = error.__traceback__
+            if tb is not None:
+                while tb.tb_next is not None:
+                    tb = tb.tb_next
+                return not _LIBRARY_PATH.search(tb.tb_frame.f_code.co_filename)
+        if self.frames:
+            return not _LIBRARY_PATH.search(self.frames[-1])
+        return None
+
+    def headline(self) -> str | None:
+        """The raised exception's line, else the last meaningful log line."""
+        if self.exceptions:
+            return next(iter(self.exceptions.values()))
+        meaningful = [line.strip() for line in self.lines if line.strip() and not line.strip().startswith("File ")]
+        return meaningful[-1] if meaningful else None
 
 
 def _chain(error: BaseException) -> list[BaseException]:
+    """The error, then its causes, contexts and (for groups) members, breadth first."""
     seen: list[BaseException] = []
     pending = [error]
     while pending and len(seen) < 20:
@@ -120,54 +241,111 @@ def _chain(error: BaseException) -> list[BaseException]:
     return seen
 
 
+def _format(error: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(error, limit=30))[-_TAIL:]
+    except Exception:  # a broken __str__ must not stop the diagnosis
+        return _exception_text(error)
+
+
+def _exception_text(error: BaseException) -> str:
+    try:
+        message = str(error)
+    except Exception:
+        message = "<unprintable>"
+    message = message.strip().splitlines()[0] if message.strip() else ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+# -- classification --------------------------------------------------------------------------------
+
+
 def classify_failure(error: BaseException | None = None, *, text: str | None = None,
                      exit_code: int | None = None, task: str | None = None) -> Failure:
     """Label a failure with one reason and one sentence.
+
+    ``error`` is a live exception (chains and groups are followed), ``text`` a traceback, log or
+    orchestrator state message, ``exit_code`` the process's exit code (negative for a signal).
 
     Example::
 
         classify_failure(FileNotFoundError("data/train.parquet"), task="train").reason  # data-error
     """
-    errors = _chain(error) if error is not None else []
-    message = " ".join(f"{type(e).__name__}: {e}" for e in errors)
-    full_text = "\n".join(part for part in (message, text or "") if part)
-    candidates: list[BaseException | None] = [*errors] or [None]
-    for candidate in candidates:
-        names = (tuple(cls.__name__ for cls in type(candidate).__mro__) if candidate is not None
-                 else _names_in_text(full_text))
-        for code_rule in _registry.code_rules:
-            found = code_rule(candidate, full_text, exit_code)
-            if found is not None:
-                reason, detail, cause = found
-                return _failure(reason, detail, cause, candidate, full_text, exit_code, task)
-        for rule in (*_registry.rules, *BUILTIN_RULES):
-            if rule.matches(names, full_text, exit_code):
-                return _failure(rule.reason, rule.detail, rule.cause, candidate, full_text, exit_code, task)
-    return _failure(FailureReason.UNKNOWN, None, "failed for a reason orchestrack does not recognise",
-                    errors[0] if errors else None, full_text, exit_code, task)
+    evidence = Evidence(error, text, exit_code)
+    for code_rule in _registry.code_rules:
+        found = code_rule(error, evidence.text, exit_code)
+        if found is not None:
+            reason, detail, cause = found
+            return _failure(evidence, FailureReason(reason), detail, cause, evidence.headline(), task)
+    for rule in _all_rules():
+        line = rule.match(evidence)
+        if line is not None:
+            return _failure(evidence, rule.reason, rule.detail, rule.cause, line, task)
+    seen = evidence.headline()
+    if seen is not None and evidence.exceptions and evidence.raised_in_user_code():
+        return _failure(evidence, FailureReason.CODE_ERROR, "user-code", "raised an error in its own code", seen, task)
+    if seen is None and exit_code is not None:
+        seen = f"exit code {exit_code}, no error text"
+    return _failure(evidence, FailureReason.UNKNOWN, None, "failed for a reason orchestrack does not recognise",
+                    seen or "no error text, exit code or exception", task)
 
 
-def _failure(reason: FailureReason, detail: str | None, cause: str, error: BaseException | None,
-             text: str, exit_code: int | None, task: str | None) -> Failure:
-    evidence = redact(_headline(text))[:500] if text else None
+def _all_rules() -> list[Rule]:
+    from orchestrack.failure_rules import BUILTIN_RULES
+
+    return [*_registry.rules, *_configured_rules(), *BUILTIN_RULES]
+
+
+def _configured_rules() -> list[Rule]:
+    """Rules from the ``failure_rules`` setting (config file or ``ORCHESTRACK_FAILURE_RULES``)."""
+    from orchestrack.settings import load_settings
+
+    return _compiled(tuple(load_settings().failure_rules))
+
+
+_compiled_cache: dict[tuple[Any, ...], list[Rule]] = {}
+
+
+def _compiled(configured: tuple[Any, ...]) -> list[Rule]:
+    key = tuple((c.pattern, c.reason, c.detail, c.cause) for c in configured)
+    if key not in _compiled_cache:
+        _compiled_cache[key] = [
+            Rule(FailureReason(c.reason), c.detail, c.cause,
+                 pattern=re.compile(c.pattern, re.IGNORECASE | re.MULTILINE))
+            for c in configured]
+    return _compiled_cache[key]
+
+
+def _failure(evidence: Evidence, reason: FailureReason, detail: str | None, cause: str, line: str | None,
+             task: str | None) -> Failure:
+    clue = redact(line) if line else None
     subject = f"Task '{task}'" if task else "The run"
-    clue = evidence or (f"exit code {exit_code}" if exit_code is not None else "no error text")
-    summary = f"{subject} {cause} ({clue})."
-    if len(summary) > SUMMARY_LIMIT:
-        summary = summary[: SUMMARY_LIMIT - 2].rstrip() + "…)."
+    head = f"{subject} {cause}"
+    if clue:
+        room = SUMMARY_LIMIT - len(head) - 4
+        shown = clue if len(clue) <= room else clue[: max(room - 1, 10)].rstrip() + "…"
+        summary = f"{head} ({shown})."
+    else:
+        summary = f"{head}."
+    errors = evidence.errors
     return Failure(reason=reason, summary=summary, task=task, detail=detail,
-                   error_type=type(error).__name__ if error is not None else None,
-                   exit_code=exit_code, evidence=evidence)
+                   error_type=type(errors[0]).__name__ if errors else _text_error_type(evidence),
+                   exit_code=evidence.exit_code, evidence=redact(_excerpt(evidence, line))[:2000] or None)
 
 
-_EXCEPTION_NAME = re.compile(r"\b(?:[A-Za-z_]\w*\.)*([A-Z]\w*(?:Error|Exception|Exit|Interrupt|Timeout))\b")
+def _text_error_type(evidence: Evidence) -> str | None:
+    if not evidence.exceptions:
+        return None
+    shown = next(iter(evidence.exceptions.values()))
+    return shown.split(":", 1)[0].rsplit(".", 1)[-1].strip() or None
 
 
-def _names_in_text(text: str) -> tuple[str, ...]:
-    """Exception class names mentioned in a log or traceback, last (the raised one) first."""
-    return tuple(dict.fromkeys(reversed(_EXCEPTION_NAME.findall(text))))
-
-
-def _headline(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if len(lines) == 1 else " | ".join(lines[:2])
+def _excerpt(evidence: Evidence, line: str | None) -> str:
+    """The matched line with a little context: what a person needs to check the label."""
+    if line is None:
+        return "\n".join(evidence.lines[-5:]).strip()
+    needle = line.strip("…")[:60]
+    for index, candidate in enumerate(evidence.lines):
+        if needle and needle in candidate:
+            return "\n".join(evidence.lines[max(0, index - 2): index + 3]).strip()
+    return line

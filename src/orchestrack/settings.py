@@ -9,10 +9,11 @@ file are errors, so a typo never becomes a silent default. docs/configuration.md
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,8 +23,38 @@ from pydantic_settings import (
 
 from orchestrack.errors import InvalidInputError
 from orchestrack.policy import SchemaPolicy
+from orchestrack.record import FailureReason
 
 ENV_PREFIX = "ORCHESTRACK_"
+
+
+class FailureRuleSetting(BaseModel):
+    """A team failure rule from configuration: a pattern and the label it means.
+
+    In the config file::
+
+        [[failure_rules]]
+        pattern = "partition \\S+ is not ready"
+        reason = "data-error"
+        detail = "late-partition"
+        cause = "found its input partition missing"
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    pattern: str = Field(description="Regular expression searched (case-insensitive) in the failure text.")
+    reason: FailureReason
+    detail: str | None = None
+    cause: str = Field(default="failed", description="Words after the task in the sentence.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"failure rule pattern {pattern!r} is not a valid regular expression: {err}") from err
+        return pattern
 
 
 def default_home() -> Path:
@@ -77,6 +108,9 @@ class Settings(BaseSettings):
         default=256, ge=0,
         description="Local data files up to this size get a sha256 version; larger get a stat fingerprint.")
     policy: SchemaPolicy = Field(default_factory=SchemaPolicy)
+    failure_rules: list[FailureRuleSetting] = Field(
+        default_factory=list,
+        description="Team failure rules, tried before the built-in ones (docs/failure-reasons.md).")
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,312 @@
+"""The built-in failure rules, in the order they are tried (docs/failure-reasons.md).
+
+The order encodes the rubric's tie-breaks: a person or orchestrator stopping the run beats
+everything; a task's own time limit beats the network errors it interrupted; platform failures
+beat the exceptions they cause; quality gates and schema problems beat the generic exception
+types they are raised as; exit codes alone come last. Each rule is one line of data, so a new
+signal is a new row, never a new branch of code.
+"""
+
+from __future__ import annotations
+
+import re
+
+from orchestrack.classify import Rule
+from orchestrack.record import FailureReason as R
+
+
+def rx(pattern: str) -> re.Pattern[str]:
+    """A case-insensitive, multi-line pattern."""
+    return re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+
+
+_METRIC = (r"(?:auc|roc[ _-]?auc|pr[ _-]?auc|accuracy|acc|f1(?:[ _-]?score)?|precision|recall|rmse|mse|mae|mape"
+           r"|smape|r2|r\^2|ndcg(?:@\d+)?|map(?:@\d+)?|bleu|rouge\w*|perplexity|log[ _-]?loss|logloss"
+           r"|val(?:idation)?[ _-]?\w+|test[ _-]?\w+|eval[ _-]?\w+|score|metric|wer|cer|iou|dice)")
+
+BUILTIN_RULES: tuple[Rule, ...] = (
+    # -- a person or the orchestrator stopped it ------------------------------------------------
+    Rule(R.CANCELLED, "manual", "was stopped by hand", pattern=rx(
+        r"state was manually set to|(?:has been|was) externally set to|marked (?:as )?(?:failed|success|skipped)"
+        r" (?:by|manually|from the ui)|set (?:the )?state (?:of .* )?to failed (?:by|manually)|cleared by")),
+    Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
+        r"\b(?:flow|task|job|pipeline|workflow|dag)? ?run (?:was |has been |is being )?(?:cancell?ed|aborted by"
+        r" (?:the )?user|terminated by (?:the )?user)|\bcancell?ed by (?:the )?user|cancellation requested"
+        r"|\bstate(?: name)?[=: ]+['\"]?(?:cancell?ed|cancelling)\b|\bCancell?ed\(|runner is shutting down"
+        r"|stopped with strategy|\b(?:run|workflow) (?:was )?(?:terminated|stopped)\b(?! unexpectedly)"
+        r"|\bPipelineTaskFinalStatus\b.*\bCANCEL|\bstate:? ?CANCEL(?:L)?ED\b|\bCANCEL(?:L)?ED\b"
+        r"|user (?:requested|initiated) (?:cancel|stop|termination)|\bjob was (?:cancelled|killed) by\b"
+        r"|execution was aborted by an interrupt signal|\bscancel\b|killed by user")),
+    Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
+    Rule(R.CANCELLED, "interrupted", "was interrupted (SIGINT)", exit_codes=(130, -2)),
+
+    # -- its own time limit -----------------------------------------------------------------------
+    Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", types=("AirflowSensorTimeout",)),
+    Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", pattern=rx(r"sensor (?:has )?timed out")),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit",
+         types=("AirflowTaskTimeout", "TaskRunTimeoutError", "FlowRunTimeoutError")),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(
+        r"\bTimeout, PID: \d+|execution_timeout|exceeded (?:its |the )?timeout of \d+|run exceeded timeout"
+        r"|\bTimedOut\b|state(?: name)?[=: ]+['\"]?timed ?out|run failed due to timeout|task timed out after"
+        r"|timeout_seconds|dagrun_timeout|\bmsg[=: ]+['\"]?timed_out|dag ?run timed out|exceeded (?:the )?max"
+        r"(?:imum)? (?:execution|run) ?time|max(?:imum)? (?:duration|runtime) exceeded|time ?limit (?:exceeded|reached)"
+        r"|\bDUE TO TIME LIMIT\b|job exceeded (?:its )?(?:time|walltime)|walltime exceeded")),
+    Rule(R.TIMEOUT, "deadline", "ran past its deadline", pattern=rx(
+        r"\bDeadlineExceeded\b(?!.*(?:context|rpc|grpc|StatusCode))|activeDeadlineSeconds|active longer than"
+        r" (?:the )?specified deadline|longer than the specified deadline|deadline exceeded(?! while)")),
+    Rule(R.TIMEOUT, "timeout-command", "ran past its time limit (exit 124)", exit_codes=(124,)),
+
+    # -- the platform failed ----------------------------------------------------------------------
+    Rule(R.INFRA_ERROR, "gpu-oom", "ran out of GPU memory", pattern=rx(
+        r"CUDA out of memory|OutOfMemoryError: CUDA|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_(?:ALLOC_FAILED|NOT_ENOUGH)"
+        r"|cudaErrorMemoryAllocation|out of memory on device|RESOURCE_EXHAUSTED: Out of memory|\bOOM when allocating"
+        r"|failed to allocate .* (?:on|from) device|HIP out of memory|XPU out of memory|MPS backend out of memory"
+        r"|torch\.OutOfMemoryError|GPU memory (?:is )?(?:full|exhausted)")),
+    Rule(R.INFRA_ERROR, "nccl", "lost its distributed communication (NCCL)", pattern=rx(
+        r"\bNCCL (?:error|WARN|timeout)|nccl(?:System|Internal|Unhandled(?:Cuda)?|Remote)Error|ncclInvalid"
+        r"|Watchdog caught collective operation timeout|collective operation timeout|ProcessGroupNCCL"
+        r"|NCCL communicator was aborted|DistNetworkError|DistBackendError|c10d.*(?:timed out|Connection reset)"
+        r"|RendezvousTimeoutError|RendezvousClosedError|Gloo.*(?:Connection closed|timed out)")),
+    Rule(R.INFRA_ERROR, "gpu-fault", "hit a GPU hardware fault", pattern=rx(
+        r"\bXid\b.{0,40}\b\d+|fallen off the bus|uncorrectable ECC|ECC error|double bit ECC|GPU is lost"
+        r"|CUDA error: (?:unspecified launch failure|an illegal instruction|uncorrectable ECC)|NVML: (?:GPU|Unknown) Error"
+        r"|cudaErrorECCUncorrectable|GPU (?:has )?(?:fallen|become) unavailable|nvidia-smi has failed")),
+    Rule(R.INFRA_ERROR, "oom", "was killed for running out of memory", pattern=rx(
+        r"\bOOMKilled\b|OOM ?killer|Out of memory: Kill(?:ed)? process|oom-kill|memory cgroup out of memory"
+        r"|likely out of memory|Likely (?:due to )?(?:an )?OOM|exceeded (?:its |the )?memory limit|memory limit exceeded"
+        r"|Container killed .* (?:for )?exceeding memory limits|std::bad_alloc|Cannot allocate memory|\[Errno 12\]"
+        r"|java\.lang\.OutOfMemoryError|unable to allocate .* (?:array|memory)|high memory usage"
+        r"|worker .* exceeded (?:\d+% )?memory budget|Worker exceeded \d+% memory budget|KilledWorker")),
+    Rule(R.INFRA_ERROR, "oom", "ran out of memory", types=("MemoryError", "ArrayMemoryError", "OutOfMemoryError")),
+    Rule(R.INFRA_ERROR, "evicted", "was evicted by Kubernetes", pattern=rx(
+        r"\bEvicted\b|The node was low on resource|eviction|ephemeral[- ]storage.*exceed")),
+    Rule(R.INFRA_ERROR, "preempted", "lost its machine (preempted)", pattern=rx(
+        r"preempt|spot (?:instance )?interruption|instance-action|imminent node shutdown|node shutdown|Shutdown"
+        r" \w* ?node|NodeShutdown|terminated due to node|maintenance event|node was (?:drained|deleted|terminated)"
+        r"|host maintenance|capacity (?:was )?reclaimed|reclaimed by the provider")),
+    Rule(R.INFRA_ERROR, "node-lost", "lost its node", pattern=rx(
+        r"NodeLost|node (?:\S+ )?(?:is |was )?(?:not ready|unreachable|lost)|\bNodeNotReady\b|node .* disappeared"
+        r"|pod deleted|pod (?:was )?deleted during operation|lost (?:its|the) node|worker (?:node )?(?:lost|died)"
+        r"|Executor lost|ExecutorLostFailure|lost executor|container .* exited because of a node|RayActorError.*died"
+        r"|The actor died unexpectedly|worker died unexpectedly|Worker exited unexpectedly|raylet .* died"
+        r"|ObjectLostError|NodeDiedError")),
+    Rule(R.INFRA_ERROR, "image-pull", "could not pull its container image", pattern=rx(
+        r"ErrImagePull|ImagePullBackOff|ErrImageNeverPull|InvalidImageName|Failed to pull image|pull access denied"
+        r"|manifest (?:for \S+ )?(?:not found|unknown)|image .* not found|PodLaunchFailedException"
+        r"|Pod took too long to start|repository does not exist or may require 'docker login'")),
+    Rule(R.INFRA_ERROR, "unschedulable", "could not be scheduled on the cluster", pattern=rx(
+        r"\bUnschedulable\b|FailedScheduling|\d+/\d+ nodes are available|Insufficient (?:nvidia\.com/gpu|cpu|memory)"
+        r"|didn't match (?:Pod's )?node affinity|exceeded quota|forbidden: exceeded quota")),
+    Rule(R.INFRA_ERROR, "heartbeat-lost", "lost its worker (heartbeat stopped)", pattern=rx(
+        r"did not emit heartbeat|heartbeat (?:timeout|lost|missed|expired)|zombie|was killed externally"
+        r"|(?:externally|unexpectedly) (?:killed|terminated)|finished with state failed, but the task instance's state"
+        r"|finished \(failed\) although the task says (?:it'?s|its) (?:queued|running)|Executor .* reported that the task"
+        r"|worker (?:went )?(?:offline|away)|lost (?:contact|connection) with (?:the )?(?:worker|scheduler)"
+        r"|Crash detected|infrastructure (?:error|failure|issue)"
+        r"|(?:process|container|pod|job) (?:for flow run .* )?exited (?:with )?(?:unexpectedly|non-zero status code"
+        r" (?:1[3-4]\d|-\d+))")),
+    Rule(R.INFRA_ERROR, "killed", "was killed (SIGKILL, usually out of memory)", pattern=rx(
+        r"Negsignal\.SIGKILL|return code -9\b|status code:? -9\b|exit(?:ed)? (?:with )?(?:code|status)[: ]+137\b"
+        r"|exit code 137|signal: killed|SIGKILL|signal 9\b|\bKilled\s*$|terminated by signal 9")),
+    Rule(R.INFRA_ERROR, "disk-full", "ran out of disk space", pattern=rx(
+        r"No space left on device|\[Errno 28\]|\[WinError 112\]|ENOSPC|disk (?:is )?full|DiskFull|database or disk is full"
+        r"|Disk quota exceeded|\[Errno 122\]|out of disk|insufficient (?:disk|storage) space|not enough space on the disk"
+        r"|DiskPressure")),
+    Rule(R.INFRA_ERROR, "credentials", "had missing or expired cloud credentials", pattern=rx(
+        r"ExpiredToken|RequestExpired|TokenRefreshRequired|token (?:has )?expired|expired token|credentials? (?:have|has)"
+        r" expired|NoCredentialsError|Unable to locate credentials|PartialCredentialsError|InvalidAccessKeyId"
+        r"|SignatureDoesNotMatch|InvalidClientTokenId|UnrecognizedClientException|invalid_grant|DefaultCredentialsError"
+        r"|Could not automatically determine credentials|RefreshError|AuthFailure|security token included in the request"
+        r" is (?:invalid|expired)|ClientAuthenticationError|CredentialUnavailableError|401 Unauthorized"
+        r"|\bUnauthenticated\b|authentication (?:failed|required)|could not be authenticated")),
+    Rule(R.INFRA_ERROR, "access-denied", "was denied access", pattern=rx(
+        r"\bAccessDenied(?:Exception)?\b|Access Denied|\b403\b.{0,30}Forbidden|Forbidden.{0,20}\b403\b"
+        r"|PERMISSION_DENIED|AuthorizationFailed|AuthorizationPermissionMismatch|is not authorized to perform"
+        r"|does not have (?:\S+ )?(?:permission|access)|insufficient permissions|AccessDeniedException")),
+    Rule(R.INFRA_ERROR, "throttled", "was throttled by a service", pattern=rx(
+        r"\bSlowDown\b|Throttl|RequestLimitExceeded|TooManyRequests|Too Many Requests|\b429\b|Rate ?exceeded"
+        r"|rate limit|ProvisionedThroughputExceeded|RESOURCE_EXHAUSTED|quota exceeded for|RequestThrottled")),
+    Rule(R.INFRA_ERROR, "dns", "could not resolve a host name", pattern=rx(
+        r"Name or service not known|Temporary failure in name resolution|nodename nor servname|getaddrinfo failed"
+        r"|Could not resolve host|\[Errno -[235]\]|NameResolutionError|Failed to resolve|no such host|NXDOMAIN"
+        r"|DNS (?:lookup|resolution) fail")),
+    Rule(R.INFRA_ERROR, "network", "lost its connection to a service", pattern=rx(
+        r"Connection refused|Connection reset|connection (?:was )?(?:closed|aborted|lost)|Connection aborted"
+        r"|\[Errno 1(?:04|10|11|13)\]|\[WinError 100(?:54|60|61)\]|Broken pipe|RemoteDisconnected|Max retries exceeded"
+        r"|Read timed out|ReadTimeout|ConnectTimeout|ConnectTimeoutError|ReadTimeoutError|EndpointConnectionError"
+        r"|ConnectionClosedError|ProtocolError|IncompleteRead|Failed to establish a new connection|Network is unreachable"
+        r"|No route to host|could not connect to server|server closed the connection unexpectedly|Lost connection to"
+        r"|Can't connect to|connection timed out|timed out (?:after|while) (?:connecting|waiting for (?:a )?response)"
+        r"|socket\.timeout|SSL(?:Error|EOFError)|CERTIFICATE_VERIFY_FAILED|\bUNAVAILABLE\b|StatusCode\.UNAVAILABLE"
+        r"|ServiceUnavailable|Service Unavailable|Bad Gateway|Gateway Time-?out|\b50[234]\b.{0,30}(?:error|server)"
+        r"|InternalError.*(?:S3|We encountered an internal error)|ServerSelectionTimeoutError|OperationalError.*"
+        r"(?:connect|server|timeout|SSL)|ClientConnectorError|ServerDisconnectedError|ChunkedEncodingError")),
+    Rule(R.INFRA_ERROR, "network", "lost its connection to a service",
+         types=("ConnectionError", "ConnectionRefusedError", "ConnectionResetError", "BrokenPipeError",
+                "ConnectionAbortedError", "RemoteDisconnected", "ReadTimeout", "ConnectTimeout", "ReadTimeoutError",
+                "ConnectTimeoutError", "EndpointConnectionError", "ProtocolError", "TimeoutError", "timeout")),
+    Rule(R.INFRA_ERROR, "terminated", "was terminated (SIGTERM), likely by the platform", pattern=rx(
+        r"Received SIGTERM|Negsignal\.SIGTERM|return code -15\b|status code:? -15\b|exit code 143\b|signal: terminated"
+        r"|termination signal|terminated by signal 15")),
+    Rule(R.INFRA_ERROR, "terminated", "was terminated (SIGTERM), likely by the platform",
+         types=("AirflowTaskTerminated", "SystemExit")),
+
+    # -- a quality gate rejected the model --------------------------------------------------------
+    Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(
+        r"not blessed|NOT_BLESSED|blessing|model validation failed|ModelValidationError|MetricThreshold"
+        r"|metric validation failed|quality gate|QualityGate|metric[_ -]regression|MetricRegression"
+        r"|failed (?:the )?(?:model )?(?:evaluation|validation) (?:threshold|criteria|check)|performance (?:check|test)s? failed"
+        r"|did not (?:meet|pass) (?:the )?(?:threshold|minimum|baseline|acceptance)")),
+    Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
+        rf"\b{_METRIC}\b[^\n]{{0,80}}?(?:\bbelow\b|\bunder\b|less than|lower than|smaller than|worse than|greater than"
+        rf"|higher than|above|exceeds?|<=?|>=?|not (?:above|below|greater|less)|did not (?:improve|beat|reach))"
+        rf"[^\n]{{0,60}}?(?:threshold|baseline|minimum|maximum|min\b|max\b|required|expected|target|champion"
+        rf"|production|previous|\d)"), unless=rx(r"\b(?:nan|inf|infinity)\b|features?,? but|expecting \d+ features")),
+    Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
+        rf"(?:threshold|baseline|champion)[^\n]{{0,60}}?\b{_METRIC}\b|\b{_METRIC}\b[^\n]{{0,40}}?(?:regress|degrad|dropped)"),
+        unless=rx(r"\b(?:nan|inf)\b")),
+
+    # -- the data's structure is wrong ------------------------------------------------------------
+    Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it expects", pattern=rx(
+        r"not in index|None of \[.*\] are in the \[(?:columns|index)\]|ColumnNotFound|column\(?s?\)? (?:\S+ )?"
+        r"(?:not found|do(?:es)? not exist|(?:is|are) missing|not in (?:the )?(?:dataframe|frame|table|schema))"
+        r"|missing (?:required )?columns?|cannot resolve .* given input columns|UNRESOLVED_COLUMN|Unrecognized name"
+        r"|UndefinedColumn|invalid identifier|Unknown column|no such column|No such struct field|unexpected columns?"
+        r"|columns? mismatch|Field .* not found in (?:source )?schema|KeyError: \"?\[?'?\w*'?\]? ?not in index")),
+    Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it expects", types=("KeyError",), pattern=rx(
+        r"pandas[/\\]core[/\\](?:indexes|frame|generic|series|indexing)|polars|pyarrow|in get_loc|\bdf\[|\.loc\["
+        r"|\.iloc\[|dataframe|\[\[.*\]\]")),
+    Rule(R.BAD_SCHEMA, "feature-mismatch", "got features that do not match the model", pattern=rx(
+        r"features?,? but \w+ is expecting \d+ features|feature_names mismatch|feature names (?:should|must) match"
+        r"|Feature names (?:unseen|seen) at fit time|number of features .* (?:does not|must) match|expected \d+ features"
+        r"|Feature shape mismatch|feature_names must be|columns are missing: \{")),
+    Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
+        r"ArrowTypeError|ArrowInvalid.*(?:schema|type|cast|convert)|Schema at index \d+ was different|schema mismatch"
+        r"|incompatible schema|(?:Unable|Cannot|Could not|Failed to) (?:safely )?(?:cast|convert)|could not convert"
+        r" string to (?:float|int)|invalid literal for int\(\)|Expected bytes, got|dtype (?:mismatch|of column)"
+        r"|expected series .* to have type|to have type \w+, got|(?:does not|doesn't) match (?:the )?(?:expected )?"
+        r"schema|SchemaMismatch|data type mismatch|DATATYPE_MISMATCH|incompatible types?|mismatched (?:input|data) types?"
+        r"|Object of type .* is not (?:a )?(?:valid|supported) dtype|Can(?:no|')t mix (?:types|dtypes)"
+        r"|TypeError: (?:unsupported operand type|'<' not supported between instances of 'str' and)")),
+    Rule(R.BAD_SCHEMA, "validation", "got records that fail validation",
+         types=("ValidationError", "SchemaError", "SchemaErrors", "SchemaDefinitionError", "SchemaMismatchError",
+                "ValidationException", "DataValidationError"),
+         unless=rx(r"failed element-wise validator|failed series or dataframe validator|contains (?:null|duplicate|nan)"
+                   r"|Failure in test|expectation.*(?:unique|null|between|values)")),
+    Rule(R.BAD_SCHEMA, "validation", "got records that fail validation", pattern=rx(
+        r"\d+ validation errors? for|expect_(?:column_to_exist|table_columns|column_values_to_be_(?:of_type|in_type_list)"
+        r"|table_column_count)|schema (?:validation|check) failed|does not conform to (?:the )?schema")),
+
+    # -- the data itself is wrong -----------------------------------------------------------------
+    Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
+        r"\bNoSuchKey\b|The specified key does not exist|\bNoSuchBucket\b|specified bucket does not exist"
+        r"|HeadObject operation: Not Found|\(404\).*(?:Not Found|HeadObject|GetObject)|Path does not exist"
+        r"|PATH_NOT_FOUND|No (?:files|objects|data) (?:found|matched)|matched no files|does not match any files"
+        r"|Table .* (?:not found|does not exist)|relation .* does not exist|UndefinedTable|TABLE_OR_VIEW_NOT_FOUND"
+        r"|Dataset .* (?:not found|was not found)|blob .* (?:not found|does not exist)|BlobNotFound|ResourceNotFound"
+        r"|object .* (?:not found|does not exist)|partition .* (?:not found|does not exist|missing)")),
+    Rule(R.DATA_ERROR, "missing-input", "could not find its input", types=("FileNotFoundError",)),
+    Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
+        r"No such file or directory|\[Errno 2\]|\[WinError [23]\]|cannot find the (?:file|path) specified")),
+    Rule(R.DATA_ERROR, "empty", "got empty input data", pattern=rx(
+        r"EmptyDataError|No columns to parse from file|Found array with 0 sample|0 samples?\b|empty (?:dataframe|dataset"
+        r"|data ?frame|file|input|table|partition|result)|(?:dataframe|dataset|file|input|table) (?:is|was) empty"
+        r"|no (?:rows|records|data) (?:found|returned|to process)|\b0 rows\b|n_samples=0|zero-size array"
+        r"|num_samples should be a positive integer value, but got num_samples=0")),
+    Rule(R.DATA_ERROR, "nan", "got NaN or infinite values", pattern=rx(
+        r"contains? NaN|Input (?:X |y )?contains (?:NaN|infinity)|infinity or a value too large|\bNaN values?\b"
+        r"|loss (?:is|became|went|turned)? ?(?:nan|inf)|nan loss|non-finite (?:loss|values?)|NaN or Inf found"
+        r"|found (?:nan|inf)|\bnan\b.{0,20}(?:detected|encountered)|contains (?:null|missing) values"
+        r"|non-nullable .* contains null|Cannot convert non-finite values")),
+    Rule(R.DATA_ERROR, "corrupt", "could not read corrupt input data", pattern=rx(
+        r"magic bytes|Parquet (?:file|footer)|Invalid parquet|corrupt|ParserError|Error tokenizing data"
+        r"|unexpected end of (?:file|data|stream)|truncated|BadZipFile|not a gzip(?:ped)? file|CRC check failed"
+        r"|UnicodeDecodeError|invalid (?:start|continuation) byte|malformed|could not be parsed|JSONDecodeError"
+        r"|Expecting value: line \d+|Could not open Parquet input source")),
+    Rule(R.DATA_ERROR, "duplicates", "found duplicate keys in its input", pattern=rx(
+        r"duplicate (?:key|label|row|entr|value|index|primary)|duplicates? (?:found|detected)|not unique|uniquely valued"
+        r"|has duplicates|contains duplicate|Merge keys are not unique|UniqueViolation|unique constraint"
+        r"|Duplicate entry|Index has duplicate keys|cannot reindex on an axis with duplicate")),
+    Rule(R.DATA_ERROR, "quality-check", "failed a data quality check", pattern=rx(
+        r"Failure in test|failed element-wise validator|failed series or dataframe validator|expectation.*failed"
+        r"|Validation (?:of|for) .* failed|data (?:quality|validation) (?:check )?fail|row count|rows? (?:count )?"
+        r"(?:mismatch|below|above|less than|expected)|leakage|data drift|DataDrift|great_expectations.*(?:False|fail)"
+        r"|(?:null|missing) (?:rate|ratio|fraction)")),
+
+    # -- a bug in the pipeline's code, or a missing package ----------------------------------------
+    Rule(R.CODE_ERROR, "missing-package", "is missing a package in its environment",
+         types=("ModuleNotFoundError", "ImportError", "PackageNotFoundError")),
+    Rule(R.CODE_ERROR, "missing-package", "is missing a command in its image", pattern=rx(
+        r"command not found|executable file not found|No module named|not found in \$PATH|exec format error")),
+    Rule(R.CODE_ERROR, "device-assert", "hit a device-side assertion in its code", pattern=rx(
+        r"device-side assert(?:ion)? triggered|CUDA error: device-side assert")),
+    Rule(R.CODE_ERROR, "bug", "raised an error in its code",
+         types=("TypeError", "NameError", "AttributeError", "SyntaxError", "NotImplementedError", "RecursionError",
+                "ZeroDivisionError", "ArithmeticError", "IndexError", "KeyError", "AssertionError", "LookupError",
+                "UnboundLocalError", "StopIteration", "DagCycleException", "AirflowDagCycleException",
+                "DuplicateTaskIdFound", "ParamValidationError", "TemplateSyntaxError", "UndefinedError")),
+    Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(
+        r"Compilation Error|Broken DAG|ParameterBindError|missing \d+ required positional argument"
+        r"|unexpected keyword argument|object is not (?:callable|subscriptable|iterable)|has no attribute")),
+
+    # -- exit codes alone ---------------------------------------------------------------------------
+    Rule(R.INFRA_ERROR, "killed", "was killed (exit 137, usually out of memory)", exit_codes=(137, -9)),
+    Rule(R.INFRA_ERROR, "terminated", "was terminated (SIGTERM), likely by the platform", exit_codes=(143, -15)),
+    Rule(R.INFRA_ERROR, "segfault", "crashed in native code (segmentation fault)", exit_codes=(139, -11)),
+    Rule(R.INFRA_ERROR, "segfault", "crashed in native code (segmentation fault)", pattern=rx(
+        r"Segmentation fault|SIGSEGV|core dumped|Fatal Python error: Segmentation")),
+    Rule(R.INFRA_ERROR, "aborted", "aborted in native code (SIGABRT)", exit_codes=(134, -6)),
+    Rule(R.INFRA_ERROR, "bus-error", "crashed (SIGBUS, often out of shared memory)", exit_codes=(135, -7)),
+    Rule(R.INFRA_ERROR, "container-runtime", "could not be started by the container runtime", exit_codes=(125,)),
+    Rule(R.CODE_ERROR, "missing-package", "could not execute a command in its image (exit 126)", exit_codes=(126,)),
+    Rule(R.CODE_ERROR, "missing-package", "ran a command its image does not have (exit 127)", exit_codes=(127,)),
+    Rule(R.CODE_ERROR, "usage", "was called with wrong arguments (exit 2)", exit_codes=(2,),
+         unless=rx(r"\S")),
+)
+
+
+def rules_table(rules: tuple[Rule, ...] = BUILTIN_RULES) -> str:
+    """The rules as a Markdown table (docs/failure-reasons.md embeds it; a test keeps the two equal)."""
+    rows = ["| # | reason | detail | the sentence says | matches on |", "|---|---|---|---|---|"]
+    for number, rule in enumerate(rules, start=1):
+        signals = []
+        if rule.types:
+            signals.append("exception " + ", ".join(f"`{name}`" for name in rule.types))
+        if rule.pattern is not None:
+            alternatives = [a for a in _top_level_alternatives(rule.pattern.pattern) if a]
+            shown = " · ".join(f"`{a}`" for a in alternatives[:3]).replace("|", "\\|")
+            more = len(alternatives) - 3
+            signals.append(f"text {shown}" + (f" and {more} more" if more > 0 else ""))
+        if rule.exit_codes:
+            signals.append("exit code " + ", ".join(str(code) for code in rule.exit_codes))
+        if rule.unless is not None:
+            signals.append("unless the text shows a counter-sign")
+        rows.append(f"| {number} | `{rule.reason.value}` | {f'`{rule.detail}`' if rule.detail else ''} | "
+                    f"{rule.cause} | {'; '.join(signals)} |")
+    return "\n".join(rows)
+
+
+def _top_level_alternatives(pattern: str) -> list[str]:
+    parts, depth, current, escaped = [], 0, "", False
+    for char in pattern:
+        if escaped:
+            current, escaped = current + char, False
+            continue
+        if char == "\\":
+            current, escaped = current + char, True
+            continue
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        if char == "|" and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+    parts.append(current)
+    return [p.replace("\\b", "").replace("`", "'") for p in parts]
+
+
+if __name__ == "__main__":
+    print(rules_table())
