@@ -10,6 +10,7 @@ rules added with :func:`register_rule`, then table rules from :func:`register_ru
 from __future__ import annotations
 
 import builtins
+import copy
 import re
 import traceback
 from collections.abc import Callable, Iterable
@@ -19,6 +20,9 @@ from typing import Any
 from orchestrack.record import Failure, FailureReason
 
 SUMMARY_LIMIT = 200
+#: Skip a rule's regular expression when the text lacks every literal it needs (an optimisation
+#: only; tests switch it off to prove the labels are the same without it).
+USE_PREFILTER = True
 #: Logs longer than this are cut to their head and tail (the end of a log is where it failed).
 _HEAD, _TAIL = 32 * 1024, 224 * 1024
 
@@ -73,6 +77,10 @@ class Rule:
     def __post_init__(self) -> None:
         if not (self.types or self.pattern is not None or self.exit_codes):
             raise ValueError("a Rule needs types, a pattern or exit codes to match on")
+        # Literal words the pattern cannot match without: a cheap substring test skips most rules
+        # before the regular expression runs (that keeps a typical diagnosis well under 1 ms).
+        anchors = _anchors(self.pattern.pattern) if self.pattern is not None else None
+        object.__setattr__(self, "_anchors", anchors)
 
     def match(self, evidence: Evidence) -> str | None:
         """The evidence line this rule rests on, or ``None`` when it does not match."""
@@ -86,11 +94,58 @@ class Rule:
             if found is None:
                 return None
         if self.pattern is not None:
+            anchors: tuple[str, ...] | None = getattr(self, "_anchors", None)
+            if USE_PREFILTER and anchors is not None and not any(anchor in evidence.lower for anchor in anchors):
+                return None
             hit = self.pattern.search(evidence.text)
             if hit is None:
                 return None
             found = found if self.types else evidence.line_at(hit)
         return found
+
+
+def _anchors(pattern: str) -> tuple[str, ...] | None:
+    """Literal strings of which every match of ``pattern`` contains at least one (lower case), or
+    ``None`` when no such set of 2+ character strings can be read off the pattern."""
+    try:
+        from re import _parser as parser  # type: ignore[attr-defined]
+        from re._constants import AT, BRANCH, LITERAL, MAX_REPEAT, MIN_REPEAT, SUBPATTERN  # type: ignore[import-not-found]
+    except ImportError:  # another Python: no prefilter, the pattern alone decides (same results)
+        return None
+    repeats = {MAX_REPEAT, MIN_REPEAT} | ({parser.POSSESSIVE_REPEAT} if hasattr(parser, "POSSESSIVE_REPEAT") else set())
+
+    def required(items: Any) -> set[str] | None:
+        candidates: list[set[str]] = []
+        run = ""
+        for op, value in items:
+            if op is LITERAL:
+                run += chr(value)
+                continue
+            if op is AT:  # \b, ^, $ consume nothing: the literal run goes on
+                continue
+            if run:
+                candidates.append({run})
+                run = ""
+            inner: set[str] | None = None
+            if op is SUBPATTERN:
+                inner = required(value[-1].data)
+            elif op is BRANCH:
+                branches = [required(branch.data) for branch in value[1]]
+                inner = None if any(b is None for b in branches) else set().union(*branches)  # type: ignore[arg-type]
+            elif op in repeats and value[0] >= 1:
+                inner = required(value[2].data)
+            if inner:
+                candidates.append(inner)
+        if run:
+            candidates.append({run})
+        usable = [c for c in candidates if all(len(text.strip()) >= 2 for text in c)]
+        return max(usable, key=lambda c: min(len(text) for text in c)) if usable else None
+
+    try:
+        found = required(parser.parse(pattern).data)
+    except Exception:
+        return None
+    return tuple(sorted(text.lower() for text in found)) if found else None
 
 
 #: A code rule: ``f(error, text, exit_code) -> (reason, detail, cause) | None``.
@@ -139,17 +194,30 @@ _PREFIXES = re.compile(
     r"|\[\s*(?:debug|info|warn|warning|error|critical|fatal)\s*\]\s*"  # structlog [error   ]
     r"|(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\s*(?:\||-|:)\s*"  # level separators
     r"|[A-Z]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+[\w.]+:\d+\]\s*"  # glog/absl
+    r"|E {2,}|> {2,}"  # pytest's error and source markers
+    r"|\[\d+,\d+\]<std(?:err|out)>:\s*"  # MPI ranks
     r")+"
 )
 # An exception name at the start of a line ("ValueError: x", "pkg.mod.SomeError: x", "KeyError")
 # or after a marker that orchestrators put before it ("encountered an exception ValueError: x").
 _EXCEPTION_LINE = re.compile(
-    r"^(?:.*?\b(?:exception|error|raised)[:\s]+)?((?:[A-Za-z_]\w*\.)*([A-Z]\w*(?:Error|Exception|Exit|Interrupt|Timeout"
+    r"^(?:.*?\b(?:exception|error|raised)[.:\s]+)?((?:[A-Za-z_]\w*\.)*([A-Z]\w*(?:Error|Exception|Exit|Interrupt|Timeout"
     r"|Warning|Fault|Failure|Exceeded|Denied|NotFound|Expired|Killed|Invalid|Cancelled|Crashed)|KeyboardInterrupt"
-    r"|StopIteration))(?::|$)"
+    r"|StopIteration))(?::|,\s|$)"
 )
+# "exit code 127", "exited with status 137", "returned non-zero exit status 2", "return code -9"
+_STATED_EXIT_CODE = re.compile(
+    r"(?i)\b(?:exit(?:ed)?(?: with)?(?: bad| non-zero)?(?: code| status(?: code)?)|exit[ _-]?code|exit status"
+    r"|return(?:ed)? (?:non-zero )?(?:exit )?(?:code|status)|status code)\W{0,3}[:= ]\s*(-?\d{1,3})\b")
+# Lines a logger marked as routine: their words are context, not the failure.
+_QUIET = re.compile(r"(?:^|[\s|\[{(-])(?:DEBUG|INFO|TRACE|NOTICE)\b|^[ID]\d{4} \d{2}:|\[(?:info|debug)\s*\]")
+_QUIET_FIELD = re.compile(r"\blevel=(?:info|debug|trace)\b")
 _FRAME = re.compile(r'^\s*File "([^"]+)", line \d+')
-_LIBRARY_PATH = re.compile(r"site-packages|dist-packages|/lib/python\d|\\lib\\|<frozen |/usr/lib/|<string>|\.pyenv/")
+_LIBRARY_PATH = re.compile(
+    r"site-packages|dist-packages|/lib/python\d|\\lib\\|<frozen |/usr/lib/|<string>|\.pyenv/"
+    r"|[/\\](?:airflow[/\\](?:providers|models|operators|sensors|hooks|utils|executors|jobs|sdk|task|api)|prefect|kfp"
+    r"|torch|tensorflow|pandas|numpy|sklearn|pyarrow|botocore|boto3|urllib3|requests|dbt|great_expectations|pandera"
+    r"|pydantic|mlflow|ray|dask)[/\\]")
 
 
 def _builtin_mro(name: str) -> tuple[str, ...]:
@@ -165,14 +233,32 @@ class Evidence:
     def __init__(self, error: BaseException | None, text: str | None, exit_code: int | None) -> None:
         self.exit_code = exit_code
         self.errors = _chain(error) if error is not None else []
-        parts = [_format(e) for e in self.errors[:1]]
+        parts = [_format(e) for e in reversed(self.errors)]  # root cause first, as Python prints it
         if text:
             parts.append(text if len(text) <= _HEAD + _TAIL else text[:_HEAD] + "\n…\n" + text[-_TAIL:])
         raw = _ANSI.sub("", "\n".join(parts)).replace("\r\n", "\n").replace("\r", "\n")
-        # Very long lines (JSON blobs, progress bars) are cut to their ends to keep matching bounded.
-        self.lines = [_PREFIXES.sub("", line if len(line) <= 4096 else line[:2048] + "…" + line[-2048:]).rstrip()
-                      for line in raw.split("\n")]
-        self.text = "\n".join(self.lines)
+        lines, self.quiet = [], []
+        for line in raw.split("\n"):
+            # Very long lines (JSON blobs, progress bars) are cut to their ends to keep matching bounded.
+            line = line if len(line) <= 4096 else line[:2048] + "…" + line[-2048:]
+            cleaned = _PREFIXES.sub("", line).rstrip()
+            lines.append(cleaned)
+            self.quiet.append(bool(_QUIET.search(line[:60]) or _QUIET_FIELD.search(line)))
+        self._read(lines)
+
+    def focused(self) -> Evidence | None:
+        """The same evidence without its INFO/DEBUG lines (the error lines are the better witnesses),
+        or ``None`` when there is no such line to leave out."""
+        if not any(self.quiet):
+            return None
+        view = copy.copy(self)
+        view._read([line for line, quiet in zip(self.lines, self.quiet, strict=True) if not quiet])
+        return view
+
+    def _read(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.text = "\n".join(lines)
+        self.lower = self.text.lower()
         # exception name -> the line that shows it, raised (last) first
         self.exceptions: dict[str, str] = {}
         for error_object in self.errors:
@@ -187,6 +273,9 @@ class Evidence:
                     self.exceptions.setdefault(name, shown)
                 self.exceptions.setdefault(found.group(1), shown)
         self.frames = [m.group(1) for m in map(_FRAME.match, self.lines) if m]
+        if self.exit_code is None and self.text:
+            stated = _STATED_EXIT_CODE.findall(self.text[-_HEAD:])
+            self.exit_code = int(stated[-1]) if stated else None
 
     def exception_line(self, names: Iterable[str]) -> str | None:
         for name in names:
@@ -242,10 +331,17 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 
 def _format(error: BaseException) -> str:
+    """The traceback of one error as Python prints it, without source lines (reading source files
+    would cost more than the whole diagnosis)."""
+    frames = [f'  File "{frame.f_code.co_filename}", line {line}, in {frame.f_code.co_name}'
+              for frame, line in traceback.walk_tb(error.__traceback__)][-30:]
     try:
-        return "".join(traceback.format_exception(error, limit=30))[-_TAIL:]
+        full = str(error)
     except Exception:  # a broken __str__ must not stop the diagnosis
-        return _exception_text(error)
+        full = "<unprintable>"
+    shown = f"{type(error).__module__}.{type(error).__qualname__}" if type(error).__module__ not in (
+        "builtins", "__main__") else type(error).__qualname__
+    return "\n".join(["Traceback (most recent call last):", *frames, f"{shown}: {full}" if full else shown])
 
 
 def _exception_text(error: BaseException) -> str:
@@ -277,10 +373,13 @@ def classify_failure(error: BaseException | None = None, *, text: str | None = N
         if found is not None:
             reason, detail, cause = found
             return _failure(evidence, FailureReason(reason), detail, cause, evidence.headline(), task)
-    for rule in _all_rules():
-        line = rule.match(evidence)
-        if line is not None:
-            return _failure(evidence, rule.reason, rule.detail, rule.cause, line, task)
+    rules = _all_rules()
+    # The error lines first; the routine (INFO/DEBUG) lines only when the error lines say nothing.
+    for view in filter(None, (evidence.focused(), evidence)):
+        for rule in rules:
+            line = rule.match(view)
+            if line is not None:
+                return _failure(view, rule.reason, rule.detail, rule.cause, line, task)
     seen = evidence.headline()
     if seen is not None and evidence.exceptions and evidence.raised_in_user_code():
         return _failure(evidence, FailureReason.CODE_ERROR, "user-code", "raised an error in its own code", seen, task)

@@ -20,12 +20,17 @@ def rx(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE | re.MULTILINE)
 
 
-_METRIC = (r"(?:auc|roc[ _-]?auc|pr[ _-]?auc|accuracy|acc|f1(?:[ _-]?score)?|precision|recall|rmse|mse|mae|mape"
-           r"|smape|r2|r\^2|ndcg(?:@\d+)?|map(?:@\d+)?|bleu|rouge\w*|perplexity|log[ _-]?loss|logloss"
-           r"|val(?:idation)?[ _-]?\w+|test[ _-]?\w+|eval[ _-]?\w+|score|metric|wer|cer|iou|dice)")
+_METRIC_NAME = (r"(?:auc|roc[ _-]?auc|pr[ _-]?auc|accuracy|acc|f1(?:[ _-]?score)?|precision|recall|rmse|mse|mae|mape"
+                r"|smape|r2|r\^2|ndcg|map|bleu|rouge\w*|perplexity|log[ _-]?loss|logloss|score|metric|wer|cer|iou"
+                r"|dice|loss|error rate)")
+# "auc", "val_auc", "test accuracy", "ndcg@5", "ndcg_5", "eval_f1"
+_METRIC = rf"(?:(?:val(?:idation)?|test|eval|holdout|oot)[ _-]?)?{_METRIC_NAME}(?:[@_ -]?\d+)?"
 
 BUILTIN_RULES: tuple[Rule, ...] = (
     # -- a person or the orchestrator stopped it ------------------------------------------------
+    # Airflow's dagrun_timeout sets the tasks still running to skipped; a person marks failed or success.
+    Rule(R.TIMEOUT, "dagrun-timeout", "was stopped when its DAG run timed out", pattern=rx(
+        r"externally set to skipped|dag ?run(?: \S+)? (?:has )?timed out|\bmsg[=: ]+['\"]?timed_out")),
     Rule(R.CANCELLED, "manual", "was stopped by hand", pattern=rx(
         r"state was manually set to|(?:has been|was) externally set to|marked (?:as )?(?:failed|success|skipped)"
         r" (?:by|manually|from the ui)|set (?:the )?state (?:of .* )?to failed (?:by|manually)|cleared by")),
@@ -33,27 +38,34 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"\b(?:flow|task|job|pipeline|workflow|dag)? ?run (?:was |has been |is being )?(?:cancell?ed|aborted by"
         r" (?:the )?user|terminated by (?:the )?user)|\bcancell?ed by (?:the )?user|cancellation requested"
         r"|\bstate(?: name)?[=: ]+['\"]?(?:cancell?ed|cancelling)\b|\bCancell?ed\(|runner is shutting down"
-        r"|stopped with strategy|\b(?:run|workflow) (?:was )?(?:terminated|stopped)\b(?! unexpectedly)"
-        r"|\bPipelineTaskFinalStatus\b.*\bCANCEL|\bstate:? ?CANCEL(?:L)?ED\b|\bCANCEL(?:L)?ED\b"
+        r"|(?:stopped|shutdown|shut down) with strategy|\b(?:run|workflow) (?:was )?(?:terminated|stopped)\b(?! unexpectedly)"
+        r"|\bPipelineTaskFinalStatus\b.*\bCANCEL|(?:state|status|phase)\W{0,3}cancell?ed\b|(?-i:\bCANCEL(?:L)?ED\b)"
+        r"|(?<!either )caused by (?:a )?manual cancellation|(?:marking|marked|setting|set) (?:\S+ ){0,3}(?:as|to) cancell?ed"
         r"|user (?:requested|initiated) (?:cancel|stop|termination)|\bjob was (?:cancelled|killed) by\b"
-        r"|execution was aborted by an interrupt signal|\bscancel\b|killed by user")),
+        r"|execution was aborted by an interrupt signal|\bscancel\b|killed by user"),
+         unless=rx(r"fail(?:ed)? or (?:has been |was )?cancel|cancell?ed or fail|cancellation or|time limit")),
     Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
+    Rule(R.CANCELLED, "interrupted", "was interrupted", pattern=rx(
+        r"\bKeyboardInterrupt\b|keyboard interrupt|\^C|closing signal SIGINT|Received 2 death signal|\bSIGINT\b"
+        r"|\[CANCEL\]|\bCANCEL query\b")),
     Rule(R.CANCELLED, "interrupted", "was interrupted (SIGINT)", exit_codes=(130, -2)),
 
     # -- its own time limit -----------------------------------------------------------------------
     Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", types=("AirflowSensorTimeout",)),
-    Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", pattern=rx(r"sensor (?:has )?timed out")),
+    Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", pattern=rx(r"sensor (?:has )?timed out|AirflowSensorTimeout")),
     Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit",
          types=("AirflowTaskTimeout", "TaskRunTimeoutError", "FlowRunTimeoutError")),
     Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(
-        r"\bTimeout, PID: \d+|execution_timeout|exceeded (?:its |the )?timeout of \d+|run exceeded timeout"
+        r"\b(?:Timeout|timed out), PID: \d+|AirflowTaskTimeout|TaskRunTimeoutError|FlowRunTimeoutError|execution_timeout"
+        r"|exceeded (?:its |the )?timeout of \d+|run exceeded timeout|exceeded (?:its |the )?(?:running |run |wall ?)?time ?limit"
         r"|\bTimedOut\b|state(?: name)?[=: ]+['\"]?timed ?out|run failed due to timeout|task timed out after"
         r"|timeout_seconds|dagrun_timeout|\bmsg[=: ]+['\"]?timed_out|dag ?run timed out|exceeded (?:the )?max"
         r"(?:imum)? (?:execution|run) ?time|max(?:imum)? (?:duration|runtime) exceeded|time ?limit (?:exceeded|reached)"
         r"|\bDUE TO TIME LIMIT\b|job exceeded (?:its )?(?:time|walltime)|walltime exceeded")),
     Rule(R.TIMEOUT, "deadline", "ran past its deadline", pattern=rx(
         r"\bDeadlineExceeded\b(?!.*(?:context|rpc|grpc|StatusCode))|activeDeadlineSeconds|active longer than"
-        r" (?:the )?specified deadline|longer than the specified deadline|deadline exceeded(?! while)")),
+        r" (?:the )?specified deadline|longer than the specified deadline|deadline exceeded(?! while)"
+        r"|exceeded (?:its |the )?deadline")),
     Rule(R.TIMEOUT, "timeout-command", "ran past its time limit (exit 124)", exit_codes=(124,)),
 
     # -- the platform failed ----------------------------------------------------------------------
@@ -79,7 +91,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|worker .* exceeded (?:\d+% )?memory budget|Worker exceeded \d+% memory budget|KilledWorker")),
     Rule(R.INFRA_ERROR, "oom", "ran out of memory", types=("MemoryError", "ArrayMemoryError", "OutOfMemoryError")),
     Rule(R.INFRA_ERROR, "evicted", "was evicted by Kubernetes", pattern=rx(
-        r"\bEvicted\b|The node was low on resource|eviction|ephemeral[- ]storage.*exceed")),
+        r"\bEvicted\b|The node was low on resource|(?:pod|container)s? (?:was |were )?evict|eviction (?:threshold|manager"
+        r"|signal|API)|ephemeral[- ]storage.*exceed")),
     Rule(R.INFRA_ERROR, "preempted", "lost its machine (preempted)", pattern=rx(
         r"preempt|spot (?:instance )?interruption|instance-action|imminent node shutdown|node shutdown|Shutdown"
         r" \w* ?node|NodeShutdown|terminated due to node|maintenance event|node was (?:drained|deleted|terminated)"
@@ -92,13 +105,14 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|ObjectLostError|NodeDiedError")),
     Rule(R.INFRA_ERROR, "image-pull", "could not pull its container image", pattern=rx(
         r"ErrImagePull|ImagePullBackOff|ErrImageNeverPull|InvalidImageName|Failed to pull image|pull access denied"
-        r"|manifest (?:for \S+ )?(?:not found|unknown)|image .* not found|PodLaunchFailedException"
+        r"|manifest (?:for \S+ )?(?:not found|unknown)|image .* not found|PodLaunchFailedException|Pod never started"
         r"|Pod took too long to start|repository does not exist or may require 'docker login'")),
     Rule(R.INFRA_ERROR, "unschedulable", "could not be scheduled on the cluster", pattern=rx(
         r"\bUnschedulable\b|FailedScheduling|\d+/\d+ nodes are available|Insufficient (?:nvidia\.com/gpu|cpu|memory)"
         r"|didn't match (?:Pod's )?node affinity|exceeded quota|forbidden: exceeded quota")),
     Rule(R.INFRA_ERROR, "heartbeat-lost", "lost its worker (heartbeat stopped)", pattern=rx(
-        r"did not emit heartbeat|heartbeat (?:timeout|lost|missed|expired)|zombie|was killed externally"
+        r"did not emit heartbeat|heartbeat (?:timeout|lost|missed|expired)|without heartbeat|zombie|was killed externally"
+        r"|no longer in the running state|shouldn't be running anymore"
         r"|(?:externally|unexpectedly) (?:killed|terminated)|finished with state failed, but the task instance's state"
         r"|finished \(failed\) although the task says (?:it'?s|its) (?:queued|running)|Executor .* reported that the task"
         r"|worker (?:went )?(?:offline|away)|lost (?:contact|connection) with (?:the )?(?:worker|scheduler)"
@@ -112,19 +126,22 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"No space left on device|\[Errno 28\]|\[WinError 112\]|ENOSPC|disk (?:is )?full|DiskFull|database or disk is full"
         r"|Disk quota exceeded|\[Errno 122\]|out of disk|insufficient (?:disk|storage) space|not enough space on the disk"
         r"|DiskPressure")),
+    Rule(R.INFRA_ERROR, "io-error", "hit a storage input/output error", pattern=rx(
+        r"Input/output error|\[Errno 5\]|\bEIO\b|Stale file handle|Read-only file system|\[Errno 30\]")),
     Rule(R.INFRA_ERROR, "credentials", "had missing or expired cloud credentials", pattern=rx(
         r"ExpiredToken|RequestExpired|TokenRefreshRequired|token (?:has )?expired|expired token|credentials? (?:have|has)"
         r" expired|NoCredentialsError|Unable to locate credentials|PartialCredentialsError|InvalidAccessKeyId"
-        r"|SignatureDoesNotMatch|InvalidClientTokenId|UnrecognizedClientException|invalid_grant|DefaultCredentialsError"
+        r"|SignatureDoesNotMatch|InvalidClientTokenId|(?:code|status|HTTP(?: Error)?)\W{0,3}401\b|UnrecognizedClientException|invalid_grant|DefaultCredentialsError"
         r"|Could not automatically determine credentials|RefreshError|AuthFailure|security token included in the request"
         r" is (?:invalid|expired)|ClientAuthenticationError|CredentialUnavailableError|401 Unauthorized"
         r"|\bUnauthenticated\b|authentication (?:failed|required)|could not be authenticated")),
     Rule(R.INFRA_ERROR, "access-denied", "was denied access", pattern=rx(
         r"\bAccessDenied(?:Exception)?\b|Access Denied|\b403\b.{0,30}Forbidden|Forbidden.{0,20}\b403\b"
+        r"|(?:code|status|HTTP(?: Error)?)\W{0,3}403\b|\b403 !="
         r"|PERMISSION_DENIED|AuthorizationFailed|AuthorizationPermissionMismatch|is not authorized to perform"
         r"|does not have (?:\S+ )?(?:permission|access)|insufficient permissions|AccessDeniedException")),
     Rule(R.INFRA_ERROR, "throttled", "was throttled by a service", pattern=rx(
-        r"\bSlowDown\b|Throttl|RequestLimitExceeded|TooManyRequests|Too Many Requests|\b429\b|Rate ?exceeded"
+        r"\bSlow ?Down\b|Throttl|RequestLimitExceeded|TooManyRequests|Too Many Requests|\b429\b|Rate ?exceeded"
         r"|rate limit|ProvisionedThroughputExceeded|RESOURCE_EXHAUSTED|quota exceeded for|RequestThrottled")),
     Rule(R.INFRA_ERROR, "dns", "could not resolve a host name", pattern=rx(
         r"Name or service not known|Temporary failure in name resolution|nodename nor servname|getaddrinfo failed"
@@ -137,14 +154,27 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|ConnectionClosedError|ProtocolError|IncompleteRead|Failed to establish a new connection|Network is unreachable"
         r"|No route to host|could not connect to server|server closed the connection unexpectedly|Lost connection to"
         r"|Can't connect to|connection timed out|timed out (?:after|while) (?:connecting|waiting for (?:a )?response)"
+        r"|dial tcp|i/o timeout"
         r"|socket\.timeout|SSL(?:Error|EOFError)|CERTIFICATE_VERIFY_FAILED|\bUNAVAILABLE\b|StatusCode\.UNAVAILABLE"
         r"|ServiceUnavailable|Service Unavailable|Bad Gateway|Gateway Time-?out|\b50[234]\b.{0,30}(?:error|server)"
         r"|InternalError.*(?:S3|We encountered an internal error)|ServerSelectionTimeoutError|OperationalError.*"
         r"(?:connect|server|timeout|SSL)|ClientConnectorError|ServerDisconnectedError|ChunkedEncodingError")),
+    Rule(R.INFRA_ERROR, "service-unavailable", "got a server error from a service", pattern=rx(
+        r"\b(?:HTTP(?: Error)?|status(?: code)?|error code|failed with (?:error )?code|response code)\W{0,3}50[0-4]\b"
+        r"|\b50[0-4] (?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Time-?out)|Internal Server Error"
+        r"|server is overloaded|\b50[0-4] !=")),
     Rule(R.INFRA_ERROR, "network", "lost its connection to a service",
          types=("ConnectionError", "ConnectionRefusedError", "ConnectionResetError", "BrokenPipeError",
                 "ConnectionAbortedError", "RemoteDisconnected", "ReadTimeout", "ConnectTimeout", "ReadTimeoutError",
-                "ConnectTimeoutError", "EndpointConnectionError", "ProtocolError", "TimeoutError", "timeout")),
+                "ConnectTimeoutError", "EndpointConnectionError", "ProtocolError")),
+    Rule(R.INFRA_ERROR, "network", "timed out talking to a service", types=("TimeoutError", "timeout"), pattern=rx(
+        r"timed out|socket|urllib3|http|connect|\brecv|\bsend|Errno 110|ssl|grpc|\brpc\b")),
+    # A bare TimeoutError (asyncio, anyio, concurrent.futures) is a time limit the task set itself.
+    Rule(R.TIMEOUT, "time-limit", "ran past a time limit", types=("TimeoutError",)),
+    # A log cut off inside a socket read still says where it was.
+    Rule(R.INFRA_ERROR, "network", "was cut off while reading from a service", pattern=rx(
+        r"[/\\](?:socket|ssl)\.py\"?, line \d+, in (?:readinto|recv_into|read|_safe_read)\s*\n\s*return self\._sock\.recv"
+        r"|in _error_catcher\s*\n(?:.*\n){0,12}.*recv_into")),
     Rule(R.INFRA_ERROR, "terminated", "was terminated (SIGTERM), likely by the platform", pattern=rx(
         r"Received SIGTERM|Negsignal\.SIGTERM|return code -15\b|status code:? -15\b|exit code 143\b|signal: terminated"
         r"|termination signal|terminated by signal 15")),
@@ -153,7 +183,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
 
     # -- a quality gate rejected the model --------------------------------------------------------
     Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(
-        r"not blessed|NOT_BLESSED|blessing|model validation failed|ModelValidationError|MetricThreshold"
+        r"not blessed|NOT_BLESSED|model validation failed|ModelValidation(?:Failed)?(?:Error|Exception)"
+        r"|metric_validations_per_slice|validation_ok\W+false|value_threshold|change_threshold"
         r"|metric validation failed|quality gate|QualityGate|metric[_ -]regression|MetricRegression"
         r"|failed (?:the )?(?:model )?(?:evaluation|validation) (?:threshold|criteria|check)|performance (?:check|test)s? failed"
         r"|did not (?:meet|pass) (?:the )?(?:threshold|minimum|baseline|acceptance)")),
@@ -161,14 +192,21 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         rf"\b{_METRIC}\b[^\n]{{0,80}}?(?:\bbelow\b|\bunder\b|less than|lower than|smaller than|worse than|greater than"
         rf"|higher than|above|exceeds?|<=?|>=?|not (?:above|below|greater|less)|did not (?:improve|beat|reach))"
         rf"[^\n]{{0,60}}?(?:threshold|baseline|minimum|maximum|min\b|max\b|required|expected|target|champion"
-        rf"|production|previous|\d)"), unless=rx(r"\b(?:nan|inf|infinity)\b|features?,? but|expecting \d+ features")),
+        rf"|production|previous|\d)"),
+         unless=rx(r"\b(?:nan|inf|infinity)\b|features?,? but|expecting \d+ features|validator|failure cases|SchemaError")),
+    Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", types=("AssertionError",), pattern=rx(
+        r"\d\.\d+\D{1,60}?(?:not (?:greater|less|higher|lower|better)|!=|<=?|>=?|at (?:least|most)|expected|below|above"
+        r"|threshold)|(?:expected|required|should be) (?:to (?:be|get) )?(?:at least|at most|>=?|<=?|above|below|higher"
+        r"|lower)\D{0,40}\d|(?:not|isn't) (?:high|good|low) enough|too (?:low|high) to pass"),
+         unless=rx(r"\b(?:rows?|len|length|count|shape|size|columns?|null|nan|duplicates?)\b")),
     Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
-        rf"(?:threshold|baseline|champion)[^\n]{{0,60}}?\b{_METRIC}\b|\b{_METRIC}\b[^\n]{{0,40}}?(?:regress|degrad|dropped)"),
-        unless=rx(r"\b(?:nan|inf)\b")),
+        rf"(?:threshold|baseline|champion)[^\n]{{0,60}}?\b{_METRIC}\b|\b{_METRIC}\b[^\n]{{0,40}}?(?:regress|degrad|dropped)"
+        r"|score is not high enough|not (?:good|high) enough to pass"),
+        unless=rx(r"\b(?:nan|inf)\b|validator|failure cases|SchemaError")),
 
     # -- the data's structure is wrong ------------------------------------------------------------
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it expects", pattern=rx(
-        r"not in index|None of \[.*\] are in the \[(?:columns|index)\]|ColumnNotFound|column\(?s?\)? (?:\S+ )?"
+        r"not in index|None of .* are in the \[?(?:columns|index)|ColumnNotFound|\bcolumns?\)? (?:\S+ ){0,3}"
         r"(?:not found|do(?:es)? not exist|(?:is|are) missing|not in (?:the )?(?:dataframe|frame|table|schema))"
         r"|missing (?:required )?columns?|cannot resolve .* given input columns|UNRESOLVED_COLUMN|Unrecognized name"
         r"|UndefinedColumn|invalid identifier|Unknown column|no such column|No such struct field|unexpected columns?"
@@ -178,16 +216,19 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|\.iloc\[|dataframe|\[\[.*\]\]")),
     Rule(R.BAD_SCHEMA, "feature-mismatch", "got features that do not match the model", pattern=rx(
         r"features?,? but \w+ is expecting \d+ features|feature_names mismatch|feature names (?:should|must) match"
+        r"|number of features in (?:the )?data .* (?:is not the same|does not match|differs)"
         r"|Feature names (?:unseen|seen) at fit time|number of features .* (?:does not|must) match|expected \d+ features"
         r"|Feature shape mismatch|feature_names must be|columns are missing: \{")),
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
         r"ArrowTypeError|ArrowInvalid.*(?:schema|type|cast|convert)|Schema at index \d+ was different|schema mismatch"
+        r"|column cannot be converted|Expected: \w+, Found: \w+"
         r"|incompatible schema|(?:Unable|Cannot|Could not|Failed to) (?:safely )?(?:cast|convert)|could not convert"
         r" string to (?:float|int)|invalid literal for int\(\)|Expected bytes, got|dtype (?:mismatch|of column)"
         r"|expected series .* to have type|to have type \w+, got|(?:does not|doesn't) match (?:the )?(?:expected )?"
         r"schema|SchemaMismatch|data type mismatch|DATATYPE_MISMATCH|incompatible types?|mismatched (?:input|data) types?"
         r"|Object of type .* is not (?:a )?(?:valid|supported) dtype|Can(?:no|')t mix (?:types|dtypes)"
-        r"|TypeError: (?:unsupported operand type|'<' not supported between instances of 'str' and)")),
+        r"|TypeError: (?:unsupported operand type|'<' not supported between instances of 'str' and)"),
+         unless=rx(r"magic bytes|Could not open Parquet|not a parquet file|Invalid parquet|corrupt")),
     Rule(R.BAD_SCHEMA, "validation", "got records that fail validation",
          types=("ValidationError", "SchemaError", "SchemaErrors", "SchemaDefinitionError", "SchemaMismatchError",
                 "ValidationException", "DataValidationError"),
@@ -211,27 +252,32 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.DATA_ERROR, "empty", "got empty input data", pattern=rx(
         r"EmptyDataError|No columns to parse from file|Found array with 0 sample|0 samples?\b|empty (?:dataframe|dataset"
         r"|data ?frame|file|input|table|partition|result)|(?:dataframe|dataset|file|input|table) (?:is|was) empty"
-        r"|no (?:rows|records|data) (?:found|returned|to process)|\b0 rows\b|n_samples=0|zero-size array"
+        r"|no (?:rows|records|data) (?:found|returned|to process)|(?:returned|has|with|contains|found|got) 0 (?:rows|records)"
+        r"|n_samples=0|zero-size array"
         r"|num_samples should be a positive integer value, but got num_samples=0")),
     Rule(R.DATA_ERROR, "nan", "got NaN or infinite values", pattern=rx(
         r"contains? NaN|Input (?:X |y )?contains (?:NaN|infinity)|infinity or a value too large|\bNaN values?\b"
         r"|loss (?:is|became|went|turned)? ?(?:nan|inf)|nan loss|non-finite (?:loss|values?)|NaN or Inf found"
         r"|found (?:nan|inf)|\bnan\b.{0,20}(?:detected|encountered)|contains (?:null|missing) values"
-        r"|non-nullable .* contains null|Cannot convert non-finite values")),
+        r"|non-nullable .* contains null|Cannot convert non-finite values|\b(?:loss|grad_norm)\w*\s*[:=]\s*nan\b")),
     Rule(R.DATA_ERROR, "corrupt", "could not read corrupt input data", pattern=rx(
-        r"magic bytes|Parquet (?:file|footer)|Invalid parquet|corrupt|ParserError|Error tokenizing data"
-        r"|unexpected end of (?:file|data|stream)|truncated|BadZipFile|not a gzip(?:ped)? file|CRC check failed"
-        r"|UnicodeDecodeError|invalid (?:start|continuation) byte|malformed|could not be parsed|JSONDecodeError"
-        r"|Expecting value: line \d+|Could not open Parquet input source")),
+        r"magic bytes|Parquet (?:file|footer)|Invalid parquet|corrupt(?:ed)? (?:file|data|parquet|csv|archive|image|record"
+        r"|input|block|page|footer|header|zip|gzip|dataset|shard|tfrecord)|(?:file|data|dataset|archive) (?:is |was )?"
+        r"corrupt|ParserError|Error tokenizing data|unexpected end of (?:file|data|stream)|(?:file|data|image|record"
+        r"|stream|archive) (?:is |was )?truncated|truncated (?:file|data|record|gzip|archive|tfrecord)|BadZipFile"
+        r"|not a gzip(?:ped)? file|CRC check failed|UnicodeDecodeError|invalid (?:start|continuation) byte"
+        r"|malformed (?:csv|json|record|line|row|file|input|data|parquet)|could not be parsed|JSONDecodeError"
+        r"|Expecting value: line \d+|Could not open Parquet input source|cannot identify image file"
+        r"|UnidentifiedImageError|image file is truncated|not a valid image")),
     Rule(R.DATA_ERROR, "duplicates", "found duplicate keys in its input", pattern=rx(
         r"duplicate (?:key|label|row|entr|value|index|primary)|duplicates? (?:found|detected)|not unique|uniquely valued"
         r"|has duplicates|contains duplicate|Merge keys are not unique|UniqueViolation|unique constraint"
-        r"|Duplicate entry|Index has duplicate keys|cannot reindex on an axis with duplicate")),
+        r"|Duplicate entry|Index has duplicate keys|duplicate (?:axis|labels?)")),
     Rule(R.DATA_ERROR, "quality-check", "failed a data quality check", pattern=rx(
         r"Failure in test|failed element-wise validator|failed series or dataframe validator|expectation.*failed"
         r"|Validation (?:of|for) .* failed|data (?:quality|validation) (?:check )?fail|row count|rows? (?:count )?"
         r"(?:mismatch|below|above|less than|expected)|leakage|data drift|DataDrift|great_expectations.*(?:False|fail)"
-        r"|(?:null|missing) (?:rate|ratio|fraction)")),
+        r"|(?:null|missing) (?:rate|ratio|fraction)|expect_(?:column|table|multicolumn|compound|select)\w+")),
 
     # -- a bug in the pipeline's code, or a missing package ----------------------------------------
     Rule(R.CODE_ERROR, "missing-package", "is missing a package in its environment",
@@ -247,6 +293,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
                 "DuplicateTaskIdFound", "ParamValidationError", "TemplateSyntaxError", "UndefinedError")),
     Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(
         r"Compilation Error|Broken DAG|ParameterBindError|missing \d+ required positional argument"
+        r"|maximum recursion depth exceeded"
         r"|unexpected keyword argument|object is not (?:callable|subscriptable|iterable)|has no attribute")),
 
     # -- exit codes alone ---------------------------------------------------------------------------
@@ -254,7 +301,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "terminated", "was terminated (SIGTERM), likely by the platform", exit_codes=(143, -15)),
     Rule(R.INFRA_ERROR, "segfault", "crashed in native code (segmentation fault)", exit_codes=(139, -11)),
     Rule(R.INFRA_ERROR, "segfault", "crashed in native code (segmentation fault)", pattern=rx(
-        r"Segmentation fault|SIGSEGV|core dumped|Fatal Python error: Segmentation")),
+        r"Segmentation fault|SIGSEGV|core dumped|Fatal Python error: Segmentation|double free or corruption"
+        r"|malloc\(\): (?:corrupted|memory corruption)")),
     Rule(R.INFRA_ERROR, "aborted", "aborted in native code (SIGABRT)", exit_codes=(134, -6)),
     Rule(R.INFRA_ERROR, "bus-error", "crashed (SIGBUS, often out of shared memory)", exit_codes=(135, -7)),
     Rule(R.INFRA_ERROR, "container-runtime", "could not be started by the container runtime", exit_codes=(125,)),
@@ -308,5 +356,20 @@ def _top_level_alternatives(pattern: str) -> list[str]:
     return [p.replace("\\b", "").replace("`", "'") for p in parts]
 
 
+def write_into(path: str) -> None:
+    """Replace the table between the ``rules:start`` and ``rules:end`` markers of a Markdown file."""
+    with open(path, encoding="utf-8") as handle:
+        document = handle.read()
+    head, rest = document.split("<!-- rules:start -->", 1)
+    _, tail = rest.split("<!-- rules:end -->", 1)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"{head}<!-- rules:start -->\n{rules_table()}\n<!-- rules:end -->{tail}")
+
+
 if __name__ == "__main__":
-    print(rules_table())
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        write_into(sys.argv[2])  # python -m orchestrack.failure_rules --write docs/failure-reasons.md
+    else:
+        print(rules_table())

@@ -106,5 +106,5 @@ def test_documented_defaults_match_the_code() -> None:
 def test_builtin_rule_table_is_the_generated_one() -> None:
     from orchestrack.failure_rules import rules_table
 
-    # Regenerate with: python -m orchestrack.failure_rules
+    # Regenerate with: python -m orchestrack.failure_rules --write docs/failure-reasons.md
     assert rules_table() in _doc("failure-reasons.md")
