@@ -417,7 +417,7 @@ def _compiled(configured: tuple[Any, ...]) -> list[Rule]:
 
 def _failure(evidence: Evidence, reason: FailureReason, detail: str | None, cause: str, line: str | None,
              task: str | None) -> Failure:
-    clue = redact(line) if line else None
+    clue = re.sub(r"\s{2,}", " ", redact(line)) if line else None
     subject = f"Task '{task}'" if task else "The run"
     head = f"{subject} {cause}"
     if clue:
