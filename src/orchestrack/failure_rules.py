@@ -62,8 +62,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|timeout_seconds|dagrun_timeout|\bmsg[=: ]+['\"]?timed_out|dag ?run timed out|exceeded (?:the )?max"
         r"(?:imum)? (?:execution|run) ?time|max(?:imum)? (?:duration|runtime) exceeded|time ?limit (?:exceeded|reached)"
         r"|\bDUE TO TIME LIMIT\b|job exceeded (?:its )?(?:time|walltime)|walltime exceeded")),
-    Rule(R.TIMEOUT, "deadline", "ran past its deadline", pattern=rx(
-        r"\bDeadlineExceeded\b(?!.*(?:context|rpc|grpc|StatusCode))|activeDeadlineSeconds|active longer than"
+    Rule(R.TIMEOUT, "deadline", "ran past its deadline", unless=rx(
+        r"context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError|grpc|rpc error"), pattern=rx(
+        r"\bDeadlineExceeded\b|activeDeadlineSeconds|active longer than"
         r" (?:the )?specified deadline|longer than the specified deadline|deadline exceeded(?! while)"
         r"|exceeded (?:its |the )?deadline")),
     Rule(R.TIMEOUT, "timeout-command", "ran past its time limit (exit 124)", exit_codes=(124,)),
@@ -90,6 +91,16 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|java\.lang\.OutOfMemoryError|unable to allocate .* (?:array|memory)|high memory usage"
         r"|worker .* exceeded (?:\d+% )?memory budget|Worker exceeded \d+% memory budget|KilledWorker")),
     Rule(R.INFRA_ERROR, "oom", "ran out of memory", types=("MemoryError", "ArrayMemoryError", "OutOfMemoryError")),
+    Rule(R.INFRA_ERROR, "shm", "ran out of shared memory", pattern=rx(
+        r"insufficient shared memory|shared memory \(shm\)|unable to (?:open|write to|allocate) shared memory"
+        r"|/dev/shm|shm_open|Bus error")),
+    Rule(R.INFRA_ERROR, "resource-limit", "hit an operating-system resource limit", pattern=rx(
+        r"Too many open files|\[Errno 24\]|Resource temporarily unavailable|can't start new thread"
+        r"|fork: retry|\[Errno 11\]")),
+    Rule(R.INFRA_ERROR, "gpu-unavailable", "found no usable GPU", pattern=rx(
+        r"no CUDA GPUs are available|Found no NVIDIA driver|CUDA driver version is insufficient|NVIDIA driver on your"
+        r" system is too old|cudaGetDeviceCount|CUDA_ERROR_NO_DEVICE|no CUDA-capable device|Torch not compiled with"
+        r" CUDA|could not load dynamic library 'libcuda|libcuda\.so.*cannot open")),
     Rule(R.INFRA_ERROR, "evicted", "was evicted by Kubernetes", pattern=rx(
         r"\bEvicted\b|The node was low on resource|(?:pod|container)s? (?:was |were )?evict|eviction (?:threshold|manager"
         r"|signal|API)|ephemeral[- ]storage.*exceed")),
@@ -138,7 +149,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "access-denied", "was denied access", pattern=rx(
         r"\bAccessDenied(?:Exception)?\b|Access Denied|\b403\b.{0,30}Forbidden|Forbidden.{0,20}\b403\b"
         r"|(?:code|status|HTTP(?: Error)?)\W{0,3}403\b|\b403 !="
-        r"|PERMISSION_DENIED|AuthorizationFailed|AuthorizationPermissionMismatch|is not authorized to perform"
+        r"|PERMISSION_DENIED|Permission denied|\[Errno 13\]|PermissionError|AuthorizationFailed|AuthorizationPermissionMismatch|is not authorized to perform"
         r"|does not have (?:\S+ )?(?:permission|access)|insufficient permissions|AccessDeniedException")),
     Rule(R.INFRA_ERROR, "throttled", "was throttled by a service", pattern=rx(
         r"\bSlow ?Down\b|Throttl|RequestLimitExceeded|TooManyRequests|Too Many Requests|\b429\b|Rate ?exceeded"
@@ -154,7 +165,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|ConnectionClosedError|ProtocolError|IncompleteRead|Failed to establish a new connection|Network is unreachable"
         r"|No route to host|could not connect to server|server closed the connection unexpectedly|Lost connection to"
         r"|Can't connect to|connection timed out|timed out (?:after|while) (?:connecting|waiting for (?:a )?response)"
-        r"|dial tcp|i/o timeout"
+        r"|dial tcp|i/o timeout|context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError"
+        r"|(?:couldn't|could not|cannot|can not|unable to) connect|deadlock detected|could not serialize access"
+        r"|Lock wait timeout exceeded|Deadlock found|database is locked"
         r"|socket\.timeout|SSL(?:Error|EOFError)|CERTIFICATE_VERIFY_FAILED|\bUNAVAILABLE\b|StatusCode\.UNAVAILABLE"
         r"|ServiceUnavailable|Service Unavailable|Bad Gateway|Gateway Time-?out|\b50[234]\b.{0,30}(?:error|server)"
         r"|InternalError.*(?:S3|We encountered an internal error)|ServerSelectionTimeoutError|OperationalError.*"
@@ -175,6 +188,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "network", "was cut off while reading from a service", pattern=rx(
         r"[/\\](?:socket|ssl)\.py\"?, line \d+, in (?:readinto|recv_into|read|_safe_read)\s*\n\s*return self\._sock\.recv"
         r"|in _error_catcher\s*\n(?:.*\n){0,12}.*recv_into")),
+    Rule(R.INFRA_ERROR, "crashed", "crashed (the orchestrator lost its process)", pattern=rx(
+        r"\bCrashed\(|type=CRASHED|StateType\.CRASHED|(?:state|status)\W{0,3}crashed\b|(?-i:\bCRASHED\b)"
+        r"|(?-i:SYSTEM_ERROR)|PIPELINE_STATE_FAILED.*(?:internal|system)")),
     Rule(R.INFRA_ERROR, "terminated", "was terminated (SIGTERM), likely by the platform", pattern=rx(
         r"Received SIGTERM|Negsignal\.SIGTERM|return code -15\b|status code:? -15\b|exit code 143\b|signal: terminated"
         r"|termination signal|terminated by signal 15")),
@@ -277,7 +293,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"Failure in test|failed element-wise validator|failed series or dataframe validator|expectation.*failed"
         r"|Validation (?:of|for) .* failed|data (?:quality|validation) (?:check )?fail|row count|rows? (?:count )?"
         r"(?:mismatch|below|above|less than|expected)|leakage|data drift|DataDrift|great_expectations.*(?:False|fail)"
-        r"|(?:null|missing) (?:rate|ratio|fraction)|expect_(?:column|table|multicolumn|compound|select)\w+")),
+        r"|(?:null|missing) (?:rate|ratio|fraction)|expect_(?:column|table|multicolumn|compound|select)\w+"
+        r"|inconsistent numbers of samples")),
 
     # -- a bug in the pipeline's code, or a missing package ----------------------------------------
     Rule(R.CODE_ERROR, "missing-package", "is missing a package in its environment",
@@ -293,7 +310,12 @@ BUILTIN_RULES: tuple[Rule, ...] = (
                 "DuplicateTaskIdFound", "ParamValidationError", "TemplateSyntaxError", "UndefinedError")),
     Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(
         r"Compilation Error|Broken DAG|ParameterBindError|missing \d+ required positional argument"
-        r"|maximum recursion depth exceeded"
+        r"|maximum recursion depth exceeded|Expected all tensors to be on the same device|Expected object of"
+        r" (?:device|scalar) type|shapes cannot be multiplied|size mismatch for|Sizes of tensors must match"
+        r"|The size of tensor a \(\d+\) must match|Trying to backward through the graph a second time"
+        r"|does not require grad and does not have a grad_fn|modified by an inplace operation"
+        r"|Expected input batch_size \(\d+\) to match target batch_size|got an unexpected keyword"
+        r"|takes \d+ positional arguments? but \d+ (?:were|was) given"
         r"|unexpected keyword argument|object is not (?:callable|subscriptable|iterable)|has no attribute")),
 
     # -- exit codes alone ---------------------------------------------------------------------------
