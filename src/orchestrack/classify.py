@@ -196,6 +196,7 @@ _PREFIXES = re.compile(
     r"|[A-Z]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+[\w.]+:\d+\]\s*"  # glog/absl
     r"|E {2,}|> {2,}"  # pytest's error and source markers
     r"|\[\d+,\d+\]<std(?:err|out)>:\s*"  # MPI ranks
+    r"|\(\w+ pid=\d+(?:, ip=[\d.]+)?\)\s*"  # Ray workers
     r")+"
 )
 # An exception name at the start of a line ("ValueError: x", "pkg.mod.SomeError: x", "KeyError")
@@ -208,7 +209,7 @@ _EXCEPTION_LINE = re.compile(
 # "exit code 127", "exited with status 137", "returned non-zero exit status 2", "return code -9"
 _STATED_EXIT_CODE = re.compile(
     r"(?i)\b(?:exit(?:ed)?(?: with)?(?: bad| non-zero)?(?: code| status(?: code)?)|exit[ _-]?code|exit status"
-    r"|return(?:ed)? (?:non-zero )?(?:exit )?(?:code|status)|status code)\W{0,3}[:= ]\s*(-?\d{1,3})\b")
+    r"|return(?:ed)? (?:non-zero )?(?:exit )?(?:code|status)|status code)\W{0,3}[:=( ]\s*\(?(-?\d{1,3})\b")
 # Lines a logger marked as routine: their words are context, not the failure.
 _QUIET = re.compile(r"(?:^|[\s|\[{(-])(?:DEBUG|INFO|TRACE|NOTICE)\b|^[ID]\d{4} \d{2}:|\[(?:info|debug)\s*\]")
 _QUIET_FIELD = re.compile(r"\blevel=(?:info|debug|trace)\b")

@@ -39,11 +39,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r" (?:the )?user|terminated by (?:the )?user)|\bcancell?ed by (?:the )?user|cancellation requested"
         r"|\bstate(?: name)?[=: ]+['\"]?(?:cancell?ed|cancelling)\b|\bCancell?ed\(|runner is shutting down"
         r"|(?:stopped|shutdown|shut down) with strategy|\b(?:run|workflow) (?:was )?(?:terminated|stopped)\b(?! unexpectedly)"
-        r"|\bPipelineTaskFinalStatus\b.*\bCANCEL|(?:state|status|phase)\W{0,3}cancell?ed\b|(?-i:\bCANCEL(?:L)?ED\b)"
         r"|(?<!either )caused by (?:a )?manual cancellation|(?:marking|marked|setting|set) (?:\S+ ){0,3}(?:as|to) cancell?ed"
         r"|user (?:requested|initiated) (?:cancel|stop|termination)|\bjob was (?:cancelled|killed) by\b"
         r"|execution was aborted by an interrupt signal|\bscancel\b|killed by user"),
-         unless=rx(r"fail(?:ed)? or (?:has been |was )?cancel|cancell?ed or fail|cancellation or|time limit")),
+         unless=rx(r"fail(?:ed)? or (?:has been |was )?cancel|cancell?ed or fail|cancellation or|time limit"
+                   r"|due to (?:task |upstream |a )?fail")),
     Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
     Rule(R.CANCELLED, "interrupted", "was interrupted", pattern=rx(
         r"\bKeyboardInterrupt\b|keyboard interrupt|\^C|closing signal SIGINT|Received 2 death signal|\bSIGINT\b"
@@ -117,6 +117,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "image-pull", "could not pull its container image", pattern=rx(
         r"ErrImagePull|ImagePullBackOff|ErrImageNeverPull|InvalidImageName|Failed to pull image|pull access denied"
         r"|manifest (?:for \S+ )?(?:not found|unknown)|image .* not found|PodLaunchFailedException|Pod never started"
+        r"|pulling image|Back-off pulling"
         r"|Pod took too long to start|repository does not exist or may require 'docker login'")),
     Rule(R.INFRA_ERROR, "unschedulable", "could not be scheduled on the cluster", pattern=rx(
         r"\bUnschedulable\b|FailedScheduling|\d+/\d+ nodes are available|Insufficient (?:nvidia\.com/gpu|cpu|memory)"
@@ -165,7 +166,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|ConnectionClosedError|ProtocolError|IncompleteRead|Failed to establish a new connection|Network is unreachable"
         r"|No route to host|could not connect to server|server closed the connection unexpectedly|Lost connection to"
         r"|Can't connect to|connection timed out|timed out (?:after|while) (?:connecting|waiting for (?:a )?response)"
-        r"|dial tcp|i/o timeout|context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError"
+        r"|dial tcp|i/o timeout|context deadline exceeded|timed out waiting for the condition|failed to save outputs"
+        r"|Failed to establish pod watch|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError"
         r"|(?:couldn't|could not|cannot|can not|unable to) connect|deadlock detected|could not serialize access"
         r"|Lock wait timeout exceeded|Deadlock found|database is locked"
         r"|socket\.timeout|SSL(?:Error|EOFError)|CERTIFICATE_VERIFY_FAILED|\bUNAVAILABLE\b|StatusCode\.UNAVAILABLE"
@@ -197,13 +199,22 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "terminated", "was terminated (SIGTERM), likely by the platform",
          types=("AirflowTaskTerminated", "SystemExit")),
 
+    # A bare CANCELLED status, after the platform failures that make a scheduler cancel a step.
+    Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
+        r"\bPipelineTaskFinalStatus\b.*\bCANCEL|(?:state|status|phase)\W{0,3}cancell?ed\b|(?-i:\bCANCEL(?:L)?ED\b)"),
+         unless=rx(r"due to (?:task |upstream |a )?fail|time limit|fail(?:ed)? or (?:has been |was )?cancel")),
+
     # -- a quality gate rejected the model --------------------------------------------------------
     Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(
         r"not blessed|NOT_BLESSED|model validation failed|ModelValidation(?:Failed)?(?:Error|Exception)"
         r"|metric_validations_per_slice|validation_ok\W+false|value_threshold|change_threshold"
         r"|metric validation failed|quality gate|QualityGate|metric[_ -]regression|MetricRegression"
         r"|failed (?:the )?(?:model )?(?:evaluation|validation) (?:threshold|criteria|check)|performance (?:check|test)s? failed"
-        r"|did not (?:meet|pass) (?:the )?(?:threshold|minimum|baseline|acceptance)")),
+        r"|did not (?:meet|pass) (?:the )?(?:threshold|minimum|baseline|acceptance)"
+        r"|\b(?:quality|release|promotion|eval(?:uation)?|statistical|deployment|acceptance)[ -]?gate\b"
+        r"|failed .{0,30}\bgate\b|\bgate\b.{0,30}\b(?:failed|rejected|FAIL)\b|(?:candidate|model|challenger) (?:was )?rejected"
+        r"|\bNO-GO\b|\bGO: False\b|Required threshold|gate criteri|regressions?\b[\s\S]{0,300}?baseline"
+        r"|baseline[\s\S]{0,300}?\bregressions?\b")),
     Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
         rf"\b{_METRIC}\b[^\n]{{0,80}}?(?:\bbelow\b|\bunder\b|less than|lower than|smaller than|worse than|greater than"
         rf"|higher than|above|exceeds?|<=?|>=?|not (?:above|below|greater|less)|did not (?:improve|beat|reach))"
@@ -226,7 +237,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"(?:not found|do(?:es)? not exist|(?:is|are) missing|not in (?:the )?(?:dataframe|frame|table|schema))"
         r"|missing (?:required )?columns?|cannot resolve .* given input columns|UNRESOLVED_COLUMN|Unrecognized name"
         r"|UndefinedColumn|invalid identifier|Unknown column|no such column|No such struct field|unexpected columns?"
-        r"|columns? mismatch|Field .* not found in (?:source )?schema|KeyError: \"?\[?'?\w*'?\]? ?not in index")),
+        r"|columns? mismatch|Field .* not found in (?:source )?schema|KeyError: \"?\[?'?\w*'?\]? ?not in index"
+        r"|references column position|line contains only \d+ columns|wrong number of (?:columns|fields)")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it expects", types=("KeyError",), pattern=rx(
         r"pandas[/\\]core[/\\](?:indexes|frame|generic|series|indexing)|polars|pyarrow|in get_loc|\bdf\[|\.loc\["
         r"|\.iloc\[|dataframe|\[\[.*\]\]")),
@@ -269,7 +281,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"EmptyDataError|No columns to parse from file|Found array with 0 sample|0 samples?\b|empty (?:dataframe|dataset"
         r"|data ?frame|file|input|table|partition|result)|(?:dataframe|dataset|file|input|table) (?:is|was) empty"
         r"|no (?:rows|records|data) (?:found|returned|to process)|(?:returned|has|with|contains|found|got) 0 (?:rows|records)"
-        r"|n_samples=0|zero-size array"
+        r"(?!, but expected)|n_samples=0|zero-size array"
         r"|num_samples should be a positive integer value, but got num_samples=0")),
     Rule(R.DATA_ERROR, "nan", "got NaN or infinite values", pattern=rx(
         r"contains? NaN|Input (?:X |y )?contains (?:NaN|infinity)|infinity or a value too large|\bNaN values?\b"
@@ -288,19 +300,22 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.DATA_ERROR, "duplicates", "found duplicate keys in its input", pattern=rx(
         r"duplicate (?:key|label|row|entr|value|index|primary)|duplicates? (?:found|detected)|not unique|uniquely valued"
         r"|has duplicates|contains duplicate|Merge keys are not unique|UniqueViolation|unique constraint"
-        r"|Duplicate entry|Index has duplicate keys|duplicate (?:axis|labels?)")),
+        r"|Duplicate entry|Index has duplicate keys|duplicate (?:axis|labels?)|\bduplicates\b|\bduplication\b"
+        r"|duplicate_\w+"), unless=rx(r"task.?id|DuplicateTaskId|keyword argument|duplicate argument|plugin|registr")),
     Rule(R.DATA_ERROR, "quality-check", "failed a data quality check", pattern=rx(
         r"Failure in test|failed element-wise validator|failed series or dataframe validator|expectation.*failed"
         r"|Validation (?:of|for) .* failed|data (?:quality|validation) (?:check )?fail|row count|rows? (?:count )?"
         r"(?:mismatch|below|above|less than|expected)|leakage|data drift|DataDrift|great_expectations.*(?:False|fail)"
         r"|(?:null|missing) (?:rate|ratio|fraction)|expect_(?:column|table|multicolumn|compound|select)\w+"
-        r"|inconsistent numbers of samples")),
+        r"|inconsistent numbers of samples|configured to fail if|Got \d+ results?, configured")),
 
     # -- a bug in the pipeline's code, or a missing package ----------------------------------------
     Rule(R.CODE_ERROR, "missing-package", "is missing a package in its environment",
          types=("ModuleNotFoundError", "ImportError", "PackageNotFoundError")),
     Rule(R.CODE_ERROR, "missing-package", "is missing a command in its image", pattern=rx(
-        r"command not found|executable file not found|No module named|not found in \$PATH|exec format error")),
+        r"command not found|executable file not found|No module named|not found in \$PATH|exec format error"
+        r"|ClassNotFoundException|NoClassDefFoundError|cannot find symbol|undefined symbol|cannot open shared object"
+        r" file")),
     Rule(R.CODE_ERROR, "device-assert", "hit a device-side assertion in its code", pattern=rx(
         r"device-side assert(?:ion)? triggered|CUDA error: device-side assert")),
     Rule(R.CODE_ERROR, "bug", "raised an error in its code",
