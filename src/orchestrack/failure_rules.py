@@ -40,7 +40,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|\bstate(?: name)?[=: ]+['\"]?(?:cancell?ed|cancelling)\b|\bCancell?ed\(|runner is shutting down"
         r"|(?:stopped|shutdown|shut down) with strategy|\b(?:run|workflow) (?:was )?(?:terminated|stopped)\b(?! unexpectedly)"
         r"|(?<!either )caused by (?:a )?manual cancellation|(?:marking|marked|setting|set) (?:\S+ ){0,3}(?:as|to) cancell?ed"
-        r"|user (?:requested|initiated) (?:cancel|stop|termination)|\bjob was (?:cancelled|killed) by\b"
+        r"|user (?:requested|initiated) (?:cancel|stop|termination)|\bjob was (?:cancelled|killed) by\b|Asked to cancel"
+        r"|kill request|requested (?:a )?cancell?ation"
         r"|execution was aborted by an interrupt signal|\bscancel\b|killed by user"),
          unless=rx(r"fail(?:ed)? or (?:has been |was )?cancel|cancell?ed or fail|cancellation or|time limit"
                    r"|due to (?:task |upstream |a )?fail")),
@@ -61,7 +62,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|\bTimedOut\b|state(?: name)?[=: ]+['\"]?timed ?out|run failed due to timeout|task timed out after"
         r"|timeout_seconds|dagrun_timeout|\bmsg[=: ]+['\"]?timed_out|dag ?run timed out|exceeded (?:the )?max"
         r"(?:imum)? (?:execution|run) ?time|max(?:imum)? (?:duration|runtime) exceeded|time ?limit (?:exceeded|reached)"
-        r"|\bDUE TO TIME LIMIT\b|job exceeded (?:its )?(?:time|walltime)|walltime exceeded")),
+        r"|\bDUE TO TIME LIMIT\b|job exceeded (?:its )?(?:time|walltime)|walltime exceeded|ran longer than the maximum"
+        r"|longer than the maximum (?:time|duration|run)|exceeded the maximum (?:time|duration|run ?time)")),
     Rule(R.TIMEOUT, "deadline", "ran past its deadline", unless=rx(
         r"context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError|grpc|rpc error"), pattern=rx(
         r"\bDeadlineExceeded\b|activeDeadlineSeconds|active longer than"
@@ -201,7 +203,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
 
     # A bare CANCELLED status, after the platform failures that make a scheduler cancel a step.
     Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
-        r"\bPipelineTaskFinalStatus\b.*\bCANCEL|(?:state|status|phase)\W{0,3}cancell?ed\b|(?-i:\bCANCEL(?:L)?ED\b)"),
+        r"\bPipelineTaskFinalStatus\b.*\bCANCEL|(?:state|status|phase)\W{0,3}cancell?ed\b|(?-i:\bCANCEL(?:L)?ED\b)"
+        r"|\b(?:job|stage|query|run) \d+ (?:was )?cancell?ed"),
          unless=rx(r"due to (?:task |upstream |a )?fail|time limit|fail(?:ed)? or (?:has been |was )?cancel")),
 
     # -- a quality gate rejected the model --------------------------------------------------------
@@ -214,7 +217,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|\b(?:quality|release|promotion|eval(?:uation)?|statistical|deployment|acceptance)[ -]?gate\b"
         r"|failed .{0,30}\bgate\b|\bgate\b.{0,30}\b(?:failed|rejected|FAIL)\b|(?:candidate|model|challenger) (?:was )?rejected"
         r"|\bNO-GO\b|\bGO: False\b|Required threshold|gate criteri|regressions?\b[\s\S]{0,300}?baseline"
-        r"|baseline[\s\S]{0,300}?\bregressions?\b")),
+        r"|baseline[\s\S]{0,300}?\bregressions?\b|(?:scores?|performance|metrics?|accuracy)\W{0,4}(?:\*\*)?(?:decreased"
+        r"|dropped|regressed|degraded)|Model Regression Test|!= -?\d+\.\d+ ± |expected = -?\d+\.\d+ ±")),
     Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
         rf"\b{_METRIC}\b[^\n]{{0,80}}?(?:\bbelow\b|\bunder\b|less than|lower than|smaller than|worse than|greater than"
         rf"|higher than|above|exceeds?|<=?|>=?|not (?:above|below|greater|less)|did not (?:improve|beat|reach))"
@@ -250,7 +254,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
         r"ArrowTypeError|ArrowInvalid.*(?:schema|type|cast|convert)|Schema at index \d+ was different|schema mismatch"
         r"|column cannot be converted|Expected: \w+, Found: \w+"
-        r"|incompatible schema|(?:Unable|Cannot|Could not|Failed to) (?:safely )?(?:cast|convert)|could not convert"
+        r"|incompatible schema|(?:Unable|Cannot|Can't|Could not|Couldn't|Failed to) (?:safely )?(?:cast|convert)"
+        r"|could not convert|column names (?:don't|do not) match"
         r" string to (?:float|int)|invalid literal for int\(\)|Expected bytes, got|dtype (?:mismatch|of column)"
         r"|expected series .* to have type|to have type \w+, got|(?:does not|doesn't) match (?:the )?(?:expected )?"
         r"schema|SchemaMismatch|data type mismatch|DATATYPE_MISMATCH|incompatible types?|mismatched (?:input|data) types?"
@@ -263,7 +268,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
          unless=rx(r"failed element-wise validator|failed series or dataframe validator|contains (?:null|duplicate|nan)"
                    r"|Failure in test|expectation.*(?:unique|null|between|values)")),
     Rule(R.BAD_SCHEMA, "validation", "got records that fail validation", pattern=rx(
-        r"\d+ validation errors? for|expect_(?:column_to_exist|table_columns|column_values_to_be_(?:of_type|in_type_list)"
+        r"\d+ validation errors? for|\[type=(?:missing|extra_forbidden|\w+_type|\w+_parsing|literal_error|enum)\b"
+        r"|\(type=(?:value_error|type_error)\.\w+\)|extra fields not permitted|expect_(?:column_to_exist|table_columns|column_values_to_be_(?:of_type|in_type_list)"
         r"|table_column_count)|schema (?:validation|check) failed|does not conform to (?:the )?schema")),
 
     # -- the data itself is wrong -----------------------------------------------------------------
