@@ -199,7 +199,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"Received SIGTERM|Negsignal\.SIGTERM|return code -15\b|status code:? -15\b|exit code 143\b|signal: terminated"
         r"|termination signal|terminated by signal 15")),
     Rule(R.INFRA_ERROR, "terminated", "was terminated (SIGTERM), likely by the platform",
-         types=("AirflowTaskTerminated", "SystemExit")),
+         types=("AirflowTaskTerminated",)),
 
     # A bare CANCELLED status, after the platform failures that make a scheduler cancel a step.
     Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
