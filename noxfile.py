@@ -54,6 +54,8 @@ def example(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def benchmark(session: nox.Session) -> None:
-    """How long one run's lifecycle takes on the embedded store (and on MLflow, for comparison)."""
+    """How long one run's lifecycle takes (embedded store, and MLflow for comparison), and how long
+    failure diagnosis takes."""
     session.install("-e", ".", "mlflow==3.17.2")
     session.run("python", "benchmarks/lifecycle.py", *session.posargs)
+    session.run("python", "benchmarks/classify.py")

@@ -86,8 +86,6 @@ class Rule:
         """The evidence line this rule rests on, or ``None`` when it does not match."""
         if self.exit_codes and evidence.exit_code not in self.exit_codes:
             return None
-        if self.unless is not None and self.unless.search(evidence.text):
-            return None
         found: str | None = ""  # an exit code alone: the cause already says it
         if self.types:
             found = evidence.exception_line(self.types)
@@ -101,7 +99,13 @@ class Rule:
             if hit is None:
                 return None
             found = found if self.types else evidence.line_at(hit)
+        if self.unless is not None and self.unless.search(evidence.text):
+            return None
         return found
+
+
+_COMMON_WORDS = frozenset({"error", "errors", "failed", "fail", "failure", "exception", "task", "run", "the", "file",
+                           "line", "in", "to", "of", "is", "was"})
 
 
 def _anchors(pattern: str) -> tuple[str, ...] | None:
@@ -139,7 +143,9 @@ def _anchors(pattern: str) -> tuple[str, ...] | None:
         if run:
             candidates.append({run})
         usable = [c for c in candidates if all(len(text.strip()) >= 2 for text in c)]
-        return max(usable, key=lambda c: min(len(text) for text in c)) if usable else None
+        # Prefer literals that are rare in failure texts: "error" would let the rule run every time.
+        return max(usable, key=lambda c: (not {t.strip().lower() for t in c} & _COMMON_WORDS,
+                                          min(len(text) for text in c))) if usable else None
 
     try:
         found = required(parser.parse(pattern).data)

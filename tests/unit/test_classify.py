@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -164,19 +163,11 @@ def test_cli_classifies_a_piped_log() -> None:
     assert document["summary"].startswith("Task 'train' was killed for running out of memory")
 
 
-def test_speed_is_bounded_on_huge_logs() -> None:
-    traceback_text = ('Traceback (most recent call last):\n  File "train.py", line 3, in <module>\n'
-                      "    main()\nValueError: bad value\n")
-    start = time.perf_counter()
-    for _ in range(200):
-        classify_failure(text=traceback_text)
-    typical = (time.perf_counter() - start) / 200
+def test_huge_logs_are_read_at_their_end() -> None:
+    """A 10 MB log is cut to its head and tail (speed: benchmarks/classify.py), and the tail is where it failed."""
     huge = ("2026-11-28 10:00:00 INFO step 1234 loss=0.1234 lr=0.0003 throughput=1234 samples/s\n" * 130_000
             + "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
     assert len(huge) > 10_000_000
-    start = time.perf_counter()
     failure = classify_failure(text=huge)
-    bounded = time.perf_counter() - start
-    assert failure.detail == "gpu-oom"
-    # Not a timing test of the machine: a generous ceiling that only an unbounded scan would break.
-    assert typical < 0.05 and bounded < 5.0, (typical, bounded)
+    assert failure.detail == "gpu-oom" and "Tried to allocate 2.00 GiB" in failure.summary
+    assert classify_failure(text="x" * 300_000 + "\nKeyError: 'label'\n  in pandas/core/indexes/base.py").detail
