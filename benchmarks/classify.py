@@ -33,7 +33,8 @@ def timed(name: str, call: Callable[[], object], repeat: int) -> None:
         call()
         samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
-    print(f"{name:<34} median {statistics.median(samples):8.3f} ms   p95 {samples[int(len(samples) * .95) - 1]:8.3f} ms")
+    p95 = samples[int(len(samples) * 0.95) - 1]
+    print(f"{name:<34} median {statistics.median(samples):8.3f} ms   p95 {p95:8.3f} ms")
 
 
 def live_error() -> None:
