@@ -244,6 +244,8 @@ class Evidence:
         if text:
             parts.append(text if len(text) <= _HEAD + _TAIL else text[:_HEAD] + "\n…\n" + text[-_TAIL:])
         raw = _ANSI.sub("", "\n".join(parts)).replace("\r\n", "\n").replace("\r", "\n")
+        if raw.count("\\n") > raw.count("\n"):  # a JSON-escaped log: its lines are inside one string
+            raw = raw.replace("\\n", "\n").replace('\\"', '"').replace("\\t", "\t")
         lines, self.quiet = [], []
         for line in raw.split("\n"):
             # Very long lines (JSON blobs, progress bars) are cut to their ends to keep matching bounded.

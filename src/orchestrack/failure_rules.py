@@ -41,7 +41,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|(?:stopped|shutdown|shut down) with strategy|\b(?:run|workflow) (?:was )?(?:terminated|stopped)\b(?! unexpectedly)"
         r"|(?<!either )caused by (?:a )?manual cancellation|(?:marking|marked|setting|set) (?:\S+ ){0,3}(?:as|to) cancell?ed"
         r"|user (?:requested|initiated) (?:cancel|stop|termination)|\bjob was (?:cancelled|killed) by\b|Asked to cancel"
-        r"|kill request|requested (?:a )?cancell?ation"
+        r"|kill request|requested (?:a )?cancel+ation|cancel+ation (?:event|request)|received (?:a )?cancel"
         r"|execution was aborted by an interrupt signal|\bscancel\b|killed by user"),
          unless=rx(r"fail(?:ed)? or (?:has been |was )?cancel|cancell?ed or fail|cancellation or|time limit"
                    r"|due to (?:task |upstream |a )?fail")),
@@ -63,7 +63,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|timeout_seconds|dagrun_timeout|\bmsg[=: ]+['\"]?timed_out|dag ?run timed out|exceeded (?:the )?max"
         r"(?:imum)? (?:execution|run) ?time|max(?:imum)? (?:duration|runtime) exceeded|time ?limit (?:exceeded|reached)"
         r"|\bDUE TO TIME LIMIT\b|job exceeded (?:its )?(?:time|walltime)|walltime exceeded|ran longer than the maximum"
-        r"|longer than the maximum (?:time|duration|run)|exceeded the maximum (?:time|duration|run ?time)")),
+        r"|longer than the maximum (?:time|duration|run)|exceeded the maximum (?:execution )?(?:time|duration|run ?time)"
+        r"|(?:execution|job|step|script) took longer than|took longer than \d+\s?(?:h|m|s|min|hour|minute|second)"
+        r"|exceeded (?:the |its )?(?:job|step|script|stage) timeout|(?-i:\b(?:RUN|JOB|TASK|STEP|EXECUTION|PIPELINE)_TIMEOUT\b)"
+        r"|(?-i:\bTIMED_?OUT\b)")),
     Rule(R.TIMEOUT, "deadline", "ran past its deadline", unless=rx(
         r"context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError|grpc|rpc error"), pattern=rx(
         r"\bDeadlineExceeded\b|activeDeadlineSeconds|active longer than"
@@ -123,6 +126,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|Pod took too long to start|repository does not exist or may require 'docker login'")),
     Rule(R.INFRA_ERROR, "unschedulable", "could not be scheduled on the cluster", pattern=rx(
         r"\bUnschedulable\b|FailedScheduling|\d+/\d+ nodes are available|Insufficient (?:nvidia\.com/gpu|cpu|memory)"
+        r"|CapacityError|InsufficientInstanceCapacity|Unable to provision|insufficient capacity|out of capacity"
+        r"|ZONE_RESOURCE_POOL_EXHAUSTED|resource pool exhausted|ResourceLimitExceeded|no capacity|capacity is not available"
         r"|didn't match (?:Pod's )?node affinity|exceeded quota|forbidden: exceeded quota")),
     Rule(R.INFRA_ERROR, "heartbeat-lost", "lost its worker (heartbeat stopped)", pattern=rx(
         r"did not emit heartbeat|heartbeat (?:timeout|lost|missed|expired)|without heartbeat|zombie|was killed externally"
@@ -169,7 +174,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|No route to host|could not connect to server|server closed the connection unexpectedly|Lost connection to"
         r"|Can't connect to|connection timed out|timed out (?:after|while) (?:connecting|waiting for (?:a )?response)"
         r"|dial tcp|i/o timeout|context deadline exceeded|timed out waiting for the condition|failed to save outputs"
-        r"|Failed to establish pod watch|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError"
+        r"|Failed to establish pod watch|Unable to execute (?:HTTP )?request|(?:couldn't|could not|unable to) communicate with"
+        r"|is (?:not reachable|unreachable)|cannot reach|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError"
         r"|(?:couldn't|could not|cannot|can not|unable to) connect|deadlock detected|could not serialize access"
         r"|Lock wait timeout exceeded|Deadlock found|database is locked"
         r"|socket\.timeout|SSL(?:Error|EOFError)|CERTIFICATE_VERIFY_FAILED|\bUNAVAILABLE\b|StatusCode\.UNAVAILABLE"
@@ -179,7 +185,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "service-unavailable", "got a server error from a service", pattern=rx(
         r"\b(?:HTTP(?: Error)?|status(?: code)?|error code|failed with (?:error )?code|response code)\W{0,3}50[0-4]\b"
         r"|\b50[0-4] (?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Time-?out)|Internal Server Error"
-        r"|server is overloaded|\b50[0-4] !=")),
+        r"|server is overloaded|\b50[0-4] !=|InternalServerError|We encountered an internal error|InternalFailure"
+        r"|internal error\.? Please try again|ServiceUnavailableException|ServiceException")),
+    Rule(R.INFRA_ERROR, "storage-mount", "could not mount its storage", pattern=rx(
+        r"unable to mount|MountError|failed to mount|mount(?:ing)? (?:failed|error)|FailedMount|MountVolume")),
     Rule(R.INFRA_ERROR, "network", "lost its connection to a service",
          types=("ConnectionError", "ConnectionRefusedError", "ConnectionResetError", "BrokenPipeError",
                 "ConnectionAbortedError", "RemoteDisconnected", "ReadTimeout", "ConnectTimeout", "ReadTimeoutError",
@@ -203,7 +212,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
 
     # A bare CANCELLED status, after the platform failures that make a scheduler cancel a step.
     Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
-        r"\bPipelineTaskFinalStatus\b.*\bCANCEL|(?:state|status|phase)\W{0,3}cancell?ed\b|(?-i:\bCANCEL(?:L)?ED\b)"
+        r"\bPipelineTaskFinalStatus\b.*\bCANCEL|(?:state|status|phase)\W{0,6}cancell?ed\b|(?-i:\bCANCEL(?:L)?ED\b)"
         r"|\b(?:job|stage|query|run) \d+ (?:was )?cancell?ed"),
          unless=rx(r"due to (?:task |upstream |a )?fail|time limit|fail(?:ed)? or (?:has been |was )?cancel")),
 
@@ -218,7 +227,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|failed .{0,30}\bgate\b|\bgate\b.{0,30}\b(?:failed|rejected|FAIL)\b|(?:candidate|model|challenger) (?:was )?rejected"
         r"|\bNO-GO\b|\bGO: False\b|Required threshold|gate criteri|regressions?\b[\s\S]{0,300}?baseline"
         r"|baseline[\s\S]{0,300}?\bregressions?\b|(?:scores?|performance|metrics?|accuracy)\W{0,4}(?:\*\*)?(?:decreased"
-        r"|dropped|regressed|degraded)|Model Regression Test|!= -?\d+\.\d+ ± |expected = -?\d+\.\d+ ±")),
+        r"|dropped|regressed|degraded)|Model Regression Test|!= -?\d+\.\d+ ± |expected = -?\d+\.\d+ ±"
+        r"|comparison failed\. Calculated|Required: \w+ ?=|\"actual\": -?\d+\.\d+.{0,200}\"expected\": -?\d+\.\d+"
+        r"|\"expected\": -?\d+\.\d+.{0,200}\"actual\": -?\d+\.\d+|model above (?:the )?threshold"
+        r"|no (?:candidate |model )(?:met|passed|meets|passes|above|cleared)")),
     Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
         rf"\b{_METRIC}\b[^\n]{{0,80}}?(?:\bbelow\b|\bunder\b|less than|lower than|smaller than|worse than|greater than"
         rf"|higher than|above|exceeds?|<=?|>=?|not (?:above|below|greater|less)|did not (?:improve|beat|reach))"
@@ -253,7 +265,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|Feature shape mismatch|feature_names must be|columns are missing: \{")),
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
         r"ArrowTypeError|ArrowInvalid.*(?:schema|type|cast|convert)|Schema at index \d+ was different|schema mismatch"
-        r"|column cannot be converted|Expected: \w+, Found: \w+"
+        r"|column cannot be converted|Expected: \w+, Found: \w+|changed type from \w+ to \w+|Provided Schema does not match"
         r"|incompatible schema|(?:Unable|Cannot|Can't|Could not|Couldn't|Failed to) (?:safely )?(?:cast|convert)"
         r"|could not convert|column names (?:don't|do not) match"
         r" string to (?:float|int)|invalid literal for int\(\)|Expected bytes, got|dtype (?:mismatch|of column)"
@@ -279,7 +291,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|PATH_NOT_FOUND|No (?:files|objects|data) (?:found|matched)|matched no files|does not match any files"
         r"|Table .* (?:not found|does not exist)|relation .* does not exist|UndefinedTable|TABLE_OR_VIEW_NOT_FOUND"
         r"|Dataset .* (?:not found|was not found)|blob .* (?:not found|does not exist)|BlobNotFound|ResourceNotFound"
-        r"|object .* (?:not found|does not exist)|partition .* (?:not found|does not exist|missing)")),
+        r"|object .* (?:not found|does not exist)|partition .* (?:not found|does not exist|missing)|No such object"
+        r"|NoSuchObject|No (?:\w+ ){0,2}(?:files?|objects?|keys|records) (?:were )?(?:found|matched|exist)"
+        r"|no files? (?:found )?(?:in|under|at) (?:path|prefix|the)|Not found: (?:Table|Dataset|URI|Files?)")),
     Rule(R.DATA_ERROR, "missing-input", "could not find its input", types=("FileNotFoundError",)),
     Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
         r"No such file or directory|\[Errno 2\]|\[WinError [23]\]|cannot find the (?:file|path) specified")),
@@ -302,7 +316,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|not a gzip(?:ped)? file|CRC check failed|UnicodeDecodeError|invalid (?:start|continuation) byte"
         r"|malformed (?:csv|json|record|line|row|file|input|data|parquet)|could not be parsed|JSONDecodeError"
         r"|Expecting value: line \d+|Could not open Parquet input source|cannot identify image file"
-        r"|UnidentifiedImageError|image file is truncated|not a valid image")),
+        r"|UnidentifiedImageError|image file is truncated|not a valid image|not a valid JSON|HIVE_BAD_DATA"
+        r"|HIVE_CURSOR_ERROR|Unterminated string|Unknown magic byte|Error deserializing|deserializ(?:ation|e) (?:error"
+        r"|failed)|SerializationException|Failed to (?:load|parse|read) \w+ data|could not (?:load|parse|read) (?:the )?"
+        r"(?:data|input|records?)")),
     Rule(R.DATA_ERROR, "duplicates", "found duplicate keys in its input", pattern=rx(
         r"duplicate (?:key|label|row|entr|value|index|primary)|duplicates? (?:found|detected)|not unique|uniquely valued"
         r"|has duplicates|contains duplicate|Merge keys are not unique|UniqueViolation|unique constraint"
@@ -320,6 +337,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
          types=("ModuleNotFoundError", "ImportError", "PackageNotFoundError")),
     Rule(R.CODE_ERROR, "missing-package", "is missing a command in its image", pattern=rx(
         r"command not found|executable file not found|No module named|not found in \$PATH|exec format error"
+        r"|Notebook not found|notebook .* does not exist|script .* not found|No such file or directory: '[^']+\.(?:py|ipynb|sh)'"
         r"|ClassNotFoundException|NoClassDefFoundError|cannot find symbol|undefined symbol|cannot open shared object"
         r" file")),
     Rule(R.CODE_ERROR, "device-assert", "hit a device-side assertion in its code", pattern=rx(
