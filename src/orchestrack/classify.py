@@ -203,6 +203,7 @@ _PREFIXES = re.compile(
     r"|E {2,}|> {2,}"  # pytest's error and source markers
     r"|\[\d+,\d+\]<std(?:err|out)>:\s*"  # MPI ranks
     r"|\(\w+ pid=\d+(?:, ip=[\d.]+)?\)\s*"  # Ray workers
+    r"|\[(?:rank|RANK)\s?\d+\]:\s*"  # torchrun ranks
     r")+"
 )
 # An exception name at the start of a line ("ValueError: x", "pkg.mod.SomeError: x", "KeyError")
@@ -258,7 +259,7 @@ class Evidence:
     def focused(self) -> Evidence | None:
         """The same evidence without its INFO/DEBUG lines (the error lines are the better witnesses),
         or ``None`` when there is no such line to leave out."""
-        if not any(self.quiet):
+        if not any(self.quiet) or all(self.quiet):
             return None
         view = copy.copy(self)
         view._read([line for line, quiet in zip(self.lines, self.quiet, strict=True) if not quiet])
@@ -386,6 +387,8 @@ def classify_failure(error: BaseException | None = None, *, text: str | None = N
     # The error lines first; the routine (INFO/DEBUG) lines only when the error lines say nothing.
     for view in filter(None, (evidence.focused(), evidence)):
         for rule in rules:
+            if view is not evidence and not (rule.types or rule.pattern is not None):
+                continue  # an exit code alone is weaker than what the routine lines may still say
             line = rule.match(view)
             if line is not None:
                 return _failure(view, rule.reason, rule.detail, rule.cause, line, task)

@@ -61,7 +61,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|exceeded (?:its |the )?timeout of \d+|run exceeded timeout|exceeded (?:its |the )?(?:running |run |wall ?)?time ?limit"
         r"|\bTimedOut\b|state(?: name)?[=: ]+['\"]?timed ?out|run failed due to timeout|task timed out after"
         r"|timeout_seconds|dagrun_timeout|\bmsg[=: ]+['\"]?timed_out|dag ?run timed out|exceeded (?:the )?max"
-        r"(?:imum)? (?:execution|run) ?time|max(?:imum)? (?:duration|runtime) exceeded|time ?limit (?:exceeded|reached)"
+        r"(?:imum)? (?:execution|run) ?time|max(?:imum)? (?:duration|runtime|run ?time)(?: limit)? (?:exceeded|reached)|time ?limit (?:exceeded|reached)"
         r"|\bDUE TO TIME LIMIT\b|job exceeded (?:its )?(?:time|walltime)|walltime exceeded|ran longer than the maximum"
         r"|longer than the maximum (?:time|duration|run)|exceeded the maximum (?:execution )?(?:time|duration|run ?time)"
         r"|(?:execution|job|step|script) took longer than|took longer than \d+\s?(?:h|m|s|min|hour|minute|second)"
@@ -230,7 +230,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|dropped|regressed|degraded)|Model Regression Test|!= -?\d+\.\d+ ± |expected = -?\d+\.\d+ ±"
         r"|comparison failed\. Calculated|Required: \w+ ?=|\"actual\": -?\d+\.\d+.{0,200}\"expected\": -?\d+\.\d+"
         r"|\"expected\": -?\d+\.\d+.{0,200}\"actual\": -?\d+\.\d+|model above (?:the )?threshold"
-        r"|no (?:candidate |model )(?:met|passed|meets|passes|above|cleared)")),
+        r"|no (?:candidate |model )(?:met|passed|meets|passes|above|cleared)|following metrics failed|metrics? failed:"
+        r"|golden values?|(?:slower|worse) than (?:the )?(?:\w+ )?baseline|more than \d+(?:\.\d+)?x of|\d(?:\.\d+)?x slower than"
+        r"|learning tests?|successfully learned|Not successful: Actual|desired reward|reward (?:not reached|below)")),
     Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
         rf"\b{_METRIC}\b[^\n]{{0,80}}?(?:\bbelow\b|\bunder\b|less than|lower than|smaller than|worse than|greater than"
         rf"|higher than|above|exceeds?|<=?|>=?|not (?:above|below|greater|less)|did not (?:improve|beat|reach))"
@@ -246,6 +248,12 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         rf"(?:threshold|baseline|champion)[^\n]{{0,60}}?\b{_METRIC}\b|\b{_METRIC}\b[^\n]{{0,40}}?(?:regress|degrad|dropped)"
         r"|score is not high enough|not (?:good|high) enough to pass"),
         unless=rx(r"\b(?:nan|inf)\b|validator|failure cases|SchemaError")),
+
+    # A command missing from the image reads like a missing file: decide it before the data rules.
+    Rule(R.CODE_ERROR, "missing-package", "is missing a command in its image", pattern=rx(
+        r"command not found|executable file not found|not found in \$PATH|exec format error")),
+    Rule(R.CODE_ERROR, "usage", "was called with wrong arguments", pattern=rx(
+        r"unrecognized arguments?:|error: the following arguments are required|invalid choice:|usage: .*\n.*error:")),
 
     # -- the data's structure is wrong ------------------------------------------------------------
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it expects", pattern=rx(
@@ -266,6 +274,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
         r"ArrowTypeError|ArrowInvalid.*(?:schema|type|cast|convert)|Schema at index \d+ was different|schema mismatch"
         r"|column cannot be converted|Expected: \w+, Found: \w+|changed type from \w+ to \w+|Provided Schema does not match"
+        r"|requires equal schemas|schemas? (?:are not|aren't) (?:equal|the same|compatible)|(?:have|has) different (?:d)?types"
+        r"|different (?:d)?types? (?:in|between)|type mismatch|Anomaly in feature|anomal(?:y|ies) (?:found|detected) in"
+        r"|values? missing from the schema|schema anomal"
         r"|incompatible schema|(?:Unable|Cannot|Can't|Could not|Couldn't|Failed to) (?:safely )?(?:cast|convert)"
         r"|could not convert|column names (?:don't|do not) match"
         r" string to (?:float|int)|invalid literal for int\(\)|Expected bytes, got|dtype (?:mismatch|of column)"
@@ -289,7 +300,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"\bNoSuchKey\b|The specified key does not exist|\bNoSuchBucket\b|specified bucket does not exist"
         r"|HeadObject operation: Not Found|\(404\).*(?:Not Found|HeadObject|GetObject)|Path does not exist"
         r"|PATH_NOT_FOUND|No (?:files|objects|data) (?:found|matched)|matched no files|does not match any files"
-        r"|Table .* (?:not found|does not exist)|relation .* does not exist|UndefinedTable|TABLE_OR_VIEW_NOT_FOUND"
+        r"|\bFile \S+ not found|\bfile (?:\S+ )?(?:was )?not found|\bTable\b.* (?:not found|does not exist)|relation .* does not exist|UndefinedTable|TABLE_OR_VIEW_NOT_FOUND"
         r"|Dataset .* (?:not found|was not found)|blob .* (?:not found|does not exist)|BlobNotFound|ResourceNotFound"
         r"|object .* (?:not found|does not exist)|partition .* (?:not found|does not exist|missing)|No such object"
         r"|NoSuchObject|No (?:\w+ ){0,2}(?:files?|objects?|keys|records) (?:were )?(?:found|matched|exist)"
@@ -307,7 +318,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"contains? NaN|Input (?:X |y )?contains (?:NaN|infinity)|infinity or a value too large|\bNaN values?\b"
         r"|loss (?:is|became|went|turned)? ?(?:nan|inf)|nan loss|non-finite (?:loss|values?)|NaN or Inf found"
         r"|found (?:nan|inf)|\bnan\b.{0,20}(?:detected|encountered)|contains (?:null|missing) values"
-        r"|non-nullable .* contains null|Cannot convert non-finite values|\b(?:loss|grad_norm)\w*\s*[:=]\s*nan\b")),
+        r"|non-nullable .* contains null|Cannot convert non-finite values|(?:loss|grad_norm)\w*\s*[:=]\s*nan\b"
+        r"|loss scale (?:already at minimum|collapsed)|Current loss scale already at minimum")),
     Rule(R.DATA_ERROR, "corrupt", "could not read corrupt input data", pattern=rx(
         r"magic bytes|Parquet (?:file|footer)|Invalid parquet|corrupt(?:ed)? (?:file|data|parquet|csv|archive|image|record"
         r"|input|block|page|footer|header|zip|gzip|dataset|shard|tfrecord)|(?:file|data|dataset|archive) (?:is |was )?"
