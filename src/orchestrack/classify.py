@@ -213,10 +213,16 @@ _EXCEPTION_LINE = re.compile(
     r"|Warning|Fault|Failure|Exceeded|Denied|NotFound|Expired|Killed|Invalid|Cancelled|Crashed)|KeyboardInterrupt"
     r"|StopIteration))(?::|,\s|$)"
 )
+# The same name inside a line, for tracebacks flattened onto one line ("... File x ImportError: y").
+_EXCEPTION_INSIDE = re.compile(
+    r"(?:^|[\s(\[{'\"|>])((?:[A-Za-z_]\w*\.)*([A-Z]\w*(?:Error|Exception|Interrupt|Timeout|Fault|Failure"
+    r"|Exceeded|Denied|NotFound|Expired|Killed|Invalid)|KeyboardInterrupt))(?=: \S)"
+)
 # "exit code 127", "exited with status 137", "returned non-zero exit status 2", "return code -9"
 _STATED_EXIT_CODE = re.compile(
     r"(?i)\b(?:exit(?:ed)?(?: with)?(?: bad| non-zero)?(?: code| status(?: code)?)|exit[ _-]?code|exit status"
-    r"|return(?:ed)? (?:non-zero )?(?:exit )?(?:code|status)|status code)\W{0,3}[:=( ]\s*\(?(-?\d{1,3})\b")
+    r"|return(?:ed)? (?:non-zero )?(?:exit )?(?:code|status)|status code)\W{0,3}[:=( ]\s*\(?(-?\d{1,3})\b"
+    r"|\bcode=(-\d{1,2}|13[4-9]|143)\b")
 # Lines a logger marked as routine: their words are context, not the failure.
 _QUIET = re.compile(r"(?:^|[\s|\[{(-])(?:DEBUG|INFO|TRACE|NOTICE)\b|^[ID]\d{4} \d{2}:|\[(?:info|debug)\s*\]")
 _QUIET_FIELD = re.compile(r"\blevel=(?:info|debug|trace)\b")
@@ -276,16 +282,19 @@ class Evidence:
             for cls in type(error_object).__mro__:
                 self.exceptions.setdefault(cls.__name__, line)
         for line in reversed(self.lines):
-            found = _EXCEPTION_LINE.match(line.strip())
-            if found and not line.lstrip().startswith("raise "):
-                shown = line.strip()[found.start(1):]
+            stripped = line.strip()
+            found = _EXCEPTION_LINE.match(stripped)
+            if found is None and ": " in stripped:
+                found = next(reversed(list(_EXCEPTION_INSIDE.finditer(stripped))), None)
+            if found and not stripped.startswith("raise "):
+                shown = stripped[found.start(1):]
                 for name in _builtin_mro(found.group(2)):
                     self.exceptions.setdefault(name, shown)
                 self.exceptions.setdefault(found.group(1), shown)
         self.frames = [m.group(1) for m in map(_FRAME.match, self.lines) if m]
         if self.exit_code is None and self.text:
             stated = _STATED_EXIT_CODE.findall(self.text[-_HEAD:])
-            self.exit_code = int(stated[-1]) if stated else None
+            self.exit_code = int(next(code for code in stated[-1] if code)) if stated else None
 
     def exception_line(self, names: Iterable[str]) -> str | None:
         for name in names:

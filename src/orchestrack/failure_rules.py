@@ -41,10 +41,12 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|(?:stopped|shutdown|shut down) with strategy|\b(?:run|workflow) (?:was )?(?:terminated|stopped)\b(?! unexpectedly)"
         r"|(?<!either )caused by (?:a )?manual cancellation|(?:marking|marked|setting|set) (?:\S+ ){0,3}(?:as|to) cancell?ed"
         r"|user (?:requested|initiated) (?:cancel|stop|termination)|\bjob was (?:cancelled|killed) by\b|Asked to cancel"
-        r"|kill request|requested (?:a )?cancel+ation|cancel+ation (?:event|request)|received (?:a )?cancel"
+        r"|kill request|\b(?:task|run|job|eval|evaluation) (?:was )?interrupted|interrupted by (?:the )?user"
+        r"|requested (?:a )?cancel+ation|cancel+ation (?:event|request)|received (?:a )?cancel"
+        r"|cancel+ed (?:by|on) (?:the )?(?:client|user|request|user'?s request|operator|admin)|on user'?s request"
         r"|execution was aborted by an interrupt signal|\bscancel\b|killed by user"),
          unless=rx(r"fail(?:ed)? or (?:has been |was )?cancel|cancell?ed or fail|cancellation or|time limit"
-                   r"|due to (?:task |upstream |a )?fail")),
+                   r"|due to (?:task |upstream |a )?fail|timeout|timed[ _]out")),
     Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
     Rule(R.CANCELLED, "interrupted", "was interrupted", pattern=rx(
         r"\bKeyboardInterrupt\b|keyboard interrupt|\^C|closing signal SIGINT|Received 2 death signal|\bSIGINT\b"
@@ -66,7 +68,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|longer than the maximum (?:time|duration|run)|exceeded the maximum (?:execution )?(?:time|duration|run ?time)"
         r"|(?:execution|job|step|script) took longer than|took longer than \d+\s?(?:h|m|s|min|hour|minute|second)"
         r"|exceeded (?:the |its )?(?:job|step|script|stage) timeout|(?-i:\b(?:RUN|JOB|TASK|STEP|EXECUTION|PIPELINE)_TIMEOUT\b)"
-        r"|(?-i:\bTIMED_?OUT\b)")),
+        r"|(?-i:\bTIMED_?OUT\b)|statement (?:or warehouse )?\W?timeout|statement_timeout|canceling statement due to"
+        r"|query (?:timeout|timed out|exceeded)|exceeded (?:the )?max(?:imum)? \w+ time|exceeding (?:the )?timeout"
+        r"|timeout value|within the designated timeout|did not complete within|\btimeout of \d[\d,]*(?:\.\d+)? ?(?:s|sec"
+        r"|seconds?|second\(s\)|minutes?|min|m|ms|hours?|h)\b|\btimed_out\b|timeout_in_minutes|WorkflowTimeoutError"
+        r"|Operation timed out after|Launch timed out|not healthy after \d+|\bBatch expired\b|completion window")),
     Rule(R.TIMEOUT, "deadline", "ran past its deadline", unless=rx(
         r"context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError|grpc|rpc error"), pattern=rx(
         r"\bDeadlineExceeded\b|activeDeadlineSeconds|active longer than"
@@ -131,6 +137,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|didn't match (?:Pod's )?node affinity|exceeded quota|forbidden: exceeded quota")),
     Rule(R.INFRA_ERROR, "heartbeat-lost", "lost its worker (heartbeat stopped)", pattern=rx(
         r"did not emit heartbeat|heartbeat (?:timeout|lost|missed|expired)|without heartbeat|zombie|was killed externally"
+        r"|Heartbeat of (?:TaskManager|JobManager|ResourceManager)|heartbeat .{0,60} timed out|no worker activity"
+        r"|job appears to be stuck|workers? (?:were |was )?(?:lost|unresponsive)"
         r"|no longer in the running state|shouldn't be running anymore"
         r"|(?:externally|unexpectedly) (?:killed|terminated)|finished with state failed, but the task instance's state"
         r"|finished \(failed\) although the task says (?:it'?s|its) (?:queued|running)|Executor .* reported that the task"
@@ -150,7 +158,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "credentials", "had missing or expired cloud credentials", pattern=rx(
         r"ExpiredToken|RequestExpired|TokenRefreshRequired|token (?:has )?expired|expired token|credentials? (?:have|has)"
         r" expired|NoCredentialsError|Unable to locate credentials|PartialCredentialsError|InvalidAccessKeyId"
-        r"|SignatureDoesNotMatch|InvalidClientTokenId|(?:code|status|HTTP(?: Error)?)\W{0,3}401\b|UnrecognizedClientException|invalid_grant|DefaultCredentialsError"
+        r"|SignatureDoesNotMatch|InvalidClientTokenId|(?:code|status|HTTP(?: Error)?)\W{0,3}401\b|\b401 Client Error"
+        r"|Unauthorized for url|AuthenticationError|invalid api key|Incorrect API key|UnrecognizedClientException|invalid_grant|DefaultCredentialsError"
         r"|Could not automatically determine credentials|RefreshError|AuthFailure|security token included in the request"
         r" is (?:invalid|expired)|ClientAuthenticationError|CredentialUnavailableError|401 Unauthorized"
         r"|\bUnauthenticated\b|authentication (?:failed|required)|could not be authenticated")),
@@ -173,7 +182,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|ConnectionClosedError|ProtocolError|IncompleteRead|Failed to establish a new connection|Network is unreachable"
         r"|No route to host|could not connect to server|server closed the connection unexpectedly|Lost connection to"
         r"|Can't connect to|connection timed out|timed out (?:after|while) (?:connecting|waiting for (?:a )?response)"
-        r"|dial tcp|i/o timeout|context deadline exceeded|timed out waiting for the condition|failed to save outputs"
+        r"|dial tcp|i/o timeout|Request timed out|APITimeoutError|APIConnectionError|context deadline exceeded|timed out waiting for the condition|failed to save outputs"
         r"|Failed to establish pod watch|Unable to execute (?:HTTP )?request|(?:couldn't|could not|unable to) communicate with"
         r"|is (?:not reachable|unreachable)|cannot reach|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError"
         r"|(?:couldn't|could not|cannot|can not|unable to) connect|deadlock detected|could not serialize access"
@@ -214,7 +223,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
         r"\bPipelineTaskFinalStatus\b.*\bCANCEL|(?:state|status|phase)\W{0,6}cancell?ed\b|(?-i:\bCANCEL(?:L)?ED\b)"
         r"|\b(?:job|stage|query|run) \d+ (?:was )?cancell?ed"),
-         unless=rx(r"due to (?:task |upstream |a )?fail|time limit|fail(?:ed)? or (?:has been |was )?cancel")),
+         unless=rx(r"due to (?:task |upstream |a )?fail|time limit|fail(?:ed)? or (?:has been |was )?cancel|timeout"
+                   r"|timed out|SparkContext (?:was )?shut ?down")),
 
     # -- a quality gate rejected the model --------------------------------------------------------
     Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(
@@ -232,7 +242,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|\"expected\": -?\d+\.\d+.{0,200}\"actual\": -?\d+\.\d+|model above (?:the )?threshold"
         r"|no (?:candidate |model )(?:met|passed|meets|passes|above|cleared)|following metrics failed|metrics? failed:"
         r"|golden values?|(?:slower|worse) than (?:the )?(?:\w+ )?baseline|more than \d+(?:\.\d+)?x of|\d(?:\.\d+)?x slower than"
-        r"|learning tests?|successfully learned|Not successful: Actual|desired reward|reward (?:not reached|below)")),
+        r"|learning tests?|successfully learned|Not successful: Actual|desired reward|reward (?:not reached|below)"
+        r"|Regressions? detected|performance regression|regression detected|_threshold \[\w+\] ="
+        r"|ground_truth=\d|measured=\d|Expected: -?\d+(?:\.\d+)? \| Measured|\d+(?:\.\d+)?% < \d+(?:\.\d+)?%"
+        r"|Recovery testing failed|\"(?:pass|passed|passing)\":\s*false")),
     Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
         rf"\b{_METRIC}\b[^\n]{{0,80}}?(?:\bbelow\b|\bunder\b|less than|lower than|smaller than|worse than|greater than"
         rf"|higher than|above|exceeds?|<=?|>=?|not (?:above|below|greater|less)|did not (?:improve|beat|reach))"
@@ -265,7 +278,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|references column position|line contains only \d+ columns|wrong number of (?:columns|fields)")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it expects", types=("KeyError",), pattern=rx(
         r"pandas[/\\]core[/\\](?:indexes|frame|generic|series|indexing)|polars|pyarrow|in get_loc|\bdf\[|\.loc\["
-        r"|\.iloc\[|dataframe|\[\[.*\]\]")),
+        r"|\.iloc\[|dataframe|\[\[.*\]\]|datasets[/\\]|arrow_dataset|formatting")),
     Rule(R.BAD_SCHEMA, "feature-mismatch", "got features that do not match the model", pattern=rx(
         r"features?,? but \w+ is expecting \d+ features|feature_names mismatch|feature names (?:should|must) match"
         r"|number of features in (?:the )?data .* (?:is not the same|does not match|differs)"
@@ -273,10 +286,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|Feature shape mismatch|feature_names must be|columns are missing: \{")),
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
         r"ArrowTypeError|ArrowInvalid.*(?:schema|type|cast|convert)|Schema at index \d+ was different|schema mismatch"
-        r"|column cannot be converted|Expected: \w+, Found: \w+|changed type from \w+ to \w+|Provided Schema does not match"
+        r"|column cannot be converted|Expected: \w+, Found: \w+|changed (?:type )?from \w+ to \w+|Provided Schema does not match"
+        r"|dimension (?:mismatch|\d+ does not match)|does not match the dimension|expected dim(?:ension)? \d+"
         r"|requires equal schemas|schemas? (?:are not|aren't) (?:equal|the same|compatible)|(?:have|has) different (?:d)?types"
         r"|different (?:d)?types? (?:in|between)|type mismatch|Anomaly in feature|anomal(?:y|ies) (?:found|detected) in"
-        r"|values? missing from the schema|schema anomal"
+        r"|values? missing from the schema|schema anomal|requires \"schema\" and \"payload\"|schemas\.enable"
         r"|incompatible schema|(?:Unable|Cannot|Can't|Could not|Couldn't|Failed to) (?:safely )?(?:cast|convert)"
         r"|could not convert|column names (?:don't|do not) match"
         r" string to (?:float|int)|invalid literal for int\(\)|Expected bytes, got|dtype (?:mismatch|of column)"
@@ -308,6 +322,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.DATA_ERROR, "missing-input", "could not find its input", types=("FileNotFoundError",)),
     Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
         r"No such file or directory|\[Errno 2\]|\[WinError [23]\]|cannot find the (?:file|path) specified")),
+    Rule(R.DATA_ERROR, "too-long", "got inputs longer than the model accepts", pattern=rx(
+        r"maximum context length|context_length_exceeded|too many tokens|exceeds? (?:the )?(?:model'?s? )?(?:maximum )?"
+        r"(?:context|token) (?:length|limit|window)|Token indices sequence length is longer than")),
     Rule(R.DATA_ERROR, "empty", "got empty input data", pattern=rx(
         r"EmptyDataError|No columns to parse from file|Found array with 0 sample|0 samples?\b|empty (?:dataframe|dataset"
         r"|data ?frame|file|input|table|partition|result)|(?:dataframe|dataset|file|input|table) (?:is|was) empty"
@@ -318,7 +335,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"contains? NaN|Input (?:X |y )?contains (?:NaN|infinity)|infinity or a value too large|\bNaN values?\b"
         r"|loss (?:is|became|went|turned)? ?(?:nan|inf)|nan loss|non-finite (?:loss|values?)|NaN or Inf found"
         r"|found (?:nan|inf)|\bnan\b.{0,20}(?:detected|encountered)|contains (?:null|missing) values"
-        r"|non-nullable .* contains null|Cannot convert non-finite values|(?:loss|grad_norm)\w*\s*[:=]\s*nan\b"
+        r"|non-nullable .* contains null|Cannot convert non-finite values|(?:loss|grad_norm)\w*['\"]?\s*[:=]\s*['\"]?nan\b"
         r"|loss scale (?:already at minimum|collapsed)|Current loss scale already at minimum")),
     Rule(R.DATA_ERROR, "corrupt", "could not read corrupt input data", pattern=rx(
         r"magic bytes|Parquet (?:file|footer)|Invalid parquet|corrupt(?:ed)? (?:file|data|parquet|csv|archive|image|record"
@@ -330,19 +347,21 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|Expecting value: line \d+|Could not open Parquet input source|cannot identify image file"
         r"|UnidentifiedImageError|image file is truncated|not a valid image|not a valid JSON|HIVE_BAD_DATA"
         r"|HIVE_CURSOR_ERROR|Unterminated string|Unknown magic byte|Error deserializing|deserializ(?:ation|e) (?:error"
-        r"|failed)|SerializationException|Failed to (?:load|parse|read) \w+ data|could not (?:load|parse|read) (?:the )?"
+        r"|failed)|serialization error|Converting byte\[\] to Kafka Connect data failed|connect\.errors\.DataException"
+        r"|SerializationException|Failed to (?:load|parse|read) \w+ data|could not (?:load|parse|read) (?:the )?"
         r"(?:data|input|records?)")),
     Rule(R.DATA_ERROR, "duplicates", "found duplicate keys in its input", pattern=rx(
         r"duplicate (?:key|label|row|entr|value|index|primary)|duplicates? (?:found|detected)|not unique|uniquely valued"
         r"|has duplicates|contains duplicate|Merge keys are not unique|UniqueViolation|unique constraint"
         r"|Duplicate entry|Index has duplicate keys|duplicate (?:axis|labels?)|\bduplicates\b|\bduplication\b"
-        r"|duplicate_\w+"), unless=rx(r"task.?id|DuplicateTaskId|keyword argument|duplicate argument|plugin|registr")),
+        r"|duplicate_\w+|multiple source rows matched|modify the same target row"), unless=rx(r"task.?id|DuplicateTaskId|keyword argument|duplicate argument|plugin|registr")),
     Rule(R.DATA_ERROR, "quality-check", "failed a data quality check", pattern=rx(
         r"Failure in test|failed element-wise validator|failed series or dataframe validator|expectation.*failed"
         r"|Validation (?:of|for) .* failed|data (?:quality|validation) (?:check )?fail|row count|rows? (?:count )?"
         r"(?:mismatch|below|above|less than|expected)|leakage|data drift|DataDrift|great_expectations.*(?:False|fail)"
         r"|(?:null|missing) (?:rate|ratio|fraction)|expect_(?:column|table|multicolumn|compound|select)\w+"
-        r"|inconsistent numbers of samples|configured to fail if|Got \d+ results?, configured")),
+        r"|inconsistent numbers of samples|configured to fail if|Got \d+ results?, configured|\d+/\d+ checks? FAILED"
+        r"|must exist in .* \[FAILED\]|checks? (?:FAILED|failed):")),
 
     # -- a bug in the pipeline's code, or a missing package ----------------------------------------
     Rule(R.CODE_ERROR, "missing-package", "is missing a package in its environment",
