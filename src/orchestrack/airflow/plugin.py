@@ -1,0 +1,15 @@
+"""The Airflow plugin (entry point ``airflow.plugins``) that registers orchestrack's listener."""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from orchestrack.airflow.listener import OrchestrackListener
+
+
+class OrchestrackPlugin(AirflowPlugin):
+    """Registers :class:`OrchestrackListener` in every Airflow process that loads plugins."""
+
+    name = "orchestrack"
+    listeners = [OrchestrackListener()]
+
