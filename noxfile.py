@@ -13,9 +13,10 @@ import nox
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "core"]
+nox.options.sessions = ["lint", "core", "airflow"]
 
 PYTHON = "3.11"
+AIRFLOW = "apache-airflow==3.3.2"  # Airflow 3.3 and Prefect 3.9 cannot share an environment
 
 
 def run_pytest(session: nox.Session, suite: str, *paths: str) -> None:
@@ -35,6 +36,13 @@ def core(session: nox.Session) -> None:
     """The core: record, lifecycle, embedded store contract, CLI, multi-process and example tests."""
     session.install("-e", ".[dev]")
     run_pytest(session, "core", "tests/unit", "tests/contract", "tests/integration")
+
+
+@nox.session(python=PYTHON)
+def airflow(session: nox.Session) -> None:
+    """The Airflow 3 adapter against real Airflow: dag.test() on its SQLite metadata DB."""
+    session.install("-e", ".[dev]", AIRFLOW)
+    run_pytest(session, "airflow", "tests/airflow")
 
 
 @nox.session(python=PYTHON)

@@ -1,0 +1,73 @@
+"""Real Airflow 3 (dag.test() with its SQLite metadata DB): one DAG run, one tracked run."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import orchestrack
+from orchestrack import FailureReason, RunStatus, TaskStatus
+
+pytestmark = pytest.mark.integration
+
+
+def load_dag(folder: Path, filename: str, name: str = "dag") -> Any:
+    spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), folder / filename)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def only_run() -> orchestrack.RunRecord:
+    runs = orchestrack.search_runs()
+    assert len(runs) == 1, [r.key for r in runs]
+    return runs[0]
+
+
+def test_every_way_a_task_ends(dags_folder: Path) -> None:
+    dag_run = load_dag(dags_folder, "tracked_cases.py").test()
+    record = only_run()
+    assert record.key == f"airflow/tracked_cases/{dag_run.run_id}"
+    assert (record.owner, record.purpose, record.orchestrator.kind) == ("ml-platform", "tuning", "airflow")
+    assert record.orchestrator.pipeline == "tracked_cases" and record.orchestrator.run_id == dag_run.run_id
+    assert record.orchestrator.pipeline_version  # the DAG version id
+    assert record.params == {"lr": 0.1, "api_token": "***"}
+    assert [d.uri for d in record.data] == ["s3://bucket/train/"]
+    assert record.metrics == {"auc": 0.91}
+
+    attempts = {(t.name, t.attempt): t for t in record.tasks}
+    assert attempts[("ok", 1)].status is TaskStatus.SUCCEEDED
+    missing = attempts[("missing_input", 1)]
+    assert missing.status is TaskStatus.FAILED and missing.failure.reason is FailureReason.DATA_ERROR  # type: ignore[union-attr]
+    assert "s3cache/train.parquet" in missing.failure.summary  # type: ignore[union-attr]
+    slow = attempts[("too_slow", 1)]
+    assert slow.status is TaskStatus.FAILED and slow.failure.reason is FailureReason.TIMEOUT  # type: ignore[union-attr]
+    assert [attempts[("flaky", n)].status for n in (1, 2, 3)] == [TaskStatus.FAILED, TaskStatus.FAILED,
+                                                                  TaskStatus.SUCCEEDED]
+    assert attempts[("flaky", 1)].failure.reason is FailureReason.INFRA_ERROR  # type: ignore[union-attr]
+    assert {attempts[(f"shard[{i}]", 1)].status for i in range(3)} == {TaskStatus.SUCCEEDED}
+    assert attempts[("chosen", 1)].status is TaskStatus.SUCCEEDED
+    assert attempts[("not_chosen", 1)].status is TaskStatus.SKIPPED  # no task hook: read at DAG-run end
+    assert all(t.hostname for t in record.tasks if t.status is not TaskStatus.SKIPPED)
+
+    assert record.status is RunStatus.FAILED and record.ended_at is not None
+    assert record.failure is not None and record.failure.task in ("missing_input", "too_slow")
+    assert record.failure.reason in (FailureReason.DATA_ERROR, FailureReason.TIMEOUT)
+
+
+def test_existing_dag_with_the_operator_added(dags_folder: Path) -> None:
+    dag_run = load_dag(dags_folder, "churn_train_dag.py").test()
+    record = only_run()
+    assert record.status is RunStatus.SUCCEEDED and record.failure is None, record.failure
+    assert record.key == f"airflow/churn_train/{dag_run.run_id}"
+    assert [(t.name, t.status) for t in sorted(record.tasks, key=lambda t: t.started_at)] == [
+        ("orchestrack", TaskStatus.SUCCEEDED), ("extract", TaskStatus.SUCCEEDED), ("train", TaskStatus.SUCCEEDED),
+        ("evaluate", TaskStatus.SUCCEEDED)]
+    assert record.params == {"lr": 0.5, "epochs": 5} and record.owner == "ml-platform"
+    assert record.data[0].name == "events" and record.data[0].rows == 300
+    assert len(record.metric_series["train_loss"]) == 5 and record.metrics["accuracy"] >= 0.7
+    assert record.artifacts[0].kind == "model"
