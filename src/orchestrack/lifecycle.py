@@ -485,6 +485,10 @@ def _fill_missing(run: Run, stored: RunRecord, wanted: RunRecord) -> None:
         current, new = getattr(stored, field), getattr(wanted, field)
         filled = {k: v for k, v in new.model_dump().items()
                   if getattr(current, k) in (None, "", [], {}) and v not in (None, "", [], {})}
+        for name, value in new.model_dump().items():  # dicts (orchestrator details, packages) gain missing keys
+            present = getattr(current, name)
+            if isinstance(value, dict) and present and set(value) - set(present):
+                filled[name] = {**value, **present}
         if filled:
             changes[field] = current.model_copy(update=filled)
     if changes:

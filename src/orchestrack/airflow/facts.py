@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from orchestrack.record import CodeInfo, OrchestratorInfo, OrchestratorKind
 
@@ -26,7 +27,8 @@ def task_name(task_id: str, map_index: int | None) -> str:
     return f"{task_id}[{map_index}]" if map_index is not None and map_index >= 0 else task_id
 
 
-def orchestrator_info(dag_id: str, run_id: str, *, ti: Any = None, dag_run: Any = None) -> OrchestratorInfo:
+def orchestrator_info(dag_id: str, run_id: str, *, ti: Any = None, dag_run: Any = None,
+                      base_url: str | None = None) -> OrchestratorInfo:
     """What Airflow knows of this execution, from whichever objects the hook has."""
     details: dict[str, Any] = {}
     version = _first(ti, "dag_version_id") or _first(dag_run, "created_dag_version_id")
@@ -40,7 +42,8 @@ def orchestrator_info(dag_id: str, run_id: str, *, ti: Any = None, dag_run: Any 
         if value is not None:
             details[name] = getattr(value, "value", None) or (value.isoformat() if hasattr(value, "isoformat")
                                                                else str(value))
-    return OrchestratorInfo(kind=OrchestratorKind.AIRFLOW, pipeline=dag_id, run_id=run_id,
+    url = f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}" if base_url else None
+    return OrchestratorInfo(kind=OrchestratorKind.AIRFLOW, pipeline=dag_id, run_id=run_id, url=url,
                             pipeline_version=str(version) if version else None, details=details)
 
 

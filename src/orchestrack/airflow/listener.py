@@ -147,11 +147,15 @@ def _task_states(dag_id: str, run_id: str) -> list[tuple[str, int | None, int, s
     """Task instance states from the metadata database (the scheduler and API server can read it)."""
     try:
         from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
         from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from airflow import settings
     except ImportError:
         return []
-    with create_session() as session:
+    # A session of our own: Airflow's scoped session belongs to the scheduler's loop, and closing it
+    # here would detach the scheduler's objects.
+    with Session(bind=settings.engine) as session:
         rows = session.execute(
             select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.try_number, TaskInstance.state)
             .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)).all()

@@ -57,10 +57,19 @@ def tracker_of(task: Any) -> TrackRunOperator | None:
     return next((t for t in getattr(dag, "tasks", ()) if isinstance(t, TrackRunOperator)), None)
 
 
+def airflow_base_url() -> str | None:
+    """The Airflow UI's base URL ([api] base_url), for links back to the DAG run."""
+    try:
+        from airflow.configuration import conf
+    except ImportError:  # a task-SDK-only worker
+        return None
+    return conf.get("api", "base_url", fallback=None) or None
+
+
 def open_tracked_run(tracker: TrackRunOperator, ti: Any, dag_run: Any = None) -> Run:
     """Open the run of ``ti``'s DAG run, or attach to it (idempotent by key)."""
     return orchestrack.start_run(
         key=run_key(ti.dag_id, ti.run_id), owner=tracker.run_owner or tracker.owner or None,
         purpose=tracker.purpose, pipeline=ti.dag_id,
-        orchestrator=orchestrator_info(ti.dag_id, ti.run_id, ti=ti, dag_run=dag_run),
+        orchestrator=orchestrator_info(ti.dag_id, ti.run_id, ti=ti, dag_run=dag_run, base_url=airflow_base_url()),
         code=code_from_bundle(ti), image=image_of(getattr(ti, "task", None)), tags=tracker.run_tags)

@@ -1,0 +1,35 @@
+"""DAGs run by a real scheduler in tests/airflow/test_scheduler.py."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+from airflow.sdk import DAG, task
+
+from orchestrack.airflow import TrackRunOperator
+
+with DAG("scheduled_ok", start_date=datetime(2026, 1, 1), schedule=None, catchup=False,
+         default_args={"owner": "ml-platform"}) as ok_dag:
+
+    @task
+    def train() -> None:
+        import orchestrack
+
+        orchestrack.log_metrics({"auc": 0.93})
+
+    TrackRunOperator(task_id="orchestrack", purpose="baseline") >> train()
+
+
+with DAG("scheduled_kill", start_date=datetime(2026, 1, 1), schedule=None, catchup=False,
+         default_args={"owner": "ml-platform"}) as kill_dag:
+
+    @task
+    def long_train() -> None:
+        # The test kills this process with SIGKILL, as the kernel's OOM killer would.
+        Path(os.environ["ORCHESTRACK_TEST_PID_FILE"]).write_text(str(os.getpid()))
+        time.sleep(120)
+
+    TrackRunOperator(task_id="orchestrack", purpose="tuning") >> long_train()

@@ -1,0 +1,167 @@
+"""Real Airflow 3 processes: API server, scheduler and DAG processor with the LocalExecutor, so the
+listener fires in separate processes as in production. One DAG run succeeds; in another the task
+process is killed with SIGKILL and the run must still end, the task marked infra-error."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import orchestrack
+from orchestrack import FailureReason, RunStatus, TaskStatus
+
+pytestmark = pytest.mark.integration
+
+STACK_DAGS = Path(__file__).parent / "stack_dags"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Stack:
+    """The Airflow processes of one test module, on loopback, in their own AIRFLOW_HOME."""
+
+    def __init__(self, home: Path, orchestrack_home: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.pid_file = home / "task.pid"
+        self.env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(STACK_DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.base,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "ORCHESTRACK_HOME": str(orchestrack_home), "ORCHESTRACK_TEST_PID_FILE": str(home / "task.pid"),
+        }
+        self.env.pop("ORCHESTRACK_STRICT", None)  # the stack's processes run as production does
+        self.airflow = str(Path(sys.executable).parent / "airflow")
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs = home / "logs-stack"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        subprocess.run([self.airflow, "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=300)
+        for name, args in (("api-server", ["api-server", "-H", "127.0.0.1", "-p", str(self.port)]),
+                           ("scheduler", ["scheduler", "--skip-serve-logs"]), ("dag-processor", ["dag-processor"])):
+            log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+            self.processes.append(subprocess.Popen([self.airflow, *args], env=self.env, stdout=log, stderr=log,
+                                                   start_new_session=True))
+        self.wait(lambda: self.get("/api/v2/monitor/health")["scheduler"]["status"] == "healthy", 120, "healthy")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.time() + 30
+        for process in self.processes:
+            try:
+                process.wait(max(deadline - time.time(), 1))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def wait(self, condition: Any, seconds: float, what: str) -> None:
+        deadline, last = time.time() + seconds, None
+        while time.time() < deadline:
+            try:
+                if condition():
+                    return
+            except (urllib.error.URLError, OSError, KeyError, ValueError) as err:  # starting up, or SQLite busy
+                last = err
+            time.sleep(0.5)
+        logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.logs.glob("*.log"))
+        raise AssertionError(f"timed out waiting for {what} ({last})\n{logs}")
+
+    def trigger(self, dag_id: str) -> str:
+        self.wait(lambda: self.get(f"/api/v2/dags/{dag_id}")["dag_id"] == dag_id, 120, f"DAG {dag_id} parsed")
+        run: dict[str, Any] = {}
+
+        def triggered() -> bool:
+            run.update(self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None}))
+            return True
+
+        self.wait(triggered, 60, f"DAG {dag_id} triggered")
+        return str(run["dag_run_id"])
+
+    def finished(self, dag_id: str, run_id: str, seconds: float = 180) -> str:
+        state: dict[str, str] = {}
+
+        def done() -> bool:
+            state["value"] = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            return state["value"] in ("success", "failed")
+
+        self.wait(done, seconds, f"{dag_id} run {run_id} to finish")
+        return state["value"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("airflow-stack")
+    running = Stack(home, home / "orchestrack")
+    running.start()
+    yield running
+    running.stop()
+
+
+def runs_in(stack: Stack) -> list[orchestrack.RunRecord]:
+    return orchestrack.search_runs(tracking_uri=f"sqlite:///{Path(stack.env['ORCHESTRACK_HOME']) / 'orchestrack.db'}")
+
+
+def test_listeners_fire_in_the_scheduler_and_task_processes(stack: Stack) -> None:
+    run_id = stack.trigger("scheduled_ok")
+    assert stack.finished("scheduled_ok", run_id) == "success"
+    stack.wait(lambda: any(r.key == f"airflow/scheduled_ok/{run_id}" and r.finished for r in runs_in(stack)),
+               60, "the run closed by on_dag_run_success in the scheduler")
+    record = next(r for r in runs_in(stack) if r.key == f"airflow/scheduled_ok/{run_id}")
+    assert record.status is RunStatus.SUCCEEDED and record.metrics == {"auc": 0.93}
+    assert {(t.name, t.status) for t in record.tasks} == {("orchestrack", TaskStatus.SUCCEEDED),
+                                                         ("train", TaskStatus.SUCCEEDED)}
+    quoted = run_id.replace(":", "%3A").replace("+", "%2B")
+    assert record.orchestrator.url == f"{stack.base}/dags/scheduled_ok/runs/{quoted}"
+
+
+def test_sigkill_of_a_task_process_still_ends_the_run_as_infra_error(stack: Stack) -> None:
+    run_id = stack.trigger("scheduled_kill")
+    stack.wait(lambda: stack.pid_file.exists() and stack.pid_file.read_text().strip() != "", 120, "the task to start")
+    os.kill(int(stack.pid_file.read_text()), signal.SIGKILL)
+    assert stack.finished("scheduled_kill", run_id) == "failed"
+    stack.wait(lambda: any(r.key == f"airflow/scheduled_kill/{run_id}" and r.finished for r in runs_in(stack)),
+               60, "the run closed by on_dag_run_failed in the scheduler")
+    record = next(r for r in runs_in(stack) if r.key == f"airflow/scheduled_kill/{run_id}")
+    killed = next(t for t in record.tasks if t.name == "long_train")
+    assert killed.status is TaskStatus.FAILED and killed.failure is not None
+    assert killed.failure.reason is FailureReason.INFRA_ERROR and killed.failure.detail == "killed"
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert record.failure.reason is FailureReason.INFRA_ERROR and record.failure.task == "long_train"
