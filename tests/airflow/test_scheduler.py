@@ -165,3 +165,26 @@ def test_sigkill_of_a_task_process_still_ends_the_run_as_infra_error(stack: Stac
     assert killed.failure.reason is FailureReason.INFRA_ERROR and killed.failure.detail == "killed"
     assert record.status is RunStatus.FAILED and record.failure is not None
     assert record.failure.reason is FailureReason.INFRA_ERROR and record.failure.task == "long_train"
+
+
+def test_dagrun_timeout_ends_the_run_as_timeout(stack: Stack) -> None:
+    run_id = stack.trigger("scheduled_dagrun_timeout")
+    assert stack.finished("scheduled_dagrun_timeout", run_id) == "failed"
+    key = f"airflow/scheduled_dagrun_timeout/{run_id}"
+    stack.wait(lambda: any(r.key == key and r.finished for r in runs_in(stack)), 60, "the timed-out run closed")
+    record = next(r for r in runs_in(stack) if r.key == key)
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert (record.failure.reason, record.failure.detail) == (FailureReason.TIMEOUT, "dagrun-timeout")
+    assert not [t for t in record.tasks if t.status is TaskStatus.RUNNING]
+
+
+def test_a_person_marking_the_run_failed_is_cancelled(stack: Stack) -> None:
+    run_id = stack.trigger("scheduled_marked_failed")
+    marker = Path(str(stack.pid_file) + ".manual")
+    stack.wait(lambda: marker.exists(), 120, "the task to start")
+    stack.request("PATCH", f"/api/v2/dags/scheduled_marked_failed/dagRuns/{run_id}", {"state": "failed"})
+    key = f"airflow/scheduled_marked_failed/{run_id}"
+    stack.wait(lambda: any(r.key == key and r.finished for r in runs_in(stack)), 90, "the marked run closed")
+    record = next(r for r in runs_in(stack) if r.key == key)
+    assert record.status is RunStatus.CANCELLED, (record.status, record.failure, record.tasks)
+    assert record.failure is not None and record.failure.reason is FailureReason.CANCELLED

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, task
@@ -33,3 +33,24 @@ with DAG("scheduled_kill", start_date=datetime(2026, 1, 1), schedule=None, catch
         time.sleep(120)
 
     TrackRunOperator(task_id="orchestrack", purpose="tuning") >> long_train()
+
+
+with DAG("scheduled_dagrun_timeout", start_date=datetime(2026, 1, 1), schedule=None, catchup=False,
+         dagrun_timeout=timedelta(seconds=8), default_args={"owner": "ml-platform"}) as timeout_dag:
+
+    @task
+    def never_ends() -> None:
+        time.sleep(120)
+
+    TrackRunOperator(task_id="orchestrack", purpose="tuning") >> never_ends()
+
+
+with DAG("scheduled_marked_failed", start_date=datetime(2026, 1, 1), schedule=None, catchup=False,
+         default_args={"owner": "ml-platform"}) as manual_dag:
+
+    @task
+    def waits_for_a_person() -> None:
+        Path(os.environ["ORCHESTRACK_TEST_PID_FILE"] + ".manual").write_text(str(os.getpid()))
+        time.sleep(120)
+
+    TrackRunOperator(task_id="orchestrack", purpose="tuning") >> waits_for_a_person()

@@ -1,0 +1,43 @@
+"""Airflow objects to neutral facts, with stand-ins (the real thing runs in tests/airflow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+from orchestrack.airflow.facts import code_from_bundle, image_of, orchestrator_info, redacted, run_key, task_name
+
+
+def test_keys_and_names() -> None:
+    assert run_key("train", "manual__2026-11-28T10:00:00+00:00") == "airflow/train/manual__2026-11-28T10:00:00+00:00"
+    assert task_name("shard", 2) == "shard[2]" and task_name("train", -1) == "train" and task_name("x", None) == "x"
+
+
+def test_images_from_kubernetes_pod_operator_and_pod_override() -> None:
+    assert image_of(SimpleNamespace(image="repo/train:41")) == "repo/train:41"
+    container = SimpleNamespace(name="base", image="repo/worker:7")
+    pod = SimpleNamespace(spec=SimpleNamespace(containers=[container]))
+    assert image_of(SimpleNamespace(executor_config={"pod_override": pod})) == "repo/worker:7"
+    assert image_of(SimpleNamespace()) is None and image_of(None) is None
+
+
+def test_git_bundle_version_is_the_commit() -> None:
+    ti = SimpleNamespace(bundle_instance=SimpleNamespace(name="dags-repo", version="9f1c2e", repo_url="https://git/x"))
+    code = code_from_bundle(ti)
+    assert code is not None and (code.commit, code.repository) == ("9f1c2e", "https://git/x")
+    assert code_from_bundle(SimpleNamespace(bundle_instance=SimpleNamespace(version=None))) is None
+    info = orchestrator_info("train", "r1", ti=ti, base_url="http://airflow:8080/")
+    assert info.details["bundle_name"] == "dags-repo" and info.details["bundle_version"] == "9f1c2e"
+    assert info.url == "http://airflow:8080/dags/train/runs/r1"
+
+
+def test_sensitive_params_are_masked() -> None:
+    assert redacted({"lr": 0.1, "db_password": "x", "API_TOKEN": "y", "aws_secret_access_key": "z"}) == {
+        "lr": 0.1, "db_password": "***", "API_TOKEN": "***", "aws_secret_access_key": "***"}
+
+
+def test_importing_the_adapter_package_imports_no_airflow() -> None:
+    probe = "import sys, orchestrack.airflow, orchestrack.airflow.facts; print('airflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
