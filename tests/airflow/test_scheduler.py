@@ -52,6 +52,10 @@ class Stack:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            # A lost worker is noticed in seconds, not the default five minutes (checked free of false alarms).
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "10",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "1",
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
             "ORCHESTRACK_HOME": str(orchestrack_home), "ORCHESTRACK_TEST_PID_FILE": str(home / "task.pid"),
         }
         self.env.pop("ORCHESTRACK_STRICT", None)  # the stack's processes run as production does
@@ -188,3 +192,25 @@ def test_a_person_marking_the_run_failed_is_cancelled(stack: Stack) -> None:
     record = next(r for r in runs_in(stack) if r.key == key)
     assert record.status is RunStatus.CANCELLED, (record.status, record.failure, record.tasks)
     assert record.failure is not None and record.failure.reason is FailureReason.CANCELLED
+
+
+def test_a_killed_supervisor_is_reported_by_the_scheduler_as_infra_error(stack: Stack) -> None:
+    run_id = stack.trigger("scheduled_supervisor_kill")
+    marker = Path(str(stack.pid_file) + ".supervised")
+    stack.wait(lambda: marker.exists() and marker.read_text().strip() != "", 120, "the task to start")
+    task_pid = int(marker.read_text())
+    supervisor = int(next(line.split()[1] for line in Path(f"/proc/{task_pid}/status").read_text().splitlines()
+                          if line.startswith("PPid:")))
+    os.kill(supervisor, signal.SIGKILL)  # the worker's supervisor dies: no more heartbeats
+    try:
+        assert stack.finished("scheduled_supervisor_kill", run_id) == "failed"
+        key = f"airflow/scheduled_supervisor_kill/{run_id}"
+        stack.wait(lambda: any(r.key == key and r.finished for r in runs_in(stack)), 60, "the run closed")
+        record = next(r for r in runs_in(stack) if r.key == key)
+        lost = next(t for t in record.tasks if t.name == "loses_its_supervisor")
+        assert lost.status is TaskStatus.FAILED and lost.failure is not None, lost
+        assert lost.failure.reason is FailureReason.INFRA_ERROR, lost.failure
+        assert record.failure is not None and record.failure.reason is FailureReason.INFRA_ERROR
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(task_pid, signal.SIGKILL)  # Airflow never kills the orphaned task process

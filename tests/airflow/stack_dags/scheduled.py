@@ -54,3 +54,14 @@ with DAG("scheduled_marked_failed", start_date=datetime(2026, 1, 1), schedule=No
         time.sleep(120)
 
     TrackRunOperator(task_id="orchestrack", purpose="tuning") >> waits_for_a_person()
+
+
+with DAG("scheduled_supervisor_kill", start_date=datetime(2026, 1, 1), schedule=None, catchup=False,
+         default_args={"owner": "ml-platform"}) as supervisor_dag:
+
+    @task
+    def loses_its_supervisor() -> None:
+        Path(os.environ["ORCHESTRACK_TEST_PID_FILE"] + ".supervised").write_text(str(os.getpid()))
+        time.sleep(120)
+
+    TrackRunOperator(task_id="orchestrack", purpose="tuning") >> loses_its_supervisor()
