@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from orchestrack import inputs
 from orchestrack.capture import capture_code, capture_environment, snapshot_data
@@ -55,6 +56,14 @@ _process_run: Run | None = None  # fallback for threads that do not inherit the 
 _spools: dict[Path, Spool] = {}
 _replayed: set[str] = set()
 _lock = threading.Lock()
+
+
+def run_url(run_id: str, key: str, settings: Settings | None = None) -> str | None:
+    """The ``ui_url`` setting filled in for one run, or ``None`` when no run viewer is configured."""
+    template = (settings or load_settings()).ui_url
+    if not template:
+        return None
+    return template.format(run_id=run_id, key=quote(key, safe=""))
 
 
 def run_id_for(key: str) -> str:
@@ -119,6 +128,11 @@ class Run:
     def record(self) -> RunRecord:
         """The run as stored now."""
         return self.store.get_run(self.run_id)
+
+    @property
+    def url(self) -> str | None:
+        """Where a person opens this run (``ORCHESTRACK_UI_URL`` filled in), or ``None`` when unset."""
+        return run_url(self.run_id, self.key, self.settings)
 
     def env(self) -> dict[str, str]:
         """Environment variables that attach a subprocess's fluent calls to this run."""

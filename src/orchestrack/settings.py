@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     artifact_uri: str | None = Field(
         default=None, description="Where artifacts go; default: $ORCHESTRACK_HOME/artifacts.")
     strict: bool = Field(default=False, description="Raise tracking faults instead of logging and spooling them.")
+    ui_url: str | None = Field(
+        default=None,
+        description="Where a person opens a run: a URL template with {run_id} and/or {key} (e.g. a dashboard).")
     run_key: str | None = Field(default=None,
                                 description="Attach fluent calls in this process to the run with this key.")
     image: str | None = Field(default=None,

@@ -71,3 +71,19 @@ def test_existing_dag_with_the_operator_added(dags_folder: Path) -> None:
     assert record.data[0].name == "events" and record.data[0].rows == 300
     assert len(record.metric_series["train_loss"]) == 5 and record.metrics["accuracy"] >= 0.7
     assert record.artifacts[0].kind == "model"
+
+
+def test_the_run_link_opens_the_configured_viewer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from orchestrack.airflow.operator import OrchestrackRunLink, TrackRunOperator
+
+    link = OrchestrackRunLink()
+    ti_key = SimpleNamespace(dag_id="train", run_id="manual__1")
+    assert link.name == "orchestrack run" and any(isinstance(x, OrchestrackRunLink)
+                                                   for x in TrackRunOperator.operator_extra_links)
+    assert link.get_link(None, ti_key=ti_key) == ""  # no viewer configured: nothing to open
+    monkeypatch.setenv("ORCHESTRACK_UI_URL", "https://runs.example.com/run/{run_id}?key={key}")
+    expected_id = orchestrack.run_id_for("airflow/train/manual__1")
+    assert link.get_link(None, ti_key=ti_key) == (
+        f"https://runs.example.com/run/{expected_id}?key=airflow%2Ftrain%2Fmanual__1")

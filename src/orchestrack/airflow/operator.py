@@ -5,11 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 
 import orchestrack
 from orchestrack.airflow.facts import code_from_bundle, image_of, orchestrator_info, redacted, run_key
-from orchestrack.lifecycle import Run
+from orchestrack.lifecycle import Run, run_id_for, run_url
+
+
+class OrchestrackRunLink(BaseOperatorLink):
+    """The "orchestrack run" button on the operator's task: opens the run in the configured viewer
+    (``ORCHESTRACK_UI_URL``); without one there is no page to open and the link stays empty."""
+
+    name = "orchestrack run"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        key = run_key(ti_key.dag_id, ti_key.run_id)
+        return run_url(run_id_for(key), key) or ""
 
 
 class TrackRunOperator(BaseOperator):
@@ -26,6 +37,7 @@ class TrackRunOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("datasets",)
     ui_color = "#dde7f7"
+    operator_extra_links = (OrchestrackRunLink(),)
 
     def __init__(self, *, purpose: str | None = None, run_owner: str | None = None,
                  datasets: Sequence[str] = (), run_tags: dict[str, str] | None = None, **kwargs: Any) -> None:

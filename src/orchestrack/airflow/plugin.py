@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from orchestrack.airflow.listener import OrchestrackListener
+from orchestrack.airflow.operator import OrchestrackRunLink
 
 
 class OrchestrackPlugin(AirflowPlugin):
@@ -12,4 +13,5 @@ class OrchestrackPlugin(AirflowPlugin):
 
     name = "orchestrack"
     listeners = [OrchestrackListener()]
+    operator_extra_links = [OrchestrackRunLink()]
 
