@@ -35,6 +35,8 @@ def test_every_way_a_task_ends(dags_folder: Path) -> None:
     assert (record.owner, record.purpose, record.orchestrator.kind) == ("ml-platform", "tuning", "airflow")
     assert record.orchestrator.pipeline == "tracked_cases" and record.orchestrator.run_id == dag_run.run_id
     assert record.orchestrator.pipeline_version  # the DAG version id
+    assert record.orchestrator.details["dag_version_number"] == 1  # read by the DAG-run hook
+    assert record.orchestrator.details["run_type"] == "manual"
     assert record.params == {"lr": 0.1, "api_token": "***"}
     assert [d.uri for d in record.data] == ["s3://bucket/train/"]
     assert record.metrics == {"auc": 0.91}

@@ -15,7 +15,7 @@ from orchestrack.airflow.facts import image_of, run_key, task_name
 from orchestrack.airflow.operator import open_tracked_run, tracker_of
 from orchestrack.errors import RunNotFoundError
 from orchestrack.lifecycle import Run
-from orchestrack.record import Failure, FailureReason, RunStatus, TaskStatus
+from orchestrack.record import Failure, FailureReason, OrchestratorInfo, OrchestratorKind, RunStatus, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,14 @@ class OrchestrackListener:
 
 def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     """Record what the task hooks could not see (skips, upstream failures, killed processes), then close."""
-    run = _existing_run(dag_run.dag_id, dag_run.run_id)
-    if run is None:
+    if _existing_run(dag_run.dag_id, dag_run.run_id) is None:
         return
+    # The scheduler can read the DAG version's number, which task processes cannot.
+    version = _dag_version_number(getattr(dag_run, "created_dag_version_id", None))
+    run = orchestrack.start_run(
+        key=run_key(dag_run.dag_id, dag_run.run_id),
+        orchestrator=OrchestratorInfo(kind=OrchestratorKind.AIRFLOW,
+                                      details={"dag_version_number": version} if version is not None else {}))
     timed_out = "timed_out" in (msg or "")
     recorded = run.record.last_attempts()
     for task_id, map_index, try_number, state in _task_states(dag_run.dag_id, dag_run.run_id):
@@ -143,14 +148,28 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
             run.finish()
 
 
+def _dag_version_number(version_id: Any) -> int | None:
+    if version_id is None:
+        return None
+    try:
+        from airflow import settings
+        from airflow.models.dag_version import DagVersion
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+    except ImportError:
+        return None
+    with Session(bind=settings.engine) as session:
+        number = session.execute(select(DagVersion.version_number).where(DagVersion.id == version_id)).scalar()
+    return int(number) if number is not None else None
+
+
 def _task_states(dag_id: str, run_id: str) -> list[tuple[str, int | None, int, str | None]]:
     """Task instance states from the metadata database (the scheduler and API server can read it)."""
     try:
+        from airflow import settings
         from airflow.models.taskinstance import TaskInstance
         from sqlalchemy import select
         from sqlalchemy.orm import Session
-
-        from airflow import settings
     except ImportError:
         return []
     # A session of our own: Airflow's scoped session belongs to the scheduler's loop, and closing it

@@ -50,8 +50,8 @@ class TrackRunOperator(BaseOperator):
     def execute(self, context: Any) -> str:
         """Open (or attach to) the run, record params, conf, datasets and assets; return the run key."""
         run = open_tracked_run(self, context["ti"], dag_run=context.get("dag_run"))
-        params = redacted(context.get("params"))
-        conf = redacted(getattr(context.get("dag_run"), "conf", None))
+        params = redacted(airflow_masked(context.get("params")))
+        conf = redacted(airflow_masked(getattr(context.get("dag_run"), "conf", None)))
         run.log_params({**params, **{f"conf.{key}": value for key, value in conf.items()}})
         for uri in self.datasets:
             run.log_dataset(uri.rstrip("/").rsplit("/", 1)[-1] or uri, uri)
@@ -67,6 +67,16 @@ def tracker_of(task: Any) -> TrackRunOperator | None:
     """The DAG's TrackRunOperator, if the DAG of ``task`` has one (else the DAG is not tracked)."""
     dag = getattr(task, "dag", None)
     return next((t for t in getattr(dag, "tasks", ()) if isinstance(t, TrackRunOperator)), None)
+
+
+def airflow_masked(values: Any) -> dict[str, Any]:
+    """``values`` through Airflow's own secrets masker (connection passwords, masked variables ...)."""
+    plain = dict(values or {})
+    try:
+        from airflow.sdk._shared.secrets_masker import redact
+    except ImportError:  # the masker moved: orchestrack's own key-based masking still applies
+        return plain
+    return {key: redact(value, name=key) for key, value in plain.items()}
 
 
 def airflow_base_url() -> str | None:
