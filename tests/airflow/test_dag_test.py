@@ -54,7 +54,9 @@ def test_every_way_a_task_ends(dags_folder: Path) -> None:
     assert {attempts[(f"shard[{i}]", 1)].status for i in range(3)} == {TaskStatus.SUCCEEDED}
     assert attempts[("chosen", 1)].status is TaskStatus.SUCCEEDED
     assert attempts[("not_chosen", 1)].status is TaskStatus.SKIPPED  # no task hook: read at DAG-run end
-    assert all(t.hostname for t in record.tasks if t.status is not TaskStatus.SKIPPED)
+    assert attempts[("after_missing_input", 1)].status is TaskStatus.UPSTREAM_FAILED
+    never_ran = (TaskStatus.SKIPPED, TaskStatus.UPSTREAM_FAILED)
+    assert all(t.hostname for t in record.tasks if t.status not in never_ran)
 
     assert record.status is RunStatus.FAILED and record.ended_at is not None
     assert record.failure is not None and record.failure.task in ("missing_input", "too_slow")

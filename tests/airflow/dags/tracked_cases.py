@@ -38,6 +38,10 @@ with DAG("tracked_cases", start_date=datetime(2026, 1, 1), schedule=None, catchu
     def shard(n: int) -> int:
         return n * n
 
+    @task
+    def after_missing_input() -> None:
+        return None
+
     @task.branch
     def choose() -> str:
         return "chosen"
@@ -51,5 +55,7 @@ with DAG("tracked_cases", start_date=datetime(2026, 1, 1), schedule=None, catchu
         return None
 
     branch = choose()
-    track >> [ok(), missing_input(), too_slow(), flaky(), shard.expand(n=[1, 2, 3]), branch]
+    missing = missing_input()
+    track >> [ok(), missing, too_slow(), flaky(), shard.expand(n=[1, 2, 3]), branch]
+    missing >> after_missing_input()
     branch >> [chosen(), not_chosen()]
