@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, get_current_context, task
+from airflow.sdk import DAG, Asset, get_current_context, task
 
 from orchestrack.airflow import TrackRunOperator
 
@@ -13,7 +13,7 @@ with DAG("tracked_cases", start_date=datetime(2026, 1, 1), schedule=None, catchu
          default_args={"owner": "ml-platform"}, params={"lr": 0.1, "api_token": "s3cr3t"}) as dag:
     track = TrackRunOperator(task_id="orchestrack", purpose="tuning", datasets=["s3://bucket/train/"])
 
-    @task
+    @task(outlets=[Asset(name="scores", uri="s3://bucket/scores/")])
     def ok() -> int:
         import orchestrack
 
