@@ -61,6 +61,13 @@ def example(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def example_airflow(session: nox.Session) -> None:
+    """The main job's Airflow half: the example DAG run by real Airflow 3, then `orchestrack show`."""
+    session.install("-e", ".", AIRFLOW)
+    session.run("bash", "examples/airflow/run_example.sh", external=True)
+
+
+@nox.session(python=PYTHON)
 def benchmark(session: nox.Session) -> None:
     """How long one run's lifecycle takes (embedded store, and MLflow for comparison), and how long
     failure diagnosis takes."""
