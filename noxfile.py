@@ -13,10 +13,11 @@ import nox
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "core", "airflow"]
+nox.options.sessions = ["lint", "core", "airflow", "prefect"]
 
 PYTHON = "3.11"
 AIRFLOW = "apache-airflow==3.3.2"  # Airflow 3.3 and Prefect 3.9 cannot share an environment
+PREFECT = "prefect==3.9.1"
 
 
 def run_pytest(session: nox.Session, suite: str, *paths: str) -> None:
@@ -43,6 +44,13 @@ def airflow(session: nox.Session) -> None:
     """The Airflow 3 adapter against real Airflow: dag.test() on its SQLite metadata DB."""
     session.install("-e", ".[dev]", AIRFLOW)
     run_pytest(session, "airflow", "tests/airflow")
+
+
+@nox.session(python=PYTHON)
+def prefect(session: nox.Session) -> None:
+    """The Prefect 3 adapter against a real `prefect server` on loopback."""
+    session.install("-e", ".[dev]", PREFECT)
+    run_pytest(session, "prefect", "tests/prefect")
 
 
 @nox.session(python=PYTHON)

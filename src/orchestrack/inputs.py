@@ -123,6 +123,22 @@ def slice_label(slice_: str | Mapping[str, Any] | None, where: str) -> str | Non
     return check_name(slice_, "metric slice", where)
 
 
+_SENSITIVE_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "private_key",
+                   "credential", "authorization", "auth")
+
+
+def mask_sensitive(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Params or conf with the values of sensitive-looking keys replaced by ``***``.
+
+    Adapters pass orchestrator params (Airflow params and conf, Prefect flow parameters) through it.
+    """
+    result: dict[str, Any] = {}
+    for key, value in (values or {}).items():
+        lowered = str(key).lower()
+        result[str(key)] = "***" if any(word in lowered for word in _SENSITIVE_KEYS) else value
+    return result
+
+
 def check_artifact_name(name: str, where: str) -> str:
     """A relative artifact name that cannot escape the run's artifact folder."""
     check_name(name, "artifact name", where)

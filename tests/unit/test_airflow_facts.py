@@ -6,7 +6,8 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from orchestrack.airflow.facts import code_from_bundle, image_of, orchestrator_info, redacted, run_key, task_name
+from orchestrack.airflow.facts import code_from_bundle, image_of, orchestrator_info, run_key, task_name
+from orchestrack.inputs import mask_sensitive as redacted
 
 
 def test_keys_and_names() -> None:

@@ -7,14 +7,10 @@ process and the Airflow version (3.0+).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 from orchestrack.record import CodeInfo, OrchestratorInfo, OrchestratorKind
-
-_SENSITIVE = ("password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "private_key",
-              "credential", "authorization", "auth")
 
 
 def run_key(dag_id: str, run_id: str) -> str:
@@ -54,15 +50,6 @@ def code_from_bundle(ti: Any) -> CodeInfo | None:
     if not version:
         return None
     return CodeInfo(commit=str(version), repository=_first(bundle, "repo_url"))
-
-
-def redacted(values: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Params or conf with the values of sensitive-looking keys masked (as Airflow's masker does)."""
-    result: dict[str, Any] = {}
-    for key, value in (values or {}).items():
-        lowered = str(key).lower()
-        result[str(key)] = "***" if any(word in lowered for word in _SENSITIVE) else value
-    return result
 
 
 def image_of(task: Any) -> str | None:

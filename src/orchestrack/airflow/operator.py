@@ -8,7 +8,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
 import orchestrack
-from orchestrack.airflow.facts import code_from_bundle, image_of, orchestrator_info, redacted, run_key
+from orchestrack.airflow.facts import code_from_bundle, image_of, orchestrator_info, run_key
+from orchestrack.inputs import mask_sensitive as redacted
 from orchestrack.lifecycle import Run, run_id_for, run_url
 
 

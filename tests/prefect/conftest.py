@@ -1,0 +1,55 @@
+"""Prefect 3 for real: one `prefect server start` on loopback for the whole session, with a
+private PREFECT_HOME, and PREFECT_API_URL pointing at it (no ephemeral servers)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+_server: subprocess.Popen[bytes] | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _server
+    home = Path(tempfile.mkdtemp(prefix="orchestrack-prefect-"))
+    port = _free_port()
+    os.environ.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+                       "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                       "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_UI_URL": f"http://127.0.0.1:{port}"})
+    log = open(home / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
+    prefect = Path(sys.executable).parent / "prefect"
+    _server = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                               stdout=log, stderr=log, start_new_session=True, env=dict(os.environ))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"prefect server did not start: {(home / 'server.log').read_text()[-3000:]}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _server is not None:
+        os.killpg(_server.pid, signal.SIGTERM)
+        try:
+            _server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(_server.pid, signal.SIGKILL)

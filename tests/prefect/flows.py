@@ -1,0 +1,105 @@
+"""Flows exercised by tests/prefect/test_tracked_flow.py (importable by a subprocess too)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from prefect import flow, task
+
+import orchestrack
+from orchestrack.prefect import tracked_flow
+
+
+@task
+def load(rows: int) -> int:
+    orchestrack.log_dataset("events", "s3://bucket/events/", version="v3", rows=rows)
+    return rows
+
+
+@task
+def train(rows: int, lr: float) -> float:
+    for step in range(3):
+        orchestrack.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    orchestrack.log_metrics({"auc": 0.9})
+    return 0.9
+
+
+@tracked_flow(purpose="baseline", run_owner="ml-platform", log_prints=True)
+def succeeds(lr: float = 3e-4, api_key: str = "k-123") -> float:
+    return train(load(100), lr)
+
+
+@task
+def read_missing() -> None:
+    raise FileNotFoundError("[Errno 2] No such file or directory: 'data/train.parquet'")
+
+
+@tracked_flow(purpose="tuning")
+def fails_in_a_task() -> None:
+    read_missing()
+
+
+@task(timeout_seconds=1)
+def slow() -> None:
+    time.sleep(10)
+
+
+@tracked_flow(purpose="tuning")
+def times_out() -> None:
+    slow()
+
+
+@task(retries=2, retry_delay_seconds=0)
+def flaky(marker: str) -> str:
+    path = Path(marker)
+    tries = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(tries))
+    if tries < 3:
+        raise ConnectionResetError(104, "Connection reset by peer")
+    return "ok"
+
+
+@tracked_flow(purpose="recovery")
+def retries_then_succeeds(marker: str) -> str:
+    return flaky(marker)
+
+
+@task
+def square(n: int) -> int:
+    return n * n
+
+
+@tracked_flow(purpose="ablation")
+def concurrent() -> int:
+    futures = square.map([1, 2, 3])
+    extra = square.submit(4)
+    return sum(f.result() for f in futures) + extra.result()
+
+
+@tracked_flow(purpose="baseline")
+def child(n: int) -> int:
+    return square(n)
+
+
+@tracked_flow(purpose="baseline")
+def parent() -> int:
+    return child(3)
+
+
+@flow
+def untouched(n: int = 2) -> int:
+    return n * 2
+
+
+@tracked_flow(purpose="tuning")
+def hangs(pid_file: str) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    import sys
+
+    hangs(sys.argv[1])

@@ -1,0 +1,114 @@
+"""Real Prefect 3 (a `prefect server` on loopback): one flow run, one tracked run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prefect import Flow, get_client
+
+import orchestrack
+from orchestrack import FailureReason, RunStatus, TaskStatus
+from orchestrack.prefect import tracked_flow
+from tests.prefect import flows
+
+pytestmark = pytest.mark.integration
+
+
+def only_run() -> orchestrack.RunRecord:
+    runs = orchestrack.search_runs()
+    assert len(runs) == 1, [r.key for r in runs]
+    return runs[0]
+
+
+def test_a_succeeding_flow_is_one_run_with_everything() -> None:
+    state = flows.succeeds(return_state=True)
+    assert state.is_completed()
+    record = only_run()
+    flow_run_id = str(state.state_details.flow_run_id)
+    assert record.key == f"prefect/{flow_run_id}" and record.status is RunStatus.SUCCEEDED
+    assert (record.owner, record.purpose, record.orchestrator.kind) == ("ml-platform", "baseline", "prefect")
+    assert record.orchestrator.pipeline == "succeeds" and record.orchestrator.pipeline_version
+    assert record.orchestrator.url and record.orchestrator.url.endswith(f"/runs/flow-run/{flow_run_id}")
+    assert record.params == {"lr": 3e-4, "api_key": "***"}
+    assert record.metrics == {"loss": 1.0 / 3, "auc": 0.9} and len(record.metric_series["loss"]) == 3
+    assert record.data[0].name == "events" and record.data[0].rows == 100
+    assert sorted((t.name.split("-")[0], t.attempt, t.status) for t in record.tasks) == [
+        ("load", 1, TaskStatus.SUCCEEDED), ("train", 1, TaskStatus.SUCCEEDED)]
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts()
+    assert any(a.key == "orchestrack-run" and "succeeded" in str(a.data) for a in artifact)
+
+
+def test_a_failing_task_gives_the_run_its_reason() -> None:
+    state = flows.fails_in_a_task(return_state=True)
+    assert state.is_failed()
+    record = only_run()
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert record.failure.reason is FailureReason.DATA_ERROR and record.failure.task.startswith("read_missing")
+    assert "data/train.parquet" in record.failure.summary
+
+
+def test_a_task_timeout_is_timeout() -> None:
+    state = flows.times_out(return_state=True)
+    assert state.is_failed()
+    record = only_run()
+    assert record.failure is not None and record.failure.reason is FailureReason.TIMEOUT, record.failure
+    slow = next(t for t in record.tasks if t.name.startswith("slow"))
+    assert slow.status is TaskStatus.FAILED and slow.failure.reason is FailureReason.TIMEOUT  # type: ignore[union-attr]
+
+
+def test_retries_are_attempts(tmp_path: Path) -> None:
+    state = flows.retries_then_succeeds(str(tmp_path / "tries"), return_state=True)
+    assert state.is_completed()
+    record = only_run()
+    attempts = sorted((t.attempt, t.status) for t in record.tasks if t.name.startswith("flaky"))
+    assert attempts == [(1, TaskStatus.FAILED), (2, TaskStatus.FAILED), (3, TaskStatus.SUCCEEDED)]
+    first = next(t for t in record.tasks if t.name.startswith("flaky") and t.attempt == 1)
+    assert first.failure is not None and first.failure.reason is FailureReason.INFRA_ERROR
+    assert record.status is RunStatus.SUCCEEDED and record.failure is None
+
+
+def test_concurrent_tasks_are_all_recorded() -> None:
+    assert flows.concurrent() == 1 + 4 + 9 + 16
+    record = only_run()
+    assert len([t for t in record.tasks if t.name.startswith("square")]) == 4
+    assert {t.status for t in record.tasks} == {TaskStatus.SUCCEEDED}
+
+
+def test_a_subflow_is_its_own_run_linked_to_the_parent() -> None:
+    assert flows.parent() == 9
+    runs = orchestrack.search_runs()
+    assert {r.orchestrator.pipeline for r in runs} == {"parent", "child"}
+    parent = next(r for r in runs if r.orchestrator.pipeline == "parent")
+    child = next(r for r in runs if r.orchestrator.pipeline == "child")
+    assert child.tags["parent_run"] == parent.key and child.status is parent.status is RunStatus.SUCCEEDED
+
+
+def test_an_existing_flow_object_can_be_tracked() -> None:
+    tracked = tracked_flow(flows.untouched, purpose="baseline")
+    assert isinstance(tracked, Flow) and tracked.name == "untouched"
+    assert tracked(5) == 10 and flows.untouched(5) == 10  # the original stays untracked
+    assert only_run().orchestrator.pipeline == "untouched"
+
+
+def test_sigterm_crash_ends_the_run(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    process = subprocess.Popen([sys.executable, "-m", "tests.prefect.flows", str(pid_file)],
+                               cwd=Path(__file__).resolve().parents[2], env=dict(os.environ),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.time() < deadline and process.poll() is None, process.stdout.read() if process.stdout else ""
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGTERM)
+    process.wait(60)
+    record = only_run()
+    assert record.status is not RunStatus.RUNNING, record
+    assert record.failure is not None and record.failure.reason in (FailureReason.INFRA_ERROR,
+                                                                    FailureReason.CANCELLED), record.failure
