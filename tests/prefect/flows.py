@@ -99,7 +99,14 @@ def hangs(pid_file: str) -> None:
     time.sleep(120)
 
 
+
+
+def serve_hangs() -> None:
+    """Serve `hangs` as a deployment: its runs go through a Prefect runner, as in production."""
+    hangs.serve(name="hangs-served")
+
+
 if __name__ == "__main__":
     import sys
 
-    hangs(sys.argv[1])
+    serve_hangs() if sys.argv[1] == "serve" else hangs(sys.argv[1])

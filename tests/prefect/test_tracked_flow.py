@@ -112,3 +112,59 @@ def test_sigterm_crash_ends_the_run(tmp_path: Path) -> None:
     assert record.status is not RunStatus.RUNNING, record
     assert record.failure is not None and record.failure.reason in (FailureReason.INFRA_ERROR,
                                                                     FailureReason.CANCELLED), record.failure
+
+
+def test_sigkill_of_a_served_flow_run_is_reported_by_the_runner(tmp_path: Path) -> None:
+    from prefect.deployments import run_deployment
+
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen([sys.executable, "-m", "tests.prefect.flows", "serve"], cwd=root, env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pid_file = tmp_path / "pid"
+    try:
+        deadline = time.time() + 120
+        while True:  # the runner registers the deployment when it starts
+            try:
+                flow_run = run_deployment("hangs/hangs-served", parameters={"pid_file": str(pid_file)}, timeout=0)
+                break
+            except Exception:
+                assert time.time() < deadline and server.poll() is None
+                time.sleep(0.5)
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert time.time() < deadline
+            time.sleep(0.2)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)  # as the kernel's OOM killer would
+        key = f"prefect/{flow_run.id}"
+        while not any(r.key == key and r.finished for r in orchestrack.search_runs()):
+            assert time.time() < deadline, orchestrack.search_runs()
+            time.sleep(0.5)
+        record = orchestrack.get_run(key)
+        assert record.status is RunStatus.FAILED and record.failure is not None
+        assert record.failure.reason is FailureReason.INFRA_ERROR, record.failure
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(60)
+
+
+def test_sigkill_of_a_direct_flow_run_is_reaped(tmp_path: Path) -> None:
+    from orchestrack.prefect import reap_lost_runs
+
+    pid_file = tmp_path / "pid"
+    process = subprocess.Popen([sys.executable, "-m", "tests.prefect.flows", str(pid_file)],
+                               cwd=Path(__file__).resolve().parents[2], env=dict(os.environ),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)  # no hook can run: Prefect keeps the run RUNNING
+    process.wait(30)
+    record = only_run()
+    assert record.status is RunStatus.RUNNING
+    assert reap_lost_runs() == [record.key]
+    record = orchestrack.get_run(record.key)
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert (record.failure.reason, record.failure.detail) == (FailureReason.INFRA_ERROR, "process-lost")
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(record.orchestrator.run_id).state.is_crashed()
+    assert reap_lost_runs() == []  # harmless to run again

@@ -16,17 +16,17 @@ from typing import Any
 
 from orchestrack.errors import MissingExtraError
 
-__all__ = ["tracked_flow"]
+__all__ = ["reap_lost_runs", "tracked_flow"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "tracked_flow":
+    if name in __all__:
         try:
-            from orchestrack.prefect.flow import tracked_flow
+            from orchestrack.prefect import flow
         except ModuleNotFoundError as err:
             if err.name and err.name.split(".")[0] == "prefect":
                 raise MissingExtraError(
                     "orchestrack.prefect needs Prefect 3: pip install 'orchestrack[prefect]'") from err
             raise
-        return tracked_flow
+        return getattr(flow, name)
     raise AttributeError(f"module 'orchestrack.prefect' has no attribute {name!r}")

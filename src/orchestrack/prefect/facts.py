@@ -18,9 +18,11 @@ def run_key(flow_run_id: Any) -> str:
     return f"prefect/{flow_run_id}"
 
 
-def orchestrator_info(flow: Any, flow_run: Any, ui_url: str | None = None) -> OrchestratorInfo:
-    """Flow name and version, flow run id and name, deployment, work pool, tags, parent flow run."""
-    details: dict[str, Any] = {}
+def orchestrator_info(flow: Any, flow_run: Any, ui_url: str | None = None,
+                      process: dict[str, Any] | None = None) -> OrchestratorInfo:
+    """Flow name and version, flow run id and name, deployment, work pool, tags, parent flow run, and
+    (from the flow's own process) its host and pid, which :func:`reap_lost_runs` checks."""
+    details: dict[str, Any] = dict(process or {})
     for name in ("name", "deployment_id", "deployment_version", "work_pool_name", "parent_task_run_id"):
         value = getattr(flow_run, name, None)
         if value is not None:

@@ -9,6 +9,8 @@ Subflows are runs of their own, linked to the parent's run by the tag ``parent_r
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -65,16 +67,17 @@ class _Hooks:
     def ended(self, flow: Any, flow_run: Any, state: Any) -> None:
         _guarded(self._ended, flow, flow_run, state)
 
-    def _open(self, flow: Any, flow_run: Any) -> Run:
+    def _open(self, flow: Any, flow_run: Any, process: dict[str, Any] | None = None) -> Run:
         tags = {"parent_run": run_key(parent)} if (parent := _parent_flow_run_id(flow_run)) else {}
         return orchestrack.start_run(
             key=run_key(flow_run.id), owner=self.run_owner, purpose=self.purpose,
-            orchestrator=orchestrator_info(flow, flow_run, _ui_url(flow_run.id)), image=image_of(flow_run),
+            orchestrator=orchestrator_info(flow, flow_run, _ui_url(flow_run.id), process),
+            image=image_of(flow_run),
             params=mask_sensitive(getattr(flow_run, "parameters", None) or {}), tags=tags)
 
     def _running(self, flow: Any, flow_run: Any) -> None:
         _listen_for_retries()
-        run = self._open(flow, flow_run)
+        run = self._open(flow, flow_run, {"host": socket.gethostname(), "pid": os.getpid()})
         for uri in self.datasets:
             run.log_dataset(uri.rstrip("/").rsplit("/", 1)[-1] or uri, uri)
 
@@ -228,4 +231,47 @@ def _ui_url(flow_run_id: Any) -> str | None:
     return f"{str(base).rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
 
 
-__all__ = ["tracked_flow"]
+def reap_lost_runs(tracking_uri: str | None = None) -> list[str]:
+    """Close the runs whose flow process on this host died without a word (SIGKILL, OOM kill).
+
+    A flow run started directly (``python flow.py``) and killed this way stays RUNNING in Prefect
+    forever: no hook runs and no runner reports it. Run this now and then (cron, a Prefect
+    automation, a worker's start-up): each such run ends ``failed`` / ``infra-error`` here and
+    ``Crashed`` in Prefect. Returns the keys it closed.
+    """
+    from prefect import get_client
+    from prefect.states import Crashed
+
+    closed = []
+    host = socket.gethostname()
+    for record in orchestrack.search_runs(status=RunStatus.RUNNING, limit=10_000, tracking_uri=tracking_uri):
+        details = record.orchestrator.details
+        if record.orchestrator.kind != "prefect" or details.get("host") != host or _alive(details.get("pid")):
+            continue
+        message = (f"The flow process (pid {details.get('pid')} on {host}) died without reporting: "
+                   "killed or out of memory.")
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(record.orchestrator.run_id, Crashed(message=message), force=True)
+        run = orchestrack.start_run(key=record.key, tracking_uri=tracking_uri)
+        for attempt in record.last_attempts().values():
+            if attempt.status is TaskStatus.RUNNING:
+                run.end_task(attempt, TaskStatus.FAILED, text=message)
+        run.finish(RunStatus.FAILED, failure=Failure(reason=FailureReason.INFRA_ERROR, detail="process-lost",
+                                                     summary=message))
+        closed.append(record.key)
+    return closed
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return True  # nothing to check: leave the run alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = ["reap_lost_runs", "tracked_flow"]
