@@ -35,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     prefect = Path(sys.executable).parent / "prefect"
     _server = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                stdout=log, stderr=log, start_new_session=True, env=dict(os.environ))
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a cold start migrates a new database: seconds to minutes on 2 cores
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:

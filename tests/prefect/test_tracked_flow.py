@@ -168,3 +168,22 @@ def test_sigkill_of_a_direct_flow_run_is_reaped(tmp_path: Path) -> None:
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(record.orchestrator.run_id).state.is_crashed()
     assert reap_lost_runs() == []  # harmless to run again
+
+
+def test_the_example_flow_changes_only_its_decorator() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "prefect" / "churn_flow.py"
+    spec = importlib.util.spec_from_file_location("churn_flow", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.churn_train() >= 0.7
+    record = only_run()
+    assert record.status is RunStatus.SUCCEEDED and record.orchestrator.pipeline == "churn-train"
+    assert len(record.metric_series["train_loss"]) == 5 and record.metrics["accuracy"] >= 0.7
+    assert record.params["threshold"] == 0.7 and record.data[0].rows == 300
+    gate = module.churn_train(threshold=0.99, return_state=True)
+    assert gate.is_failed()
+    failed = orchestrack.search_runs(status="failed")[0]
+    assert failed.failure is not None and failed.failure.reason is FailureReason.METRIC_REGRESSION, failed.failure
