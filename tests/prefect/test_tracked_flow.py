@@ -187,3 +187,37 @@ def test_the_example_flow_changes_only_its_decorator() -> None:
     assert gate.is_failed()
     failed = orchestrack.search_runs(status="failed")[0]
     assert failed.failure is not None and failed.failure.reason is FailureReason.METRIC_REGRESSION, failed.failure
+
+
+def test_cancelling_a_served_flow_run_is_cancelled(tmp_path: Path) -> None:
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelling
+
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen([sys.executable, "-m", "tests.prefect.flows", "serve"], cwd=root, env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pid_file = tmp_path / "pid"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                flow_run = run_deployment("hangs/hangs-served", parameters={"pid_file": str(pid_file)}, timeout=0)
+                break
+            except Exception:
+                assert time.time() < deadline and server.poll() is None
+                time.sleep(0.5)
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert time.time() < deadline
+            time.sleep(0.2)
+        with get_client(sync_client=True) as client:  # what `prefect flow-run cancel` does
+            client.set_flow_run_state(flow_run.id, Cancelling(message="cancelled by a person"), force=True)
+        key = f"prefect/{flow_run.id}"
+        while not any(r.key == key and r.finished for r in orchestrack.search_runs()):
+            assert time.time() < deadline, orchestrack.search_runs()
+            time.sleep(0.5)
+        record = orchestrack.get_run(key)
+        assert record.status is RunStatus.CANCELLED, (record.status, record.failure)
+        assert record.failure is not None and record.failure.reason is FailureReason.CANCELLED
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(60)

@@ -1,4 +1,4 @@
-"""Airflow objects to neutral facts, with stand-ins (the real thing runs in tests/airflow)."""
+"""Adapter facts with stand-ins, and cheap imports (the real orchestrators run in tests/airflow and tests/prefect)."""
 
 from __future__ import annotations
 
@@ -40,5 +40,11 @@ def test_sensitive_params_are_masked() -> None:
 
 def test_importing_the_adapter_package_imports_no_airflow() -> None:
     probe = "import sys, orchestrack.airflow, orchestrack.airflow.facts; print('airflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_importing_the_prefect_adapter_package_imports_no_prefect() -> None:
+    probe = "import sys, orchestrack.prefect, orchestrack.prefect.facts; print('prefect' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
