@@ -124,6 +124,17 @@ def _from_git(directory: str) -> CodeInfo | None:
     return info
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def capture_environment(image: str | None = None, packages: tuple[str, ...] = ()) -> Environment:
     """Python, key package versions, host, platform, GPUs and the container image."""
     env = _static_environment(tuple(packages)).model_copy(deep=True)

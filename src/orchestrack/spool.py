@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
+from orchestrack.capture import process_alive
 from orchestrack.record import Artifact, DataSnapshot, MetricPoint, RunRecord, TaskAttempt
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,7 @@ def pending_files(directories: list[Path]) -> list[Path]:
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # our own file: nothing else writes it, and replaying it here is safe
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def replay(directories: list[Path], open_store: Any) -> tuple[int, list[str]]:

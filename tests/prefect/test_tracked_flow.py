@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect import Flow, get_client
@@ -24,6 +27,42 @@ def only_run() -> orchestrack.RunRecord:
     runs = orchestrack.search_runs()
     assert len(runs) == 1, [r.key for r in runs]
     return runs[0]
+
+
+@contextlib.contextmanager
+def served_run(tmp_path: Path) -> Iterator[tuple[Any, int]]:
+    """A run of `hangs` through a Prefect runner (`flow.serve`), once its flow process has started:
+    yields the flow run and the flow process's pid; stops the runner afterwards."""
+    from prefect.deployments import run_deployment
+
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen([sys.executable, "-m", "tests.prefect.flows", "serve"], cwd=root, env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pid_file = tmp_path / "pid"
+    try:
+        deadline = time.time() + 120
+        while True:  # the runner registers the deployment when it starts
+            try:
+                flow_run = run_deployment("hangs/hangs-served", parameters={"pid_file": str(pid_file)}, timeout=0)
+                break
+            except Exception:
+                assert time.time() < deadline and server.poll() is None
+                time.sleep(0.5)
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert time.time() < deadline
+            time.sleep(0.2)
+        yield flow_run, int(pid_file.read_text())
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(60)
+
+
+def wait_until_finished(key: str, seconds: float = 120) -> orchestrack.RunRecord:
+    deadline = time.time() + seconds
+    while not any(r.key == key and r.finished for r in orchestrack.search_runs()):
+        assert time.time() < deadline, orchestrack.search_runs()
+        time.sleep(0.5)
+    return orchestrack.get_run(key)
 
 
 def test_a_succeeding_flow_is_one_run_with_everything() -> None:
@@ -115,36 +154,11 @@ def test_sigterm_crash_ends_the_run(tmp_path: Path) -> None:
 
 
 def test_sigkill_of_a_served_flow_run_is_reported_by_the_runner(tmp_path: Path) -> None:
-    from prefect.deployments import run_deployment
-
-    root = Path(__file__).resolve().parents[2]
-    server = subprocess.Popen([sys.executable, "-m", "tests.prefect.flows", "serve"], cwd=root, env=dict(os.environ),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    pid_file = tmp_path / "pid"
-    try:
-        deadline = time.time() + 120
-        while True:  # the runner registers the deployment when it starts
-            try:
-                flow_run = run_deployment("hangs/hangs-served", parameters={"pid_file": str(pid_file)}, timeout=0)
-                break
-            except Exception:
-                assert time.time() < deadline and server.poll() is None
-                time.sleep(0.5)
-        while not (pid_file.exists() and pid_file.read_text().strip()):
-            assert time.time() < deadline
-            time.sleep(0.2)
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)  # as the kernel's OOM killer would
-        key = f"prefect/{flow_run.id}"
-        while not any(r.key == key and r.finished for r in orchestrack.search_runs()):
-            assert time.time() < deadline, orchestrack.search_runs()
-            time.sleep(0.5)
-        record = orchestrack.get_run(key)
-        assert record.status is RunStatus.FAILED and record.failure is not None
-        assert record.failure.reason is FailureReason.INFRA_ERROR, record.failure
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(60)
-
+    with served_run(tmp_path) as (flow_run, pid):
+        os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+        record = wait_until_finished(f"prefect/{flow_run.id}")
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert record.failure.reason is FailureReason.INFRA_ERROR, record.failure
 
 def test_sigkill_of_a_direct_flow_run_is_reaped(tmp_path: Path) -> None:
     from orchestrack.prefect import reap_lost_runs
@@ -190,34 +204,11 @@ def test_the_example_flow_changes_only_its_decorator() -> None:
 
 
 def test_cancelling_a_served_flow_run_is_cancelled(tmp_path: Path) -> None:
-    from prefect.deployments import run_deployment
     from prefect.states import Cancelling
 
-    root = Path(__file__).resolve().parents[2]
-    server = subprocess.Popen([sys.executable, "-m", "tests.prefect.flows", "serve"], cwd=root, env=dict(os.environ),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    pid_file = tmp_path / "pid"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                flow_run = run_deployment("hangs/hangs-served", parameters={"pid_file": str(pid_file)}, timeout=0)
-                break
-            except Exception:
-                assert time.time() < deadline and server.poll() is None
-                time.sleep(0.5)
-        while not (pid_file.exists() and pid_file.read_text().strip()):
-            assert time.time() < deadline
-            time.sleep(0.2)
+    with served_run(tmp_path) as (flow_run, _):
         with get_client(sync_client=True) as client:  # what `prefect flow-run cancel` does
             client.set_flow_run_state(flow_run.id, Cancelling(message="cancelled by a person"), force=True)
-        key = f"prefect/{flow_run.id}"
-        while not any(r.key == key and r.finished for r in orchestrack.search_runs()):
-            assert time.time() < deadline, orchestrack.search_runs()
-            time.sleep(0.5)
-        record = orchestrack.get_run(key)
-        assert record.status is RunStatus.CANCELLED, (record.status, record.failure)
-        assert record.failure is not None and record.failure.reason is FailureReason.CANCELLED
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(60)
+        record = wait_until_finished(f"prefect/{flow_run.id}")
+    assert record.status is RunStatus.CANCELLED, (record.status, record.failure)
+    assert record.failure is not None and record.failure.reason is FailureReason.CANCELLED

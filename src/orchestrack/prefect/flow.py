@@ -19,6 +19,7 @@ import prefect
 from prefect import Flow
 
 import orchestrack
+from orchestrack.capture import process_alive
 from orchestrack.inputs import mask_sensitive
 from orchestrack.lifecycle import Run
 from orchestrack.prefect.facts import Attempt, attempts_from_states, image_of, orchestrator_info, run_key
@@ -263,15 +264,7 @@ def reap_lost_runs(tracking_uri: str | None = None) -> list[str]:
 
 
 def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return True  # nothing to check: leave the run alone
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid) if isinstance(pid, int) else True  # nothing to check: leave the run alone
 
 
 __all__ = ["reap_lost_runs", "tracked_flow"]
