@@ -13,11 +13,12 @@ import nox
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "core", "airflow", "prefect"]
+nox.options.sessions = ["lint", "core", "airflow", "prefect", "kfp"]
 
 PYTHON = "3.11"
 AIRFLOW = "apache-airflow==3.3.2"  # Airflow 3.3 and Prefect 3.9 cannot share an environment
 PREFECT = "prefect==3.9.1"
+KFP = "kfp==2.17.3"
 
 
 def run_pytest(session: nox.Session, suite: str, *paths: str) -> None:
@@ -51,6 +52,15 @@ def prefect(session: nox.Session) -> None:
     """The Prefect 3 adapter against a real `prefect server` on loopback."""
     session.install("-e", ".[dev]", PREFECT)
     run_pytest(session, "prefect", "tests/prefect")
+
+
+@nox.session(python=PYTHON)
+def kfp(session: nox.Session) -> None:
+    """The Kubeflow Pipelines adapter: kfp.local running the real components, and compiled YAML."""
+    # pip too: every lightweight component's command runs `python3 -m pip install kfp==...` first
+    # (already satisfied here, so nothing is downloaded), and a uv environment has no pip by default.
+    session.install("-e", ".[dev]", KFP, "pip")
+    run_pytest(session, "kfp", "tests/kfp")
 
 
 @nox.session(python=PYTHON)

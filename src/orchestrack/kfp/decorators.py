@@ -1,0 +1,202 @@
+"""``component`` and ``pipeline``: kfp's decorators with orchestrack's tracking woven in.
+
+No ``from __future__ import annotations`` here: kfp reads the annotations of ``open_run`` and
+``close_run`` at runtime to build their component specs, and strings would not do.
+"""
+
+import functools
+import hashlib
+import inspect
+import json
+import os
+import types
+from collections.abc import Callable
+from typing import Any
+
+from kfp import __version__ as _kfp_version
+from kfp import dsl
+
+from orchestrack.kfp.executor import HIDDEN_INPUTS, RUN_ID_INPUT, TASK_NAME_INPUT
+
+EXECUTOR = "orchestrack.kfp.executor"
+KFP_EXECUTOR = "kfp.dsl.executor_main"
+#: Settings that pods need to reach the store; secrets must come from Kubernetes secrets instead.
+FORWARDED = ("ORCHESTRACK_TRACKING_URI", "ORCHESTRACK_ARTIFACT_URI", "ORCHESTRACK_POLICY__STRICT")
+
+
+def kfp_version() -> str:
+    """The installed kfp SDK version."""
+    return str(_kfp_version)
+
+
+class TrackedComponent:
+    """A kfp component whose calls also pass the KFP run id and orchestrack's settings."""
+
+    def __init__(self, inner: Any, image: "str | None") -> None:
+        self.inner = inner
+        self.image = image
+        functools.update_wrapper(self, inner.python_func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        task = self.inner(*args, **kwargs, **{RUN_ID_INPUT: dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                               TASK_NAME_INPUT: dsl.PIPELINE_TASK_NAME_PLACEHOLDER})
+        _forward(task)
+        if self.image:
+            task.set_env_variable("ORCHESTRACK_IMAGE", self.image)  # a container cannot see its own image
+        _note_accelerators(task)
+        return task
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def component(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    """``dsl.component`` (same arguments) whose runs are tracked task attempts.
+
+    Example::
+
+        @otk.component(base_image="pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", packages_to_install=["orchestrack"])
+        def train(epochs: int = 3) -> float: ...
+    """
+
+    def decorate(target: Callable[..., Any]) -> TrackedComponent:
+        inner = dsl.component(_with_run_id_input(target), **kwargs)
+        container = inner.component_spec.implementation.container
+        # Run orchestrack's executor, which wraps kfp's (named in the variable, which also lets
+        # kfp.local recognise a lightweight component).
+        wrapped = f"ORCHESTRACK_WRAPPED_EXECUTOR={KFP_EXECUTOR} python3 -m {EXECUTOR}"
+        container.command = [part.replace(f"python3 -m {KFP_EXECUTOR}", wrapped) for part in container.command]
+        if not any(EXECUTOR in part for part in container.command):
+            raise RuntimeError(f"kfp {kfp_version()} builds component commands orchestrack does not know; "
+                               "pin kfp to the tested version (see docs/kfp.md)")
+        return TrackedComponent(inner, kwargs.get("base_image"))
+
+    return decorate(func) if func is not None else decorate
+
+
+def _with_run_id_input(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A copy of ``func`` whose signature has one more input, the KFP run id (its source is unchanged:
+    the executor removes the input before the function is called)."""
+    copy = types.FunctionType(func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+    copy.__kwdefaults__, copy.__annotations__ = func.__kwdefaults__, dict(func.__annotations__)
+    copy.__doc__, copy.__module__, copy.__qualname__ = func.__doc__, func.__module__, func.__qualname__
+    signature = inspect.signature(func)
+    kind = (inspect.Parameter.KEYWORD_ONLY if any(p.kind is inspect.Parameter.VAR_POSITIONAL
+                                                  for p in signature.parameters.values())
+            else inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    extra = [inspect.Parameter(name, kind, default="", annotation=str) for name in HIDDEN_INPUTS]
+    copy.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
+    for name in HIDDEN_INPUTS:
+        copy.__annotations__[name] = str
+    return copy
+
+
+def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = None, run_owner: str | None = None,
+             packages_to_install: list[str] | None = None, **kwargs: Any) -> Any:
+    """``dsl.pipeline`` (same arguments) that opens the run first and closes it in an exit handler,
+    whatever way the pipeline ends. ``packages_to_install`` is for the open and close tasks
+    (default ``["orchestrack"]``).
+
+    Example::
+
+        @otk.pipeline(name="nightly-train", purpose="tuning")
+        def nightly(epochs: int = 3): ...
+    """
+
+    def decorate(target: Callable[..., Any]) -> Any:
+        name = kwargs.get("name") or target.__name__
+        packages = ["orchestrack"] if packages_to_install is None else packages_to_install
+        opener = dsl.component(open_run, packages_to_install=packages)
+        closer = dsl.component(close_run, packages_to_install=packages)
+
+        def build(version: str) -> Any:
+            @functools.wraps(target)
+            def body(*args: Any, **call_kwargs: Any) -> Any:
+                exit_task = closer(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                _forward(exit_task)
+                with dsl.ExitHandler(exit_task, name="orchestrack-run"):
+                    opening = opener(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                     run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, pipeline_name=name,
+                                     pipeline_version=version, purpose=purpose or "", owner=run_owner or "")
+                    _forward(opening)
+                    return target(*args, **call_kwargs)
+
+            return dsl.pipeline(body, **kwargs)
+
+        # The pipeline version is a hash of the compiled spec (traced once without it).
+        return build(spec_hash(build("")))
+
+    return decorate(func) if func is not None else decorate
+
+
+def _note_accelerators(task: Any) -> None:
+    """Make set_accelerator_type/limit also tell the container what was requested."""
+    set_type, set_limit = task.set_accelerator_type, task.set_accelerator_limit
+
+    def accelerator_type(accelerator: str) -> Any:
+        task.set_env_variable("ORCHESTRACK_ACCELERATOR_TYPE", str(accelerator))
+        return set_type(accelerator)
+
+    def accelerator_limit(limit: Any) -> Any:
+        task.set_env_variable("ORCHESTRACK_ACCELERATOR_COUNT", str(limit))
+        return set_limit(limit)
+
+    task.set_accelerator_type, task.set_accelerator_limit = accelerator_type, accelerator_limit
+
+
+def spec_hash(graph: Any) -> str:
+    """A short sha256 of a pipeline's compiled spec: the same pipeline, the same version."""
+    from google.protobuf import json_format
+
+    document = json.dumps(json_format.MessageToDict(graph.pipeline_spec), sort_keys=True)
+    return hashlib.sha256(document.encode()).hexdigest()[:16]
+
+
+def _forward(task: Any) -> None:
+    for variable in FORWARDED:
+        if os.environ.get(variable):
+            task.set_env_variable(variable, os.environ[variable])
+
+
+def open_run(run_id: str, run_name: str, pipeline_name: str, pipeline_version: str, purpose: str,
+             owner: str) -> None:
+    """The pipeline's first task: open the run with what the pipeline knows."""
+    import orchestrack
+    from orchestrack.record import OrchestratorInfo, OrchestratorKind
+
+    orchestrack.start_run(key=f"kfp/{run_id}", owner=owner or None, purpose=purpose or None,
+                          orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, pipeline=pipeline_name,
+                                                        pipeline_version=pipeline_version or None, run_id=run_id,
+                                                        details={"run_name": run_name}))
+
+
+def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Output[dsl.Markdown]) -> None:
+    """The exit task: close the run however the pipeline ended. On a cluster the final status has no
+    error message, so the reason comes from what the failed tasks recorded."""
+    import orchestrack
+    from orchestrack.record import FailureReason, TaskStatus
+
+    run = orchestrack.start_run(key=f"kfp/{run_id}")
+    state = str(status.state).upper()
+    if state in ("SUCCEEDED", "SUCCESS"):
+        run.finish("succeeded")
+    elif "CANCEL" in state:
+        run.finish("cancelled")
+    elif any(a.status is TaskStatus.FAILED for a in run.record.last_attempts().values()):
+        run.finish("failed")
+    else:
+        failure = orchestrack.classify_failure(text=status.error_message or f"KFP final status {state}")
+        if failure.reason is FailureReason.UNKNOWN and not status.error_message:
+            failure = failure.model_copy(update={"summary": f"The pipeline ended {state} without a recorded error."})
+        run.finish("failed", failure=failure)
+    record = run.record  # the KFP UI shows this Markdown on the exit task
+    lines = [f"### orchestrack run `{record.name}`", "", f"- status: **{record.status.value}**",
+             f"- key: `{record.key}`"]
+    if record.failure is not None:
+        lines.append(f"- failure: **{record.failure.reason.value}**: {record.failure.summary}")
+    if record.metrics:
+        lines.append("- metrics: " + ", ".join(f"{k} = {v:g}" for k, v in sorted(record.metrics.items())))
+    if run.url:
+        lines.append(f"- [open the run]({run.url})")
+    with open(summary.path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")

@@ -1,0 +1,105 @@
+"""Runs inside a tracked component's container in place of ``kfp.dsl.executor_main``: it opens
+(or attaches to) the pipeline run's run, records the component as a task attempt around kfp's own
+executor, and records its inputs, output artifacts and metrics.
+
+The command line is kfp's (``--executor_input ... --function_to_execute ...``); the extra input
+``orchestrack_run_id`` (the KFP run id, filled in by a placeholder) is taken out before kfp's
+executor sees the inputs, so the user's function is called exactly as it was written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import orchestrack
+from orchestrack.errors import InvalidInputError
+from orchestrack.record import OrchestratorInfo, OrchestratorKind
+
+RUN_ID_INPUT = "orchestrack_run_id"
+TASK_NAME_INPUT = "orchestrack_task_name"
+HIDDEN_INPUTS = (RUN_ID_INPUT, TASK_NAME_INPUT)
+
+
+def _argument(name: str) -> str:
+    return sys.argv[sys.argv.index(name) + 1]
+
+
+def main() -> None:
+    """Track the component, then hand over to kfp's executor."""
+    executor_input: dict[str, Any] = json.loads(_argument("--executor_input"))
+    function = _argument("--function_to_execute")
+    inputs = executor_input.setdefault("inputs", {})
+    parameters = inputs.setdefault("parameterValues", {})
+    run_id = str(parameters.pop(RUN_ID_INPUT, "") or os.environ.get("KFP_RUN_ID", "") or "local")
+    task_name = str(parameters.pop(TASK_NAME_INPUT, "") or "")
+    sys.argv[sys.argv.index("--executor_input") + 1] = json.dumps(executor_input)
+    refuse_unshared_store()
+
+    run = orchestrack.start_run(
+        key=f"kfp/{run_id}", orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=run_id),
+        image=os.environ.get("ORCHESTRACK_IMAGE"))
+    name = task_name or function
+    details = {"pod": os.environ.get("KFP_POD_NAME"), "image": os.environ.get("ORCHESTRACK_IMAGE"),
+               "accelerator_type": os.environ.get("ORCHESTRACK_ACCELERATOR_TYPE"),
+               "accelerator_count": os.environ.get("ORCHESTRACK_ACCELERATOR_COUNT")}
+    with run.task(name, details={k: v for k, v in details.items() if v}):
+        run.log_params({f"{name}.{key}": value for key, value in parameters.items()})
+        for input_name, artifact in (inputs.get("artifacts") or {}).items():
+            for item in artifact.get("artifacts", []):
+                if item.get("uri"):
+                    run.log_dataset(input_name, item["uri"])
+        import importlib
+
+        wrapped = importlib.import_module(os.environ.get("ORCHESTRACK_WRAPPED_EXECUTOR", "kfp.dsl.executor_main"))
+        wrapped.executor_main()
+        _record_outputs(run, executor_input)
+
+
+def refuse_unshared_store() -> None:
+    """On a cluster every pod is its own machine: an embedded SQLite store would scatter the run."""
+    if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return
+    from orchestrack.settings import load_settings
+
+    uri = load_settings().resolved_tracking_uri
+    if uri.startswith("sqlite:") or "://" not in uri:
+        raise InvalidInputError(
+            f"this KFP pod would track into a local SQLite store ({uri}), which no other pod can see; "
+            "point ORCHESTRACK_TRACKING_URI at a shared store (MLflow) when you compile the pipeline, "
+            "with credentials from a Kubernetes secret (see docs/kfp.md)")
+
+
+def _record_outputs(run: orchestrack.Run, executor_input: dict[str, Any]) -> None:
+    outputs = executor_input.get("outputs", {})
+    written: dict[str, Any] = {}
+    output_file = outputs.get("outputFile")
+    if output_file and Path(output_file).is_file():
+        written = json.loads(Path(output_file).read_text() or "{}").get("artifacts", {})
+    for output_name, artifact in (outputs.get("artifacts") or {}).items():
+        for index, item in enumerate(artifact.get("artifacts", [])):
+            kind = item.get("type", {}).get("schemaTitle", "")
+            if kind == "system.Metrics":
+                produced = written.get(output_name, {}).get("artifacts", [{}])
+                metadata = produced[index].get("metadata", {}) if index < len(produced) else {}
+                run.log_metrics({k: v for k, v in metadata.items() if isinstance(v, (int, float))
+                                 and not isinstance(v, bool)})
+                continue
+            path = _local_path(item.get("uri", ""))
+            if path is not None and path.exists():
+                run.log_artifact(path, name=output_name, kind=kind.removeprefix("system.").lower() or "artifact")
+
+
+def _local_path(uri: str) -> Path | None:
+    # kfp mounts remote artifact URIs under these local prefixes inside the container.
+    for prefix, mount in (("gs://", "/gcs/"), ("s3://", "/s3/"), ("minio://", "/minio/")):
+        if uri.startswith(prefix):
+            return Path(mount + uri.removeprefix(prefix))
+    return Path(uri) if uri.startswith("/") else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Pipelines exercised by tests/kfp (components need their source in a real module file)."""
+
+# No `from __future__ import annotations`: kfp reads component annotations at runtime.
+
+from kfp import dsl
+
+from orchestrack import kfp as otk
+
+
+@otk.component(base_image="python:3.11", packages_to_install=[])
+def prepare(rows: int, dataset: dsl.Output[dsl.Dataset]) -> None:
+    with open(dataset.path, "w") as handle:
+        handle.write("\n".join(str(i) for i in range(rows)))
+
+
+@otk.component(base_image="pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", packages_to_install=[])
+def train(data: dsl.Input[dsl.Dataset], epochs: int, model: dsl.Output[dsl.Model],
+          metrics: dsl.Output[dsl.Metrics]) -> float:
+    import orchestrack
+
+    with open(data.path) as handle:
+        rows = len(handle.read().splitlines())
+    for epoch in range(epochs):
+        orchestrack.log_metrics({"loss": 1.0 / (epoch + 1)}, step=epoch)
+    with open(model.path, "w") as handle:
+        handle.write(f"weights for {rows} rows")
+    metrics.log_metric("auc", 0.91)
+    return 0.91
+
+
+@otk.component(base_image="python:3.11", packages_to_install=[])
+def evaluate(auc: float, holdout: str) -> None:
+    raise FileNotFoundError(f"[Errno 2] No such file or directory: '{holdout}'")
+
+
+@otk.component(base_image="python:3.11", packages_to_install=[])
+def crashes(code: int) -> None:
+    import sys
+
+    sys.exit(code)
+
+
+@otk.pipeline(name="nightly-train", purpose="tuning", run_owner="ml-platform", packages_to_install=[])
+def nightly(rows: int = 50, epochs: int = 2) -> None:
+    data = prepare(rows=rows)
+    trained = train(data=data.outputs["dataset"], epochs=epochs)
+    trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+
+
+@otk.pipeline(name="nightly-eval", purpose="tuning", packages_to_install=[])
+def failing(holdout: str = "gs://bucket/holdout.parquet") -> None:
+    data = prepare(rows=10)
+    trained = train(data=data.outputs["dataset"], epochs=1)
+    evaluate(auc=trained.outputs["Output"], holdout=holdout)
+
+
+@otk.pipeline(name="nightly-crash", purpose="tuning", packages_to_install=[])
+def exits_non_zero(code: int = 3) -> None:
+    crashes(code=code)

@@ -1,0 +1,105 @@
+"""Kubeflow Pipelines v2: kfp.local executing the real components, and the compiled YAML."""
+
+# No `from __future__ import annotations`: kfp reads the pipeline annotations below at runtime.
+
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp import compiler
+
+import orchestrack
+from orchestrack import FailureReason, RunStatus, TaskStatus
+from tests.kfp import pipelines
+
+pytestmark = pytest.mark.integration
+
+
+def only_run() -> orchestrack.RunRecord:
+    runs = orchestrack.search_runs()
+    assert len(runs) == 1, [r.key for r in runs]
+    return runs[0]
+
+
+def test_a_succeeding_pipeline_is_one_run_closed_by_the_exit_handler() -> None:
+    pipelines.nightly(rows=50, epochs=2)
+    record = only_run()
+    assert record.key.startswith("kfp/") and record.status is RunStatus.SUCCEEDED
+    assert (record.owner, record.purpose, record.orchestrator.kind) == ("ml-platform", "tuning", "kfp")
+    assert record.orchestrator.pipeline == "nightly-train" and record.orchestrator.details["run_name"]
+    assert [(t.name, t.status) for t in sorted(record.tasks, key=lambda t: t.started_at)] == [
+        ("prepare", TaskStatus.SUCCEEDED), ("train", TaskStatus.SUCCEEDED)]
+    assert record.params == {"prepare.rows": 50, "train.epochs": 2}
+    assert record.metrics == {"auc": 0.91, "loss": 0.5} and len(record.metric_series["loss"]) == 2
+    assert [d.name for d in record.data] == ["data"]  # the Input[Dataset]
+    assert sorted((a.name, a.kind) for a in record.artifacts) == [("dataset", "dataset"), ("model", "model")]
+    assert record.orchestrator.pipeline_version is not None and len(record.orchestrator.pipeline_version) == 16
+    train = next(t for t in record.tasks if t.name == "train")
+    assert (train.details["accelerator_type"], train.details["accelerator_count"]) == ("nvidia.com/gpu", "1")
+    images = {t.name: t.details["image"] for t in record.tasks}  # injected at compile time, per component
+    assert images == {"prepare": "python:3.11", "train": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"}
+
+
+def test_the_exit_task_writes_a_markdown_summary(tmp_path: Path) -> None:
+    pipelines.nightly(rows=5, epochs=1)
+    summaries = [p.read_text() for p in (tmp_path / "pipeline-root").rglob("summary") if p.is_file()]
+    assert summaries and "status: **succeeded**" in summaries[0] and "auc = 0.91" in summaries[0]
+
+
+def test_a_pod_on_a_cluster_refuses_a_local_sqlite_store(monkeypatch: pytest.MonkeyPatch,
+                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")  # what every pod sees
+    with pytest.raises(RuntimeError, match="FAILURE"):
+        pipelines.exits_non_zero(code=0)
+    assert "no other pod can see" in capfd.readouterr().out
+
+
+def test_a_failing_component_gives_the_run_its_reason() -> None:
+    with pytest.raises(RuntimeError, match="FAILURE"):
+        pipelines.failing()
+    record = only_run()
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert record.failure.reason is FailureReason.DATA_ERROR and record.failure.task == "evaluate"
+    assert "holdout.parquet" in record.failure.summary
+
+
+def test_a_component_that_exits_non_zero_fails_the_run() -> None:
+    with pytest.raises(RuntimeError, match="FAILURE"):
+        pipelines.exits_non_zero(code=3)
+    record = only_run()
+    crashed = next(t for t in record.tasks if t.name == "crashes")
+    assert crashed.status is TaskStatus.FAILED and record.status is RunStatus.FAILED
+    assert record.failure is not None and record.failure.task == "crashes"
+
+
+def test_compiled_yaml_has_the_exit_handler_settings_and_no_secrets(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", "http://mlflow.ml.svc:5000")
+    secret = "s3cr3t-token-value"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    from orchestrack import kfp as otk
+
+    # kfp traces a pipeline when it is decorated: settings are read then, from the compiling environment.
+    @otk.pipeline(name="nightly-train", purpose="tuning")
+    def nightly(rows: int = 50, epochs: int = 2) -> None:
+        data = pipelines.prepare(rows=rows)
+        trained = pipelines.train(data=data.outputs["dataset"], epochs=epochs)
+        trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+
+    path = tmp_path / "nightly.yaml"
+    compiler.Compiler().compile(nightly, str(path))
+    text = path.read_text()
+    spec = yaml.safe_load(text)
+    assert secret not in text
+    tasks = spec["root"]["dag"]["tasks"]
+    assert any(task["taskInfo"]["name"] == "orchestrack-run" for task in tasks.values())  # the ExitHandler group
+    assert tasks["close-run"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    executors = spec["deploymentSpec"]["executors"]
+    train_executor = next(e for name, e in executors.items() if "train" in name)["container"]
+    assert any("orchestrack.kfp.executor" in part for part in train_executor["command"])
+    env = {item["name"]: item["value"] for item in train_executor["env"]}
+    assert env["ORCHESTRACK_TRACKING_URI"] == "http://mlflow.ml.svc:5000"
+    assert env["ORCHESTRACK_IMAGE"] == "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
+    accelerator = train_executor["resources"]["accelerator"]
+    assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1")
+    assert "{{$.pipeline_job_uuid}}" in text  # the KFP run id placeholder every task receives
