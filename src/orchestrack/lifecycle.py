@@ -158,7 +158,8 @@ class Run:
             if status is TaskStatus.SUCCEEDED:
                 self.end_task(started, TaskStatus.SUCCEEDED)
             else:
-                self.end_task(started, status, error=error)
+                code = error.code if isinstance(error, SystemExit) and isinstance(error.code, int) else None
+                self.end_task(started, status, error=error, exit_code=code)
             raise
         else:
             self.end_task(started, TaskStatus.SUCCEEDED)

@@ -69,6 +69,7 @@ def test_a_component_that_exits_non_zero_fails_the_run() -> None:
     record = only_run()
     crashed = next(t for t in record.tasks if t.name == "crashes")
     assert crashed.status is TaskStatus.FAILED and record.status is RunStatus.FAILED
+    assert crashed.failure is not None and crashed.failure.exit_code == 3
     assert record.failure is not None and record.failure.task == "crashes"
 
 
