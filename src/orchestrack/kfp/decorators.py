@@ -189,14 +189,7 @@ def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Out
         if failure.reason is FailureReason.UNKNOWN and not status.error_message:
             failure = failure.model_copy(update={"summary": f"The pipeline ended {state} without a recorded error."})
         run.finish("failed", failure=failure)
-    record = run.record  # the KFP UI shows this Markdown on the exit task
-    lines = [f"### orchestrack run `{record.name}`", "", f"- status: **{record.status.value}**",
-             f"- key: `{record.key}`"]
-    if record.failure is not None:
-        lines.append(f"- failure: **{record.failure.reason.value}**: {record.failure.summary}")
-    if record.metrics:
-        lines.append("- metrics: " + ", ".join(f"{k} = {v:g}" for k, v in sorted(record.metrics.items())))
-    if run.url:
-        lines.append(f"- [open the run]({run.url})")
-    with open(summary.path, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+    from orchestrack.report import markdown_summary
+
+    with open(summary.path, "w") as handle:  # the KFP UI shows this Markdown on the exit task
+        handle.write(markdown_summary(run.record, run.url))

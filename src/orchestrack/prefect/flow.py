@@ -24,6 +24,7 @@ from orchestrack.inputs import mask_sensitive
 from orchestrack.lifecycle import Run
 from orchestrack.prefect.facts import Attempt, attempts_from_states, image_of, orchestrator_info, run_key
 from orchestrack.record import Failure, FailureReason, RunStatus, TaskStatus
+from orchestrack.report import markdown_summary
 
 log = logging.getLogger(__name__)
 
@@ -197,17 +198,9 @@ def _publish(run: Run, flow_run_id: Any) -> None:
     from prefect import get_client
     from prefect.client.schemas.actions import ArtifactCreate
 
-    record = run.record
-    lines = [f"### orchestrack run `{record.name}`", "", f"- status: **{record.status.value}**",
-             f"- key: `{record.key}` (`orchestrack show {record.run_id[:12]}`)"]
-    if record.failure is not None:
-        lines.append(f"- failure: **{record.failure.reason.value}**: {record.failure.summary}")
-    if record.metrics:
-        lines.append("- metrics: " + ", ".join(f"{k} = {v:g}" for k, v in sorted(record.metrics.items())))
-    if run.url:
-        lines.append(f"- [open the run]({run.url})")
     with get_client(sync_client=True) as client:
-        client.create_artifact(ArtifactCreate(key="orchestrack-run", type="markdown", data="\n".join(lines),
+        client.create_artifact(ArtifactCreate(key="orchestrack-run", type="markdown",
+                                              data=markdown_summary(run.record, run.url),
                                               description="orchestrack run summary", flow_run_id=flow_run_id))
 
 
