@@ -342,6 +342,7 @@ class Run:
         latest = record.last_attempts()
         failed = sorted((a for a in latest.values() if a.status is TaskStatus.FAILED),
                         key=lambda a: (a.ended_at or now, a.name))
+        derived = status is None
         if status is None:
             status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
         if failure is None and status is RunStatus.FAILED:
@@ -349,6 +350,8 @@ class Run:
                 reason=FailureReason.UNKNOWN, task=failed[0].name if failed else None,
                 summary=(f"Task '{failed[0].name}' failed without a recorded error." if failed
                          else "The run was marked failed without a failed task or an error."))
+            if derived and failure.reason is FailureReason.CANCELLED:
+                status = RunStatus.CANCELLED  # the task that ended it was stopped on purpose (e.g. marked failed)
         if failure is None and status is RunStatus.CANCELLED:
             failure = Failure(reason=FailureReason.CANCELLED, summary="The run was cancelled.")
         closed = record.model_copy(update={"status": status, "ended_at": now, "failure": failure})
@@ -498,12 +501,13 @@ def _fill_missing(run: Run, stored: RunRecord, wanted: RunRecord) -> None:
             changes[field] = getattr(wanted, field)
     for field in ("orchestrator", "code", "environment"):
         current, new = getattr(stored, field), getattr(wanted, field)
-        filled = {k: v for k, v in new.model_dump().items()
-                  if getattr(current, k) in (None, "", [], {}) and v not in (None, "", [], {})}
-        for name, value in new.model_dump().items():  # dicts (orchestrator details, packages) gain missing keys
+        filled: dict[str, Any] = {}
+        for name, value in new.model_dump().items():
             present = getattr(current, name)
-            if isinstance(value, dict) and present and set(value) - set(present):
-                filled[name] = {**value, **present}
+            if present in (None, "", [], {}) and value not in (None, "", [], {}):
+                filled[name] = value
+            elif isinstance(value, dict) and present and set(value) - set(present):
+                filled[name] = {**value, **present}  # dicts (orchestrator details, packages) gain missing keys
         if filled:
             changes[field] = current.model_copy(update=filled)
     if changes:

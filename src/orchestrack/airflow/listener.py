@@ -36,14 +36,19 @@ def _fail_open(hook: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
-def _existing_run(dag_id: str, run_id: str) -> Run | None:
-    """The run of a DAG run that a TrackRunOperator (or an earlier hook) opened; ``None`` if untracked."""
-    key = run_key(dag_id, run_id)
+def _tracked(key: str) -> bool:
+    """Whether a TrackRunOperator (or an earlier hook) opened the run of this DAG run."""
     try:
         orchestrack.get_run(key)
     except RunNotFoundError:
-        return None
-    return orchestrack.start_run(key=key)
+        return False
+    return True
+
+
+def _existing_run(dag_id: str, run_id: str) -> Run | None:
+    """The run of a tracked DAG run, attached to; ``None`` if the DAG is not tracked."""
+    key = run_key(dag_id, run_id)
+    return orchestrack.start_run(key=key) if _tracked(key) else None
 
 
 def _run_for(ti: Any) -> Run | None:
@@ -104,14 +109,13 @@ class OrchestrackListener:
 
 def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     """Record what the task hooks could not see (skips, upstream failures, killed processes), then close."""
-    if _existing_run(dag_run.dag_id, dag_run.run_id) is None:
+    key = run_key(dag_run.dag_id, dag_run.run_id)
+    if not _tracked(key):
         return
     # The scheduler can read the DAG version's number, which task processes cannot.
     version = _dag_version_number(getattr(dag_run, "created_dag_version_id", None))
-    run = orchestrack.start_run(
-        key=run_key(dag_run.dag_id, dag_run.run_id),
-        orchestrator=OrchestratorInfo(kind=OrchestratorKind.AIRFLOW,
-                                      details={"dag_version_number": version} if version is not None else {}))
+    run = orchestrack.start_run(key=key, orchestrator=OrchestratorInfo(
+        kind=OrchestratorKind.AIRFLOW, details={"dag_version_number": version} if version is not None else {}))
     timed_out = "timed_out" in (msg or "")
     recorded = run.record.last_attempts()
     for task_id, map_index, try_number, state in _task_states(dag_run.dag_id, dag_run.run_id):
@@ -139,13 +143,7 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
             reason=FailureReason.TIMEOUT, detail="dagrun-timeout",
             summary=f"The DAG run of '{dag_run.dag_id}' exceeded its dagrun_timeout."))
     else:
-        failed = sorted((a for a in run.record.last_attempts().values() if a.status is TaskStatus.FAILED),
-                        key=lambda a: (a.ended_at is None, a.ended_at))
-        first = failed[0].failure if failed else None
-        if first is not None and first.reason is FailureReason.CANCELLED:
-            run.finish(RunStatus.CANCELLED, failure=first)  # a person marked it failed
-        else:
-            run.finish()
+        run.finish()  # the first failed task decides: a task a person marked failed makes the run cancelled
 
 
 def _dag_version_number(version_id: Any) -> int | None:
