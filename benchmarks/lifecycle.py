@@ -78,6 +78,8 @@ def main() -> None:
             return
         os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
         mlflow.set_tracking_uri(f"sqlite:///{Path(work) / 'mlflow.db'}")
+        # Artifacts into the temporary folder too (MLflow's default is ./mlruns in the working directory).
+        mlflow.create_experiment("bench", artifact_location=(Path(work) / "mlartifacts").as_uri())
         mlflow.set_experiment("bench")
         measure("mlflow fluent (sqlite)", mlflow_lifecycle, artifact, max(20, args.runs // 5))
 

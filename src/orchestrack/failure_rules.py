@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from orchestrack.classify import Rule
 from orchestrack.record import FailureReason as R
+from orchestrack.rules import Rule
 
 
 def rx(pattern: str) -> re.Pattern[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from orchestrack import FailureReason, classify, classify_failure
+from orchestrack import FailureReason, classify_failure, rules
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
@@ -71,6 +71,6 @@ def test_corpus_accuracy_per_label(capsys: pytest.CaptureFixture[str]) -> None:
 def test_literal_prefilter_never_changes_a_result(monkeypatch: pytest.MonkeyPatch) -> None:
     """The per-rule literal prefilter is an optimisation only: without it every entry gets the same label."""
     with_prefilter = [classify_failure(text=e["text"], exit_code=e.get("exit_code")) for e in ENTRIES]
-    monkeypatch.setattr(classify, "USE_PREFILTER", False)
+    monkeypatch.setattr(rules, "USE_PREFILTER", False)
     without = [classify_failure(text=e["text"], exit_code=e.get("exit_code")) for e in ENTRIES]
     assert [(f.reason, f.detail) for f in with_prefilter] == [(f.reason, f.detail) for f in without]

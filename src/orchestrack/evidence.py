@@ -1,0 +1,222 @@
+"""Evidence of a failure: a live exception, a log or state text, an exit code, read once.
+
+:class:`Evidence` normalises what an orchestrator hands over (ANSI codes and logger prefixes
+removed, exception lines found, routine lines told apart) so that rules (:mod:`orchestrack.rules`)
+match on clean lines. :func:`redact` hides secrets before any text is stored.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import re
+import traceback
+from collections.abc import Iterable
+
+#: Logs longer than this are cut to their head and tail (the end of a log is where it failed).
+_HEAD, _TAIL = 32 * 1024, 224 * 1024
+
+_SECRET = re.compile(
+    r"(?i)(\b[\w.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|authorization|credentials?)"
+    r"[\w-]*\"?\s*[=:]\s*\"?(?:bearer\s+|basic\s+)?)([^\s\"',;]+)"
+    r"|\b(AKIA|ASIA)[0-9A-Z]{16}\b"
+    r"|(://[^/\s:@]+:)[^@\s/]+@"
+    r"|\b(gh[pousr]_[A-Za-z0-9]{20,}|xox[baprs]-[A-Za-z0-9-]{10,}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+)"
+    r"|(-----BEGIN [A-Z ]*PRIVATE KEY-----)[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----)"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with passwords, tokens, keys and URL credentials replaced by ``***``."""
+
+    def hide(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(1) + "***"
+        if match.group(4):
+            return match.group(4) + "***@"
+        if match.group(6):
+            return match.group(6) + "***" + match.group(7)
+        return "***"
+
+    return _SECRET.sub(hide, text)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+_PREFIXES = re.compile(
+    r"^\s*(?:"
+    r"\[?\d{4}-\d{2}-\d{2}[T ,]+\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\s*(?:Z|UTC|[+-]\d{2}:?\d{2})?\]?[\s|,-]*"  # dates
+    r"|\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\s*\|?\s*"  # Prefect's clock
+    r"|\{[\w./-]+\.py:\d+\}\s*"  # Airflow's {taskinstance.py:123}
+    r"|\[\s*(?:debug|info|warn|warning|error|critical|fatal)\s*\]\s*"  # structlog [error   ]
+    r"|(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\s*(?:\||-|:)\s*"  # level separators
+    r"|[A-Z]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+[\w.]+:\d+\]\s*"  # glog/absl
+    r"|E {2,}|> {2,}"  # pytest's error and source markers
+    r"|\[\d+,\d+\]<std(?:err|out)>:\s*"  # MPI ranks
+    r"|\(\w+ pid=\d+(?:, ip=[\d.]+)?\)\s*"  # Ray workers
+    r"|\[(?:rank|RANK)\s?\d+\]:\s*"  # torchrun ranks
+    r")+"
+)
+# An exception name at the start of a line ("ValueError: x", "pkg.mod.SomeError: x", "KeyError")
+# or after a marker that orchestrators put before it ("encountered an exception ValueError: x").
+_EXCEPTION_LINE = re.compile(
+    r"^(?:.*?\b(?:exception|error|raised)[.:\s]+)?((?:[A-Za-z_]\w*\.)*([A-Z]\w*(?:Error|Exception|Exit|Interrupt|Timeout"
+    r"|Warning|Fault|Failure|Exceeded|Denied|NotFound|Expired|Killed|Invalid|Cancelled|Crashed)|KeyboardInterrupt"
+    r"|StopIteration))(?::|,\s|$)"
+)
+# The same name inside a line, for tracebacks flattened onto one line ("... File x ImportError: y").
+_EXCEPTION_INSIDE = re.compile(
+    r"(?:^|[\s(\[{'\"|>])((?:[A-Za-z_]\w*\.)*([A-Z]\w*(?:Error|Exception|Interrupt|Timeout|Fault|Failure"
+    r"|Exceeded|Denied|NotFound|Expired|Killed|Invalid)|KeyboardInterrupt))(?=: \S)"
+)
+# "exit code 127", "exited with status 137", "returned non-zero exit status 2", "return code -9"
+_STATED_EXIT_CODE = re.compile(
+    r"(?i)\b(?:exit(?:ed)?(?: with)?(?: bad| non-zero)?(?: code| status(?: code)?)|exit[ _-]?code|exit status"
+    r"|return(?:ed)? (?:non-zero )?(?:exit )?(?:code|status)|status code)\W{0,3}[:=( ]\s*\(?(-?\d{1,3})\b"
+    r"|\bcode=(-\d{1,2}|13[4-9]|143)\b")
+# Lines a logger marked as routine: their words are context, not the failure.
+_QUIET = re.compile(r"(?:^|[\s|\[{(-])(?:DEBUG|INFO|TRACE|NOTICE)\b|^[ID]\d{4} \d{2}:|\[(?:info|debug)\s*\]")
+_QUIET_FIELD = re.compile(r"\blevel=(?:info|debug|trace)\b")
+_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+')
+_LIBRARY_PATH = re.compile(
+    r"site-packages|dist-packages|/lib/python\d|\\lib\\|<frozen |/usr/lib/|<string>|\.pyenv/"
+    r"|[/\\](?:airflow[/\\](?:providers|models|operators|sensors|hooks|utils|executors|jobs|sdk|task|api)|prefect|kfp"
+    r"|torch|tensorflow|pandas|numpy|sklearn|pyarrow|botocore|boto3|urllib3|requests|dbt|great_expectations|pandera"
+    r"|pydantic|mlflow|ray|dask)[/\\]")
+
+
+def _builtin_mro(name: str) -> tuple[str, ...]:
+    kind = getattr(builtins, name, None)
+    if isinstance(kind, type) and issubclass(kind, BaseException):
+        return tuple(c.__name__ for c in kind.__mro__)
+    return (name,)
+
+
+class Evidence:
+    """What a failure shows, normalised once: cleaned text, exception names, exit code."""
+
+    def __init__(self, error: BaseException | None, text: str | None, exit_code: int | None) -> None:
+        self.exit_code = exit_code
+        self.errors = _chain(error) if error is not None else []
+        parts = [_format(e) for e in reversed(self.errors)]  # root cause first, as Python prints it
+        if text:
+            parts.append(text if len(text) <= _HEAD + _TAIL else text[:_HEAD] + "\n…\n" + text[-_TAIL:])
+        raw = _ANSI.sub("", "\n".join(parts)).replace("\r\n", "\n").replace("\r", "\n")
+        if raw.count("\\n") > raw.count("\n"):  # a JSON-escaped log: its lines are inside one string
+            raw = raw.replace("\\n", "\n").replace('\\"', '"').replace("\\t", "\t")
+        lines, self.quiet = [], []
+        for line in raw.split("\n"):
+            # Very long lines (JSON blobs, progress bars) are cut to their ends to keep matching bounded.
+            line = line if len(line) <= 4096 else line[:2048] + "…" + line[-2048:]
+            cleaned = _PREFIXES.sub("", line).rstrip()
+            lines.append(cleaned)
+            self.quiet.append(bool(_QUIET.search(line[:60]) or _QUIET_FIELD.search(line)))
+        self._read(lines)
+
+    def focused(self) -> Evidence | None:
+        """The same evidence without its INFO/DEBUG lines (the error lines are the better witnesses),
+        or ``None`` when there is no such line to leave out."""
+        if not any(self.quiet) or all(self.quiet):
+            return None
+        view = copy.copy(self)
+        view._read([line for line, quiet in zip(self.lines, self.quiet, strict=True) if not quiet])
+        return view
+
+    def _read(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.text = "\n".join(lines)
+        self.lower = self.text.lower()
+        # exception name -> the line that shows it, raised (last) first
+        self.exceptions: dict[str, str] = {}
+        for error_object in self.errors:
+            line = _exception_text(error_object)
+            for cls in type(error_object).__mro__:
+                self.exceptions.setdefault(cls.__name__, line)
+        for line in reversed(self.lines):
+            stripped = line.strip()
+            found = _EXCEPTION_LINE.match(stripped)
+            if found is None and ": " in stripped:
+                found = next(reversed(list(_EXCEPTION_INSIDE.finditer(stripped))), None)
+            if found and not stripped.startswith("raise "):
+                shown = stripped[found.start(1):]
+                for name in _builtin_mro(found.group(2)):
+                    self.exceptions.setdefault(name, shown)
+                self.exceptions.setdefault(found.group(1), shown)
+        self.frames = [m.group(1) for m in map(_FRAME.match, self.lines) if m]
+        if self.exit_code is None and self.text:
+            stated = _STATED_EXIT_CODE.findall(self.text[-_HEAD:])
+            self.exit_code = int(next(code for code in stated[-1] if code)) if stated else None
+
+    def exception_line(self, names: Iterable[str]) -> str | None:
+        for name in names:
+            if name in self.exceptions:
+                return self.exceptions[name]
+        return None
+
+    def line_at(self, hit: re.Match[str]) -> str:
+        start = self.text.rfind("\n", 0, hit.start()) + 1
+        end = self.text.find("\n", hit.end())
+        line = self.text[start: end if end != -1 else len(self.text)].strip()
+        if len(line) > 160:  # centre long lines on what matched
+            left = max(0, hit.start() - start - 60)
+            line = ("…" if left else "") + line[left: left + 160] + "…"
+        return line
+
+    def raised_in_user_code(self) -> bool | None:
+        """Whether the innermost frame of the raised exception is outside the standard library and
+        installed packages; ``None`` when no traceback says."""
+        for error in self.errors:
+            tb = error.__traceback__
+            if tb is not None:
+                while tb.tb_next is not None:
+                    tb = tb.tb_next
+                return not _LIBRARY_PATH.search(tb.tb_frame.f_code.co_filename)
+        if self.frames:
+            return not _LIBRARY_PATH.search(self.frames[-1])
+        return None
+
+    def headline(self) -> str | None:
+        """The raised exception's line, else the last meaningful log line."""
+        if self.exceptions:
+            return next(iter(self.exceptions.values()))
+        meaningful = [line.strip() for line in self.lines if line.strip() and not line.strip().startswith("File ")]
+        return meaningful[-1] if meaningful else None
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error, then its causes, contexts and (for groups) members, breadth first."""
+    seen: list[BaseException] = []
+    pending = [error]
+    while pending and len(seen) < 20:
+        current = pending.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        pending.extend(getattr(current, "exceptions", ()) or ())
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+        elif current.__context__ is not None and not current.__suppress_context__:
+            pending.append(current.__context__)
+    return seen
+
+
+def _format(error: BaseException) -> str:
+    """The traceback of one error as Python prints it, without source lines (reading source files
+    would cost more than the whole diagnosis)."""
+    frames = [f'  File "{frame.f_code.co_filename}", line {line}, in {frame.f_code.co_name}'
+              for frame, line in traceback.walk_tb(error.__traceback__)][-30:]
+    try:
+        full = str(error)
+    except Exception:  # a broken __str__ must not stop the diagnosis
+        full = "<unprintable>"
+    shown = f"{type(error).__module__}.{type(error).__qualname__}" if type(error).__module__ not in (
+        "builtins", "__main__") else type(error).__qualname__
+    return "\n".join(["Traceback (most recent call last):", *frames, f"{shown}: {full}" if full else shown])
+
+
+def _exception_text(error: BaseException) -> str:
+    try:
+        message = str(error)
+    except Exception:
+        message = "<unprintable>"
+    message = message.strip().splitlines()[0] if message.strip() else ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
