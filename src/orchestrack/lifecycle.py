@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -23,8 +23,8 @@ from urllib.parse import quote
 
 from orchestrack import inputs
 from orchestrack.capture import capture_code, capture_environment, snapshot_data
-from orchestrack.classify import classify_failure
 from orchestrack.errors import InvalidInputError, NoActiveRunError, RunNotFoundError
+from orchestrack.outcome import Outcome, RunEnd, TaskReport, classify, conclusion, left_running, task_failure
 from orchestrack.record import (
     Artifact,
     CodeInfo,
@@ -102,10 +102,18 @@ class Run:
     def __repr__(self) -> str:
         return f"Run(key={self.key!r}, run_id={self.run_id!r})"
 
-    # -- store writes, fail-open ------------------------------------------------------------
+    # -- store writes and reads, fail-open ----------------------------------------------------
+
+    def _fault(self, doing: str, err: Exception) -> None:
+        """A store fault: raise in strict mode, else log it (the first of a run as a warning)."""
+        if self.settings.strict:
+            raise err
+        level = logging.DEBUG if self._faults else logging.WARNING
+        self._faults += 1
+        log.log(level, "orchestrack could not %s for run %r (%s); no impact on the task", doing, self.key, err)
 
     def _write(self, op: str, **args: Any) -> bool:
-        """Make one store write; on failure log and spool it (or raise in strict mode)."""
+        """Make one store write; on failure spool it (or raise in strict mode)."""
         try:
             getattr(self.store, op)(**args)
             return True
@@ -114,15 +122,21 @@ class Run:
                 raise
             try:
                 where = _spool_for(self.settings).write(self.store.uri, op, **args)
-                # The first fault of a run is worth a warning; repeating it for every write is noise.
-                level = logging.DEBUG if self._faults else logging.WARNING
-                self._faults += 1
-                log.log(level, "orchestrack could not %s for run %r (%s); spooled to %s, no impact on the task. "
-                        "Run `orchestrack replay` once the store is back.", op, self.key, err, where)
             except Exception as spool_err:
                 log.error("orchestrack could not %s for run %r (%s) nor spool it (%s); this write is lost",
                           op, self.key, err, spool_err)
+                return False
+            self._fault(f"{op} (spooled to {where}; run `orchestrack replay` once the store is back)", err)
             return False
+
+    def _read_progress(self, task_id: str | None = None) -> tuple[RunStatus | None, list[TaskAttempt]]:
+        """The stored status and attempts, or ``(None, [])`` when the store cannot be read."""
+        try:
+            return self.store.get_progress(self.run_id, task_id)
+        except Exception as err:
+            self._fault("read its progress", err)
+            return None, []
+
 
     @property
     def record(self) -> RunRecord:
@@ -142,13 +156,14 @@ class Run:
     # -- tasks ------------------------------------------------------------------------------
 
     @contextmanager
-    def task(self, name: str, attempt: int | None = None, *, details: Mapping[str, Any] | None = None
-             ) -> Iterator[TaskAttempt]:
+    def task(self, name: str, attempt: int | None = None, *, task_id: str | None = None,
+             details: Mapping[str, Any] | None = None) -> Iterator[TaskAttempt]:
         """Record one task attempt around a block; an exception is classified, recorded and re-raised.
 
-        ``attempt`` defaults to one more than the task's latest recorded attempt.
+        ``attempt`` defaults to one more than the task's latest recorded attempt; ``task_id`` (the
+        orchestrator's identity of the task) defaults to ``name``.
         """
-        started = self.start_task(name, attempt, details=details)
+        started = self.start_task(name, attempt, task_id=task_id, details=details)
         run_token = _active_run.set(self)
         task_token = _active_task.set(started)
         try:
@@ -167,25 +182,27 @@ class Run:
             _active_task.reset(task_token)
             _active_run.reset(run_token)
 
-    def start_task(self, name: str, attempt: int | None = None, *, started_at: datetime | None = None,
-                   hostname: str | None = None, details: Mapping[str, Any] | None = None) -> TaskAttempt:
+    def start_task(self, name: str, attempt: int | None = None, *, task_id: str | None = None,
+                   started_at: datetime | None = None, hostname: str | None = None,
+                   details: Mapping[str, Any] | None = None) -> TaskAttempt:
         """Record that a task attempt started (adapters call this from their "task running" hook)."""
         inputs.check_name(name, "task name", "run.task()")
+        task_id = task_id or name
         if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
             raise InvalidInputError(f"attempt {attempt!r} of task {name!r} (run.task()) must be an integer >= 1")
         # Read the run as stored, not as this handle last saw it: another process may have closed it.
-        status, tasks = self._read_progress()
+        status, tasks = self._read_progress(task_id)
         if attempt is None:
-            attempt = 1 + max((a.attempt for a in tasks if a.name == name), default=0)
-        if status is not None and status is not RunStatus.RUNNING:
-            # A task starting on a closed run means the orchestrator re-ran part of it (e.g. an
+            attempt = 1 + max((a.attempt for a in tasks), default=0)
+        if status is not None and status is not RunStatus.RUNNING and not any(a.attempt == attempt for a in tasks):
+            # A new attempt on a closed run means the orchestrator re-ran part of it (e.g. an
             # Airflow "clear"): the run is open again until it is finished anew.
             self._write("update_run", run_id=self.run_id,
                         changes={"status": RunStatus.RUNNING, "ended_at": None, "failure": None})
-        started = TaskAttempt(name=name, attempt=attempt, status=TaskStatus.RUNNING,
+        started = TaskAttempt(task_id=task_id, name=name, attempt=attempt, status=TaskStatus.RUNNING,
                               started_at=started_at or utcnow(), hostname=hostname or socket.gethostname(),
                               details=dict(details or {}))
-        self._write("record_task", run_id=self.run_id, attempt=started)
+        self._write("record_tasks", run_id=self.run_id, attempts=[started])
         return started
 
     def end_task(self, attempt: TaskAttempt | tuple[str, int], status: TaskStatus | str = TaskStatus.SUCCEEDED, *,
@@ -194,35 +211,38 @@ class Run:
                  ended_at: datetime | None = None) -> TaskAttempt:
         """Record how a task attempt ended; a failure is classified from ``error``/``text``/``exit_code``.
 
-        ``attempt`` is what :meth:`start_task` returned, or ``(name, attempt)`` from another process.
+        ``attempt`` is what :meth:`start_task` returned, or ``(task_id, attempt)`` from another
+        process. An attempt already recorded as ended keeps its first ending.
         """
         status = inputs.check_choice(status, TaskStatus, "task status", "run.end_task()")
         if isinstance(attempt, tuple):
-            name, number = attempt
-            known = next((a for a in self._read_progress()[1] if a.name == name and a.attempt == number), None)
-            attempt = known or TaskAttempt(name=name, attempt=number, status=TaskStatus.RUNNING)
+            task_id, number = attempt
+            known = next((a for a in self._read_progress(task_id)[1] if a.attempt == number), None)
+            attempt = known or TaskAttempt(task_id=task_id, name=task_id, attempt=number, status=TaskStatus.RUNNING)
         if failure is None and status in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.UPSTREAM_FAILED):
-            if error is not None or text is not None or exit_code is not None:
-                failure = _classify(error, text=text, exit_code=exit_code, task=attempt.name)
-            elif status is TaskStatus.CANCELLED:
-                failure = Failure(reason=FailureReason.CANCELLED, task=attempt.name,
-                                  summary=f"Task '{attempt.name}' was cancelled.")
+            outcome = {TaskStatus.CANCELLED: Outcome.CANCELLED,
+                       TaskStatus.UPSTREAM_FAILED: Outcome.UPSTREAM_FAILED}.get(status, Outcome.FAILED)
+            failure = task_failure(TaskReport(task_id=attempt.task_id, name=attempt.name, attempt=attempt.attempt,
+                                              outcome=outcome, message=text, error=error, exit_code=exit_code))
         if failure is not None and failure.task is None:
             failure = failure.model_copy(update={"task": attempt.name})
         ended = attempt.model_copy(update={"status": status, "ended_at": ended_at or utcnow(), "failure": failure})
-        self._write("record_task", run_id=self.run_id, attempt=ended)
-        self._ended_here[ended.name] = ended
+        self._write("record_tasks", run_id=self.run_id, attempts=[ended])
+        self._ended_here[ended.task_id] = ended
         return ended
 
-    def _read_progress(self) -> tuple[RunStatus | None, list[TaskAttempt]]:
-        """The stored status and attempts, or ``(None, [])`` when the store cannot be read (fail-open)."""
-        try:
-            return self.store.get_progress(self.run_id)
-        except Exception as err:
-            if self.settings.strict:
-                raise
-            log.debug("orchestrack could not read run %r (%s)", self.key, err)
-            return None, []
+    def report_tasks(self, reports: Iterable[TaskReport]) -> list[TaskAttempt]:
+        """Record task attempts as the orchestrator reports them, in one store write.
+
+        Adapters call this with what they observed (see :class:`~orchestrack.outcome.TaskReport`);
+        status and failure are decided here. An attempt already recorded as ended keeps its ending.
+        """
+        attempts = [report.attempt_record() for report in reports]
+        if attempts:
+            self._write("record_tasks", run_id=self.run_id, attempts=attempts)
+            self._ended_here.update((a.task_id, a) for a in attempts if a.status is not TaskStatus.RUNNING)
+        return attempts
+
 
     # -- logging ----------------------------------------------------------------------------
 
@@ -239,8 +259,10 @@ class Run:
             raise InvalidInputError(f"step {step!r} (log_metrics step=) must be an integer >= 0")
         label = inputs.slice_label(slice, "log_metrics slice=")
         now = utcnow()
+        current = _active_task.get()
+        task = current.task_id if current is not None else None
         points = [MetricPoint(key=k, value=inputs.check_metric(k, v, "log_metrics"), step=step, slice=label,
-                              timestamp=now) for k, v in metrics.items()]
+                              task=task, timestamp=now) for k, v in metrics.items()]
         if points:
             self._write("log_metrics", run_id=self.run_id, points=points)
 
@@ -310,58 +332,61 @@ class Run:
             if status is RunStatus.RUNNING:
                 raise InvalidInputError("run.finish(status='running') is not a final status; "
                                         "use succeeded, failed or cancelled")
+        outcome = {RunStatus.SUCCEEDED: Outcome.SUCCEEDED, RunStatus.CANCELLED: Outcome.CANCELLED,
+                   RunStatus.FAILED: Outcome.FAILED}.get(status) if status is not None else None  # type: ignore[arg-type]
+        return self._close(RunEnd(outcome or Outcome.FAILED), failure=failure, derive=outcome is None)
+
+    def conclude(self, end: RunEnd) -> RunRecord | None:
+        """Close the run as the orchestrator says it ended (adapters call this; see :mod:`orchestrack.outcome`).
+
+        Harmless on a closed run: a run, once closed, only gains what it was missing.
+        """
+        return self._close(end, failure=None, derive=False)
+
+    def _close(self, end: RunEnd, *, failure: Failure | None, derive: bool) -> RunRecord | None:
+        now = end.ended_at or utcnow()
         try:
             record = self.store.get_run(self.run_id)
         except Exception as err:
-            if self.settings.strict:
-                raise
-            log.warning("orchestrack could not read run %r to close it (%s); spooling the close", self.key, err)
-            # Decide from the attempts this handle ended: the best knowledge there is right now.
-            failed_here = [a for a in self._ended_here.values() if a.status is TaskStatus.FAILED]
-            final = status or (RunStatus.FAILED if failed_here else RunStatus.SUCCEEDED)
-            if failure is None and final is RunStatus.FAILED and failed_here:
-                failure = failed_here[0].failure
-            self._write("update_run", run_id=self.run_id, changes={"status": final, "ended_at": utcnow(),
-                                                                   "failure": failure})
+            self._fault("read the run to close it (closing from what this process saw)", err)
+            latest = self._ended_here
+            if derive:
+                end.outcome = Outcome.FAILED if any(a.status is TaskStatus.FAILED for a in latest.values()) \
+                    else Outcome.SUCCEEDED
+            status, decided = conclusion(end, latest)
+            self._write("update_run", run_id=self.run_id,
+                        changes={"status": status, "ended_at": now, "failure": failure or decided})
             self._release()
             return None
         if record.finished:
             self._release()
             return record
-        now = utcnow()
-        tasks = []
-        for attempt in record.tasks:
-            if attempt.status is TaskStatus.RUNNING:
-                summary = f"Task '{attempt.name}' was still running when the run ended; closed as cancelled."
-                attempt = attempt.model_copy(update={
-                    "status": TaskStatus.CANCELLED, "ended_at": now,
-                    "failure": Failure(reason=FailureReason.CANCELLED, summary=summary, task=attempt.name)})
-                self._write("record_task", run_id=self.run_id, attempt=attempt)
-            tasks.append(attempt)
-        record = record.model_copy(update={"tasks": tasks})
+        still_running = [a for a in record.tasks if a.status is TaskStatus.RUNNING]
+        if still_running:
+            closing = RunEnd(end.outcome if not derive else Outcome.SUCCEEDED, end.message, ended_at=now,
+                             by_person=end.by_person)
+            closed_tasks = {(a.task_id, a.attempt): a
+                            for a in self.report_tasks(left_running(closing, a) for a in still_running)}
+            record = record.model_copy(update={"tasks": [closed_tasks.get((a.task_id, a.attempt), a)
+                                                         for a in record.tasks]})
         latest = record.last_attempts()
-        failed = sorted((a for a in latest.values() if a.status is TaskStatus.FAILED),
-                        key=lambda a: (a.ended_at or now, a.name))
-        derived = status is None
-        if status is None:
-            status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
-        if failure is None and status is RunStatus.FAILED:
-            failure = next((a.failure for a in failed if a.failure is not None), None) or Failure(
-                reason=FailureReason.UNKNOWN, task=failed[0].name if failed else None,
-                summary=(f"Task '{failed[0].name}' failed without a recorded error." if failed
-                         else "The run was marked failed without a failed task or an error."))
-            if derived and failure.reason is FailureReason.CANCELLED:
-                status = RunStatus.CANCELLED  # the task that ended it was stopped on purpose (e.g. marked failed)
-        if failure is None and status is RunStatus.CANCELLED:
-            failure = Failure(reason=FailureReason.CANCELLED, summary="The run was cancelled.")
-        closed = record.model_copy(update={"status": status, "ended_at": now, "failure": failure})
+        if derive:
+            end.outcome = Outcome.FAILED if any(a.status is TaskStatus.FAILED for a in latest.values()) \
+                else Outcome.SUCCEEDED
+        status, decided = conclusion(end, latest)
+        if failure is not None:
+            decided = failure
+        elif status is RunStatus.FAILED and decided is None:
+            decided = Failure(reason=FailureReason.UNKNOWN, summary="The run was marked failed without an error.")
+        closed = record.model_copy(update={"status": status, "ended_at": now, "failure": decided})
         incomplete = self.settings.policy.missing(closed)
         self._write("update_run", run_id=self.run_id, changes={
-            "status": status, "ended_at": now, "failure": failure, "incomplete": incomplete})
+            "status": status, "ended_at": now, "failure": decided, "incomplete": incomplete})
         self._release()
         closed = closed.model_copy(update={"incomplete": incomplete})
         self.settings.policy.enforce(closed, at_finish=True)
         return closed
+
 
     def _release(self) -> None:
         global _process_run
@@ -379,24 +404,10 @@ class Run:
         if status is TaskStatus.SUCCEEDED:
             self.finish()
         elif status is TaskStatus.CANCELLED:
-            self.finish(RunStatus.CANCELLED, failure=_classify(error))
+            self.finish(RunStatus.CANCELLED, failure=classify(error))
         else:
             has_failed_task = any(a.status is TaskStatus.FAILED for a in self._read_progress()[1])
-            self.finish(RunStatus.FAILED, failure=None if has_failed_task else _classify(error))
-
-
-def _classify(error: BaseException | None, *, text: str | None = None, exit_code: int | None = None,
-              task: str | None = None) -> Failure:
-    """:func:`classify_failure`, except that a broken (team) rule can never replace the task's own error."""
-    try:
-        return classify_failure(error, text=text, exit_code=exit_code, task=task)
-    except Exception as err:
-        log.warning("orchestrack could not classify a failure of %s (%s: %s); recorded as unknown",
-                    task or "the run", type(err).__name__, err)
-        seen = f"{type(error).__name__}: {error}" if error is not None else (text or f"exit code {exit_code}")
-        subject = f"Task '{task}'" if task else "The run"
-        return Failure(reason=FailureReason.UNKNOWN, task=task, summary=f"{subject} failed ({seen[:150]}).",
-                       error_type=type(error).__name__ if error is not None else None, exit_code=exit_code)
+            self.finish(RunStatus.FAILED, failure=None if has_failed_task else classify(error))
 
 
 def _status_of(error: BaseException) -> TaskStatus:

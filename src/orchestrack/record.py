@@ -15,7 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = 1
+#: 2: task attempts carry the orchestrator's task identity (``task_id``), may be attempt 0 (never ran)
+#: and ``cached``; metric points carry their task (``task_metrics``). Version 1 records still read.
+SCHEMA_VERSION = 2
 
 #: The value types a parameter or tag may hold after coercion.
 Scalar = str | int | float | bool | None
@@ -163,6 +165,7 @@ class MetricPoint(_Model):
     value: float
     step: int | None = None
     slice: str | None = None
+    task: str | None = Field(default=None, description="The task_id of the task attempt that logged it.")
     timestamp: datetime = Field(default_factory=utcnow)
 
     @field_validator("value")
@@ -193,16 +196,27 @@ class Artifact(_Model):
 
 
 class TaskAttempt(_Model):
-    """One attempt of one task."""
+    """One attempt of one task.
 
+    ``task_id`` is the orchestrator's own identity of the task (a Prefect task run id, an Airflow
+    ``task_id[map_index]``, a KFP task name with its ``ParallelFor`` iteration); ``name`` is what
+    people read. Attempt ``0`` is a task that never ran (skipped or upstream-failed before a try).
+    """
+
+    task_id: str = ""
     name: str
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=0)
     status: TaskStatus
     started_at: datetime | None = None
     ended_at: datetime | None = None
     failure: Failure | None = None
     hostname: str | None = None
+    cached: bool = False
     details: dict[str, Any] = Field(default_factory=dict)
+
+    def model_post_init(self, context: Any) -> None:
+        if not self.task_id:  # schema 1 records identified a task by its name
+            self.task_id = self.name
 
     @property
     def duration_s(self) -> float | None:
@@ -239,6 +253,8 @@ class RunRecord(_Model):
     environment: Environment = Field(default_factory=Environment)
     metrics: dict[str, float] = Field(default_factory=dict)
     slice_metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
+    task_metrics: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Latest value per metric of each task that logged any, by task_id.")
     metric_series: dict[str, list[SeriesPoint]] = Field(default_factory=dict)
     artifacts: list[Artifact] = Field(default_factory=list)
     tasks: list[TaskAttempt] = Field(default_factory=list)
@@ -251,10 +267,10 @@ class RunRecord(_Model):
         return self.status is not RunStatus.RUNNING
 
     def last_attempts(self) -> dict[str, TaskAttempt]:
-        """The latest attempt of every task, by task name."""
+        """The latest attempt of every task, by ``task_id``."""
         latest: dict[str, TaskAttempt] = {}
         for attempt in self.tasks:
-            current = latest.get(attempt.name)
+            current = latest.get(attempt.task_id)
             if current is None or attempt.attempt >= current.attempt:
-                latest[attempt.name] = attempt
+                latest[attempt.task_id] = attempt
         return latest

@@ -35,7 +35,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "log_data": {"run_id": str, "snapshot": DataSnapshot},
     "log_artifact": {"run_id": str, "artifact": Artifact},
     "set_tags": {"run_id": str, "tags": dict[str, str]},
-    "record_task": {"run_id": str, "attempt": TaskAttempt},
+    "record_task": {"run_id": str, "attempt": TaskAttempt},  # orchestrack 0.1
+    "record_tasks": {"run_id": str, "attempts": list[TaskAttempt]},
 }
 
 

@@ -90,21 +90,60 @@ class StoreContract:
     def test_task_attempts_upsert(self, store: Store) -> None:
         run = store.open_run(make_record("p/tasks"))
         start = utcnow()
-        store.record_task(run.run_id, TaskAttempt(name="train", attempt=1, status=TaskStatus.RUNNING, started_at=start))
+        store.record_tasks(run.run_id, [TaskAttempt(name="train", attempt=1, status=TaskStatus.RUNNING,
+                                                    started_at=start)])
         failure = Failure(reason=FailureReason.TIMEOUT, summary="Task 'train' ran past its limit.", task="train")
-        store.record_task(run.run_id, TaskAttempt(name="train", attempt=1, status=TaskStatus.FAILED,
-                                                  started_at=start, ended_at=utcnow(), failure=failure))
-        store.record_task(run.run_id, TaskAttempt(name="train", attempt=2, status=TaskStatus.SUCCEEDED,
-                                                  started_at=utcnow()))
+        store.record_tasks(run.run_id, [TaskAttempt(name="train", attempt=1, status=TaskStatus.FAILED,
+                                                    started_at=start, ended_at=utcnow(), failure=failure)])
+        store.record_tasks(run.run_id, [TaskAttempt(name="train", attempt=2, status=TaskStatus.SUCCEEDED,
+                                                    started_at=utcnow())])
         got = store.get_run(run.run_id)
-        assert [(t.name, t.attempt, t.status) for t in got.tasks] == [
-            ("train", 1, TaskStatus.FAILED), ("train", 2, TaskStatus.SUCCEEDED)]
+        assert [(t.task_id, t.name, t.attempt, t.status) for t in got.tasks] == [
+            ("train", "train", 1, TaskStatus.FAILED), ("train", "train", 2, TaskStatus.SUCCEEDED)]
         assert got.tasks[0].failure == failure
+
+    def test_tasks_are_identified_by_task_id_not_by_name(self, store: Store) -> None:
+        run = store.open_run(make_record("p/same-name"))
+        twins = [TaskAttempt(task_id=f"tr-{i}", name="square-3a1", attempt=1, status=TaskStatus.SUCCEEDED,
+                             started_at=utcnow()) for i in range(3)]
+        store.record_tasks(run.run_id, twins)
+        got = store.get_run(run.run_id)
+        assert sorted(t.task_id for t in got.tasks) == ["tr-0", "tr-1", "tr-2"]
+        assert {t.name for t in got.tasks} == {"square-3a1"}
+        assert store.get_progress(run.run_id, "tr-1")[1] == [twins[1]]
+
+    def test_an_ended_attempt_keeps_its_first_ending(self, store: Store) -> None:
+        run = store.open_run(make_record("p/first-word"))
+        failed = TaskAttempt(task_id="t", name="t", attempt=1, status=TaskStatus.FAILED, started_at=utcnow(),
+                             ended_at=utcnow(), failure=Failure(reason=FailureReason.CANCELLED, summary="stopped."))
+        store.record_tasks(run.run_id, [failed])
+        store.record_tasks(run.run_id, [failed.model_copy(update={"status": TaskStatus.RUNNING, "failure": None})])
+        store.record_tasks(run.run_id, [failed.model_copy(update={"status": TaskStatus.SUCCEEDED, "failure": None})])
+        assert store.get_run(run.run_id).tasks == [failed]
+
+    def test_many_attempts_in_one_write(self, store: Store) -> None:
+        run = store.open_run(make_record("p/wide"))
+        attempts = [TaskAttempt(task_id=f"map[{i}]", name=f"map[{i}]", attempt=0 if i % 10 == 0 else 1,
+                                status=TaskStatus.SKIPPED if i % 10 == 0 else TaskStatus.SUCCEEDED,
+                                cached=i % 7 == 0) for i in range(1000)]
+        store.record_tasks(run.run_id, attempts)
+        got = store.get_run(run.run_id)
+        assert sorted(got.tasks, key=lambda t: int(t.task_id[4:-1])) == attempts
+
+    def test_metrics_keep_their_task(self, store: Store) -> None:
+        run = store.open_run(make_record("p/task-metrics"))
+        store.log_metrics(run.run_id, [MetricPoint(key="accuracy", value=v, task=f"eval[{i}]")
+                                       for i, v in enumerate((0.7, 0.8, 0.9))])
+        store.log_metrics(run.run_id, [MetricPoint(key="accuracy", value=0.85)])
+        got = store.get_run(run.run_id)
+        assert got.task_metrics == {"eval[0]": {"accuracy": 0.7}, "eval[1]": {"accuracy": 0.8},
+                                    "eval[2]": {"accuracy": 0.9}}
+        assert got.metrics == {"accuracy": 0.85}
 
     def test_progress_is_status_and_attempts(self, store: Store) -> None:
         run = store.open_run(make_record("p/progress"))
         attempt = TaskAttempt(name="load", attempt=1, status=TaskStatus.SUCCEEDED, started_at=utcnow())
-        store.record_task(run.run_id, attempt)
+        store.record_tasks(run.run_id, [attempt])
         store.log_metrics(run.run_id, [MetricPoint(key="loss", value=1.0)])
         assert store.get_progress(run.run_id) == (RunStatus.RUNNING, [attempt])
         store.update_run(run.run_id, {"status": RunStatus.SUCCEEDED})

@@ -51,8 +51,8 @@ class Store(Protocol):
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id; raises ``RunNotFoundError``."""
 
-    def get_progress(self, run_id: str) -> tuple[RunStatus, list[TaskAttempt]]:
-        """The run's status and task attempts: what a task start needs, without reading metrics.
+    def get_progress(self, run_id: str, task_id: str | None = None) -> tuple[RunStatus, list[TaskAttempt]]:
+        """The run's status and task attempts (only ``task_id``'s when given), without reading metrics.
 
         Raises ``RunNotFoundError``.
         """
@@ -81,8 +81,9 @@ class Store(Protocol):
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         """Set tags."""
 
-    def record_task(self, run_id: str, attempt: TaskAttempt) -> None:
-        """Insert or replace the task attempt (name, attempt)."""
+    def record_tasks(self, run_id: str, attempts: list[TaskAttempt]) -> None:
+        """Insert each attempt, keyed by (``task_id``, ``attempt``), or replace the stored one while
+        that is still ``running``. A final attempt is never replaced: the first final word stands."""
 
     def close(self) -> None:
         """Release connections."""

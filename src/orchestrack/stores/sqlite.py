@@ -46,15 +46,34 @@ CREATE TABLE IF NOT EXISTS params (run_id TEXT NOT NULL, key TEXT NOT NULL, valu
 CREATE TABLE IF NOT EXISTS tags (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (run_id, key));
 CREATE TABLE IF NOT EXISTS metrics (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
-    key TEXT NOT NULL, value REAL NOT NULL, step INTEGER, slice TEXT, ts TEXT NOT NULL);
+    key TEXT NOT NULL, value REAL NOT NULL, step INTEGER, slice TEXT, ts TEXT NOT NULL, task TEXT);
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id);
 CREATE TABLE IF NOT EXISTS data (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
     name TEXT NOT NULL, uri TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (run_id, name, uri));
 CREATE TABLE IF NOT EXISTS artifacts (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
     name TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (run_id, name));
-CREATE TABLE IF NOT EXISTS tasks (run_id TEXT NOT NULL, name TEXT NOT NULL, attempt INTEGER NOT NULL,
-    status TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (run_id, name, attempt));
+CREATE TABLE IF NOT EXISTS tasks (run_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    status TEXT NOT NULL, started_at TEXT, doc TEXT NOT NULL, PRIMARY KEY (run_id, task_id, attempt));
 """
+#: ``PRAGMA user_version`` of a store this version writes. 0: orchestrack 0.1 (tasks keyed by name,
+#: metric points without their task); 2: tasks keyed by the orchestrator's task identity.
+STORE_VERSION = 2
+_UPGRADE_FROM_0 = """
+ALTER TABLE tasks RENAME TO tasks_by_name;
+CREATE TABLE tasks (run_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    status TEXT NOT NULL, started_at TEXT, doc TEXT NOT NULL, PRIMARY KEY (run_id, task_id, attempt));
+INSERT INTO tasks SELECT run_id, name, attempt, status, json_extract(doc, '$.started_at'), doc FROM tasks_by_name;
+DROP TABLE tasks_by_name;
+ALTER TABLE metrics ADD COLUMN task TEXT;
+"""
+# A final task attempt is never replaced: a late or repeated report (a stopped task's own hook after
+# its DAG run was closed, a replayed write) cannot contradict what the orchestrator already said.
+_RECORD_TASK = """
+INSERT INTO tasks (run_id, task_id, attempt, status, started_at, doc) VALUES (?,?,?,?,?,?)
+ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET status = excluded.status, started_at = excluded.started_at,
+    doc = excluded.doc WHERE tasks.status = 'running'
+"""
+_TASK_ORDER = "ORDER BY started_at IS NULL, started_at, task_id, attempt"
 
 # Top-level record fields with their own column; everything else lives in the JSON ``doc``.
 _COLUMNS = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at")
@@ -132,8 +151,15 @@ class SQLiteStore:
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("BEGIN IMMEDIATE")
             try:
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                existing = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if version < STORE_VERSION and "tasks" in existing:
+                    for statement in filter(str.strip, _UPGRADE_FROM_0.split(";")):
+                        connection.execute(statement)
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     connection.execute(statement)
+                if version < STORE_VERSION:
+                    connection.execute(f"PRAGMA user_version = {STORE_VERSION}")
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -220,7 +246,7 @@ class SQLiteStore:
         """Replace top-level fields of the run."""
         unknown = set(changes) - set(_COLUMNS) - set(_DOC_FIELDS)
         if unknown:
-            raise ValueError(f"update_run cannot change {sorted(unknown)}; use the matching log_* call")
+            raise InvalidInputError(f"update_run cannot change {sorted(unknown)}; use the matching log_* call")
         patch = RunRecord.model_validate({"run_id": run_id, "key": "-", "name": "-", **changes}).model_dump(mode="json")
         with self._write("update a run in") as connection:
             row = connection.execute("SELECT doc FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -250,14 +276,14 @@ class SQLiteStore:
             raise RunNotFoundError(f"no run with id {run_id!r} in the embedded store {str(self.path)!r}")
         return self._assemble(rows[0])
 
-    def get_progress(self, run_id: str) -> tuple[RunStatus, list[TaskAttempt]]:
-        """The run's status and task attempts."""
+    def get_progress(self, run_id: str, task_id: str | None = None) -> tuple[RunStatus, list[TaskAttempt]]:
+        """The run's status and task attempts (only ``task_id``'s when given)."""
         rows = self._read("SELECT status FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise RunNotFoundError(f"no run with id {run_id!r} in the embedded store {str(self.path)!r}")
+        only, args = ("AND task_id = ?", (run_id, task_id)) if task_id is not None else ("", (run_id,))
         tasks = [TaskAttempt.model_validate_json(d) for (d,) in self._read(
-            "SELECT doc FROM tasks WHERE run_id = ? ORDER BY json_extract(doc, '$.started_at'), name, attempt",
-            (run_id,))]
+            f"SELECT doc FROM tasks WHERE run_id = ? {only} {_TASK_ORDER}", args)]
         return RunStatus(rows[0][0]), tasks
 
     def find_run(self, key_or_run_id: str) -> RunRecord | None:
@@ -282,27 +308,47 @@ class SQLiteStore:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC LIMIT ?",
                           (*args, query.limit))
-        return [self._assemble(row) for row in rows]
+        return self._assemble_many(rows)
 
     def _assemble(self, row: Any) -> RunRecord:
-        (run_id, key, name, owner, purpose, status, _pipeline, _reason, started_at, ended_at, doc) = tuple(row)
-        document: dict[str, Any] = json.loads(doc)
-        document.update(run_id=run_id, key=key, name=name, owner=owner, purpose=purpose, status=status,
-                        started_at=started_at, ended_at=ended_at)
-        document["params"] = {k: json.loads(v) for k, v in self._read(
-            "SELECT key, value FROM params WHERE run_id = ? ORDER BY key", (run_id,))}
-        document["tags"] = {k: v for k, v in self._read(
-            "SELECT key, value FROM tags WHERE run_id = ? ORDER BY key", (run_id,))}
-        document["data"] = [json.loads(d) for (d,) in self._read(
-            "SELECT doc FROM data WHERE run_id = ? ORDER BY seq", (run_id,))]
-        document["artifacts"] = [json.loads(d) for (d,) in self._read(
-            "SELECT doc FROM artifacts WHERE run_id = ? ORDER BY seq", (run_id,))]
-        document["tasks"] = [json.loads(d) for (d,) in self._read(
-            "SELECT doc FROM tasks WHERE run_id = ? ORDER BY json_extract(doc, '$.started_at'), name, attempt",
-            (run_id,))]
-        points = self._read("SELECT key, value, step, slice, ts FROM metrics WHERE run_id = ? ORDER BY seq", (run_id,))
-        document.update(_metric_views(points))
-        return RunRecord.model_validate(document)
+        return self._assemble_many([row])[0]
+
+    def _assemble_many(self, rows: list[Any]) -> list[RunRecord]:
+        """Whole records for ``rows`` of ``runs``, with one query per child table for all of them."""
+        documents: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            (run_id, key, name, owner, purpose, status, _pipeline, _reason, started_at, ended_at, doc) = tuple(row)
+            document: dict[str, Any] = json.loads(doc)
+            document.update(run_id=run_id, key=key, name=name, owner=owner, purpose=purpose, status=status,
+                            started_at=started_at, ended_at=ended_at, params={}, tags={}, data=[], artifacts=[],
+                            tasks=[])
+            documents[run_id] = document
+        if not documents:
+            return []
+        ids = list(documents)
+        marks = ",".join("?" * len(ids))
+        for run_id, key, value in self._read(f"SELECT run_id, key, value FROM params WHERE run_id IN ({marks}) "
+                                             "ORDER BY key", tuple(ids)):
+            documents[run_id]["params"][key] = json.loads(value)
+        for run_id, key, value in self._read(f"SELECT run_id, key, value FROM tags WHERE run_id IN ({marks}) "
+                                             "ORDER BY key", tuple(ids)):
+            documents[run_id]["tags"][key] = value
+        for table in ("data", "artifacts"):
+            for run_id, doc in self._read(f"SELECT run_id, doc FROM {table} WHERE run_id IN ({marks}) ORDER BY seq",
+                                          tuple(ids)):
+                documents[run_id][table].append(json.loads(doc))
+        for run_id, doc in self._read(f"SELECT run_id, doc FROM tasks WHERE run_id IN ({marks}) {_TASK_ORDER}",
+                                      tuple(ids)):
+            documents[run_id]["tasks"].append(json.loads(doc))
+        points: dict[str, list[Any]] = {run_id: [] for run_id in ids}
+        for run_id, *point in self._read(f"SELECT run_id, key, value, step, slice, ts, task FROM metrics "
+                                         f"WHERE run_id IN ({marks}) ORDER BY seq", tuple(ids)):
+            points[run_id].append(point)
+        records = []
+        for run_id, document in documents.items():
+            document.update(_metric_views(points[run_id]))
+            records.append(RunRecord.model_validate(document))
+        return records
 
     # -- logging ----------------------------------------------------------------------------
 
@@ -322,8 +368,8 @@ class SQLiteStore:
         """Append metric points."""
         with self._write("log metrics to") as connection:
             connection.executemany(
-                "INSERT INTO metrics (run_id, key, value, step, slice, ts) VALUES (?,?,?,?,?,?)",
-                [(run_id, p.key, p.value, p.step, p.slice, _ts(p.timestamp)) for p in points])
+                "INSERT INTO metrics (run_id, key, value, step, slice, ts, task) VALUES (?,?,?,?,?,?,?)",
+                [(run_id, p.key, p.value, p.step, p.slice, _ts(p.timestamp), p.task) for p in points])
 
     def log_data(self, run_id: str, snapshot: DataSnapshot) -> None:
         """Record a data snapshot."""
@@ -341,12 +387,16 @@ class SQLiteStore:
                 "ON CONFLICT (run_id, name) DO UPDATE SET doc = excluded.doc",
                 (run_id, artifact.name, artifact.model_dump_json()))
 
+    def record_tasks(self, run_id: str, attempts: list[TaskAttempt]) -> None:
+        """Insert task attempts, or replace ones still running (a final attempt is never replaced)."""
+        with self._write("record tasks in") as connection:
+            connection.executemany(_RECORD_TASK, [
+                (run_id, a.task_id, a.attempt, a.status.value, _ts(a.started_at), a.model_dump_json())
+                for a in attempts])
+
     def record_task(self, run_id: str, attempt: TaskAttempt) -> None:
-        """Insert or replace a task attempt."""
-        with self._write("record a task in") as connection:
-            connection.execute("INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?)",
-                               (run_id, attempt.name, attempt.attempt, attempt.status.value,
-                                attempt.model_dump_json()))
+        """One attempt (what orchestrack 0.1 spooled)."""
+        self.record_tasks(run_id, [attempt])
 
 
 def _metric_views(points: list[Any]) -> dict[str, Any]:
@@ -355,12 +405,17 @@ def _metric_views(points: list[Any]) -> dict[str, Any]:
     "Latest" is the highest step, then the latest log, as in MLflow.
     """
     latest: dict[tuple[str | None, str], tuple[tuple[int, str, int], float]] = {}
+    by_task: dict[tuple[str, str], tuple[tuple[int, str, int], float]] = {}
     series: dict[str, list[SeriesPoint]] = {}
-    for order, (key, value, step, slice_, ts) in enumerate(points):
+    for order, (key, value, step, slice_, ts, task) in enumerate(points):
         rank = (step if step is not None else -1, ts, order)
         current = latest.get((slice_, key))
         if current is None or rank >= current[0]:
             latest[(slice_, key)] = (rank, value)
+        if task is not None and slice_ is None:
+            seen = by_task.get((task, key))
+            if seen is None or rank >= seen[0]:
+                by_task[(task, key)] = (rank, value)
         if step is not None and slice_ is None:
             series.setdefault(key, []).append(SeriesPoint(step=step, value=value, timestamp=ts))
     metrics: dict[str, float] = {}
@@ -372,5 +427,8 @@ def _metric_views(points: list[Any]) -> dict[str, Any]:
             slices.setdefault(slice_, {})[key] = value
     for points_of_key in series.values():
         points_of_key.sort(key=lambda p: (p.step, p.timestamp))
-    return {"metrics": metrics, "slice_metrics": slices,
+    tasks: dict[str, dict[str, float]] = {}
+    for (task, key), (_, value) in sorted(by_task.items()):
+        tasks.setdefault(task, {})[key] = value
+    return {"metrics": metrics, "slice_metrics": slices, "task_metrics": tasks,
             "metric_series": {k: v for k, v in series.items() if len(v) > 1}}
