@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import builtins
 import copy
+import functools
+import os
 import re
+import site
+import sysconfig
 import traceback
 from collections.abc import Iterable
 
@@ -169,7 +173,7 @@ class Evidence:
             if tb is not None:
                 while tb.tb_next is not None:
                     tb = tb.tb_next
-                return not _LIBRARY_PATH.search(tb.tb_frame.f_code.co_filename)
+                return not _installed(tb.tb_frame.f_code.co_filename)
         if self.frames:
             return not _LIBRARY_PATH.search(self.frames[-1])
         return None
@@ -220,3 +224,20 @@ def _exception_text(error: BaseException) -> str:
         message = "<unprintable>"
     message = message.strip().splitlines()[0] if message.strip() else ""
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+@functools.cache
+def _install_roots() -> tuple[str, ...]:
+    """Folders of this interpreter's standard library and installed packages."""
+    paths = sysconfig.get_paths()
+    roots = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib") if paths.get(name)}
+    roots.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    return tuple(sorted(os.path.realpath(root) + os.sep for root in roots))
+
+
+def _installed(filename: str) -> bool:
+    """Whether a live frame's file belongs to the standard library or an installed package (a fact of
+    this interpreter, unlike a path in a log, which only a pattern can judge)."""
+    if filename.startswith("<"):
+        return True  # <frozen ...>, <string>: not the user's file
+    return os.path.realpath(filename).startswith(_install_roots())

@@ -418,6 +418,14 @@ def _status_of(error: BaseException) -> TaskStatus:
     return TaskStatus.FAILED
 
 
+def enter_task(run: Run, attempt: TaskAttempt | None) -> None:
+    """Make ``attempt`` of ``run`` the current task of this context (``None``: no current task), so that
+    fluent calls made by the task's own code attach to it. For adapters whose orchestrator runs the
+    task's code itself (Prefect's task engine) instead of inside :meth:`Run.task`."""
+    _active_run.set(run)
+    _active_task.set(attempt)
+
+
 def _task_name() -> str | None:
     current = _active_task.get()
     return current.name if current is not None else None

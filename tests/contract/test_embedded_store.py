@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrack.stores.local_artifacts import LocalArtifactStore
 from orchestrack.record import TaskAttempt, TaskStatus
+from orchestrack.stores.local_artifacts import LocalArtifactStore
 from orchestrack.stores.sqlite import STORE_VERSION, SQLiteStore
 from tests.contract.store_contract import ArtifactStoreContract, StoreContract
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, task
+from prefect.cache_policies import INPUTS
 
 import orchestrack
 from orchestrack.prefect import tracked_flow
@@ -99,6 +101,64 @@ def hangs(pid_file: str) -> None:
     time.sleep(120)
 
 
+
+
+@task(retries=1, retry_delay_seconds=0)
+def item(n: int, marker_dir: str) -> int:
+    """Fails for every 97th item; every 50th item fails its first try only (then succeeds on retry)."""
+    if n % 97 == 13:
+        raise ValueError(f"item {n} is malformed")
+    marker = Path(marker_dir) / str(n)
+    if n % 50 == 7 and not marker.exists():
+        marker.touch()
+        raise ConnectionResetError(104, "Connection reset by peer")
+    orchestrack.log_metrics({"value": float(n)})
+    return n
+
+
+@tracked_flow(purpose="tuning")
+def wide_map(width: int, marker_dir: str) -> Any:
+    return item.map(range(width), marker_dir=marker_dir)  # returned futures: the flow fails if any item failed
+
+
+@tracked_flow(purpose="baseline", retries=3, retry_delay_seconds=0)
+def fails_three_times(marker: str) -> str:
+    path = Path(marker)
+    tries = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(tries))
+    if tries < 4:
+        raise RuntimeError(f"flow try {tries} fails")
+    return "ok"
+
+
+@task(cache_policy=INPUTS, persist_result=True)
+def cached_square(n: int) -> int:
+    return n * n
+
+
+@tracked_flow(purpose="baseline")
+def uses_cache(n: int) -> int:
+    return cached_square(n)
+
+
+@task
+def waits_for(path: str) -> str:
+    deadline = time.time() + 60
+    while not Path(path).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    return path
+
+
+@tracked_flow(purpose="baseline")
+def long_running(started: str, release: str) -> str:
+    square(2)
+    Path(started).touch()
+    return waits_for(release)
+
+
+@tracked_flow(purpose="baseline")
+def no_tasks() -> int:
+    return 1
 
 
 def serve_hangs() -> None:

@@ -212,3 +212,92 @@ def test_cancelling_a_served_flow_run_is_cancelled(tmp_path: Path) -> None:
         record = wait_until_finished(f"prefect/{flow_run.id}")
     assert record.status is RunStatus.CANCELLED, (record.status, record.failure)
     assert record.failure is not None and record.failure.reason is FailureReason.CANCELLED
+
+
+def prefect_task_runs(flow_run_id: Any) -> list[Any]:
+    """Every task run of a flow run, as Prefect has it (every page)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    found: list[Any] = []
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                         limit=200, offset=len(found))
+            found.extend(page)
+            if len(page) < 200:
+                return found
+
+
+def wait_for_prefect_final(flow_run_id: Any, count: int) -> list[Any]:
+    """Prefect's own list, once its event stream has delivered every task run's final state."""
+    deadline = time.time() + 120
+    while True:
+        task_runs = prefect_task_runs(flow_run_id)
+        if len(task_runs) == count and all(tr.state and tr.state.is_final() for tr in task_runs):
+            return task_runs
+        assert time.time() < deadline, (len(task_runs), count)
+        time.sleep(0.5)
+
+
+def test_a_thousand_item_map_is_recorded_one_to_one(tmp_path: Path) -> None:
+    width = 1000
+    state = flows.wide_map(width, str(tmp_path), return_state=True)
+    assert state.is_failed()  # some items raise
+    record = only_run()
+    task_runs = wait_for_prefect_final(state.state_details.flow_run_id, width)
+    latest = record.last_attempts()
+    assert len(latest) == width and len(task_runs) == width
+    expected = {"COMPLETED": TaskStatus.SUCCEEDED, "FAILED": TaskStatus.FAILED}
+    assert {str(tr.id): (tr.name, expected[tr.state.type.value], tr.run_count) for tr in task_runs} == {
+        a.task_id: (a.name, a.status, a.attempt) for a in latest.values()}
+    failed = [a for a in latest.values() if a.status is TaskStatus.FAILED]
+    assert len(failed) == len([n for n in range(width) if n % 97 == 13])
+    assert {a.failure.reason for a in failed} == {FailureReason.CODE_ERROR}  # type: ignore[union-attr]
+    assert all("ValueError" in a.failure.summary for a in failed)  # type: ignore[union-attr]
+    retried = [t for t in record.tasks if t.attempt == 1 and t.status is TaskStatus.FAILED
+               and t.failure is not None and t.failure.reason is FailureReason.INFRA_ERROR]
+    assert len(retried) == len([n for n in range(width) if n % 50 == 7 and n % 97 != 13])
+    assert len(record.task_metrics) == width - len(failed)  # each item's metric is its own task's
+    assert record.status is RunStatus.FAILED and record.failure in [a.failure for a in failed]
+
+
+def test_flow_retries_are_counted(tmp_path: Path) -> None:
+    assert flows.fails_three_times(str(tmp_path / "tries")) == "ok"
+    record = only_run()
+    assert record.status is RunStatus.SUCCEEDED
+    assert record.orchestrator.details["flow_run_tries"] == 4
+
+
+def test_a_cached_task_is_marked_cached() -> None:
+    assert flows.uses_cache(7) == 49 and flows.uses_cache(7) == 49
+    first, second = sorted(orchestrack.search_runs(), key=lambda r: r.started_at)
+    assert [t.cached for t in first.tasks] == [False]
+    assert [(t.cached, t.status) for t in second.tasks] == [(True, TaskStatus.SUCCEEDED)]
+
+
+def test_tasks_show_while_the_flow_runs(tmp_path: Path) -> None:
+    import threading
+
+    started, release = tmp_path / "started", tmp_path / "release"
+    worker = threading.Thread(target=flows.long_running, args=(str(started), str(release)))
+    worker.start()
+    try:
+        deadline = time.time() + 60
+        while True:
+            runs = orchestrack.search_runs()
+            tasks = {t.name.split("-")[0]: t.status for t in runs[0].tasks} if runs else {}
+            if tasks == {"square": TaskStatus.SUCCEEDED, "waits_for": TaskStatus.RUNNING}:
+                break
+            assert time.time() < deadline, tasks
+            time.sleep(0.1)
+        assert runs[0].status is RunStatus.RUNNING
+    finally:
+        release.touch()
+        worker.join(60)
+    assert only_run().status is RunStatus.SUCCEEDED
+
+
+def test_a_flow_without_tasks_is_recorded() -> None:
+    assert flows.no_tasks() == 1
+    record = only_run()
+    assert record.status is RunStatus.SUCCEEDED and record.tasks == []

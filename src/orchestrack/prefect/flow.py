@@ -1,9 +1,12 @@
 """The decorator: a real Prefect ``Flow`` with orchestrack's state hooks added.
 
 The run opens when the flow run starts running and closes on completion, failure, crash and
-cancellation. Task runs are read back from the Prefect API at the end (task hooks never see a
-crash or a cancellation), each try recorded as its own attempt with its classified failure.
-Subflows are runs of their own, linked to the parent's run by the tag ``parent_run``.
+cancellation. Task attempts are recorded as they happen: every task-run state change the task
+engine makes in this process is observed (:class:`_TaskRunObserver`) and written in batches, so a
+flow mapping a task over thousands of items is recorded whole, while it runs, at the cost of one
+store write per batch. Hooks that run where the flow did not (a runner reporting a crash or a
+cancellation) read the task runs back from the API instead, every page of them. Subflows are runs
+of their own, linked to the parent's run by the tag ``parent_run``.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable, Sequence
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import prefect
@@ -20,13 +25,27 @@ from prefect import Flow
 
 import orchestrack
 from orchestrack.capture import process_alive
+from orchestrack.guard import fail_open, strict
 from orchestrack.inputs import mask_sensitive
-from orchestrack.lifecycle import Run
-from orchestrack.prefect.facts import Attempt, attempts_from_states, image_of, orchestrator_info, run_key
-from orchestrack.record import Failure, FailureReason, RunStatus, TaskStatus
+from orchestrack.lifecycle import Run, enter_task
+from orchestrack.outcome import Outcome, RunEnd, TaskReport
+from orchestrack.prefect.facts import (
+    image_of,
+    orchestrator_info,
+    report_of_change,
+    reports_from_api,
+    run_end_of,
+    run_key,
+)
+from orchestrack.record import RunStatus
 from orchestrack.report import markdown_summary
 
 log = logging.getLogger(__name__)
+
+#: The API's page size when reading task runs back (the server's own default limit is 200).
+PAGE = 200
+#: Seconds a task report may wait before it is written (tasks show up in `orchestrack show` this fast).
+FLUSH_INTERVAL_S = 0.5
 
 
 def tracked_flow(__fn: Any = None, *, purpose: str | None = None, run_owner: str | None = None,
@@ -58,139 +77,167 @@ def tracked_flow(__fn: Any = None, *, purpose: str | None = None, run_owner: str
 
 
 class _Hooks:
-    """Flow state hooks in, lifecycle calls out; fail-open like every adapter."""
+    """Flow state hooks in, lifecycle calls out; fail-open like every adapter hook."""
 
     def __init__(self, *, purpose: str | None, run_owner: str | None, datasets: list[str]) -> None:
         self.purpose, self.run_owner, self.datasets = purpose, run_owner, datasets
 
-    def running(self, flow: Any, flow_run: Any, state: Any) -> None:
-        _guarded(self._running, flow, flow_run)
-
-    def ended(self, flow: Any, flow_run: Any, state: Any) -> None:
-        _guarded(self._ended, flow, flow_run, state)
-
-    def _open(self, flow: Any, flow_run: Any, process: dict[str, Any] | None = None) -> Run:
+    def _open(self, flow: Any, flow_run: Any, process: dict[str, Any] | None = None, *, ended: bool = False) -> Run:
         tags = {"parent_run": run_key(parent)} if (parent := _parent_flow_run_id(flow_run)) else {}
         return orchestrack.start_run(
             key=run_key(flow_run.id), owner=self.run_owner, purpose=self.purpose,
-            orchestrator=orchestrator_info(flow, flow_run, _ui_url(flow_run.id), process),
+            orchestrator=orchestrator_info(flow, flow_run, _ui_url(flow_run.id), process, ended=ended),
             image=image_of(flow_run),
             params=mask_sensitive(getattr(flow_run, "parameters", None) or {}), tags=tags)
 
-    def _running(self, flow: Any, flow_run: Any) -> None:
-        _listen_for_retries()
+    @fail_open("Prefect flow")
+    def running(self, flow: Any, flow_run: Any, state: Any) -> None:
         run = self._open(flow, flow_run, {"host": socket.gethostname(), "pid": os.getpid()})
+        if _install_tap():
+            _observer.follow(str(flow_run.id), run)
         for uri in self.datasets:
             run.log_dataset(uri.rstrip("/").rsplit("/", 1)[-1] or uri, uri)
 
-    def _ended(self, flow: Any, flow_run: Any, state: Any) -> None:
-        run = self._open(flow, flow_run)  # attach; a runner-side hook may be the first to see the run
-        for attempt in _task_attempts(flow_run.id):
-            _record(run, attempt)
-        status, failure = _final(state, run)
-        run.finish(status, failure=failure)
+    @fail_open("Prefect flow")
+    def ended(self, flow: Any, flow_run: Any, state: Any) -> None:
+        run = _observer.stop_following(str(flow_run.id))
+        if run is None:  # not run here (a runner-side hook) or not observable: ask the API
+            run = self._open(flow, flow_run, ended=True)
+            run.report_tasks(_reports_from_api(flow_run.id))
+        elif int(getattr(flow_run, "run_count", 0) or 0) > 1:
+            run = self._open(flow, flow_run, ended=True)  # fills what only the end knows: the flow run's tries
+        run.conclude(run_end_of(state))
         _publish(run, flow_run.id)
 
 
-class _RetriedErrors(logging.Handler):
-    """The exceptions of retried task tries. Prefect logs them ("Task run failed with exception: ...
-    - Retry 1/2 will start") but stores no message with its Retrying state, so we listen."""
+class _TaskRunObserver:
+    """Task-run state changes made in this process, as reports for the tracked flow runs they belong to.
+
+    Reports are buffered and written by a daemon thread every :data:`FLUSH_INTERVAL_S` (one store
+    write per flow run and batch), and at once when the flow run ends.
+    """
 
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.by_task_run: dict[str, list[BaseException]] = {}
+        self._lock = threading.Lock()
+        self._runs: dict[str, Run] = {}
+        self._buffer: dict[str, list[TaskReport]] = {}
+        self._tries: dict[str, dict[int, datetime]] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, str) and record.msg.startswith("Task run failed with") and record.args:
-            error = record.args[1] if isinstance(record.args, tuple) and len(record.args) > 1 else None
-            if isinstance(error, BaseException):
-                self.by_task_run.setdefault(str(getattr(record, "task_run_id", "")), []).append(error)
+    def follow(self, flow_run_id: str, run: Run) -> None:
+        with self._lock:
+            self._runs[flow_run_id] = run
+            self._buffer.setdefault(flow_run_id, [])
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._flush_forever, name="orchestrack-prefect-tasks",
+                                                daemon=True)
+                self._thread.start()
 
+    def stop_following(self, flow_run_id: str) -> Run | None:
+        """Write what is buffered for the flow run and stop following it; its run, if it was followed."""
+        self._flush(flow_run_id)
+        with self._lock:
+            self._buffer.pop(flow_run_id, None)
+            return self._runs.pop(flow_run_id, None)
 
-_retried = _RetriedErrors()
+    def saw(self, task_run: Any, state: Any, error: BaseException | None) -> None:
+        """One state change made by the task engine (called from the engine's own thread)."""
+        flow_run_id = str(getattr(task_run, "flow_run_id", None))
+        run = self._runs.get(flow_run_id)
+        if run is None:
+            return
+        with self._lock:
+            tries = self._tries.setdefault(str(task_run.id), {})
+            reports = report_of_change(task_run, state, error, tries)
+            self._buffer.setdefault(flow_run_id, []).extend(reports)
+        for report in reports:  # fluent calls made by the task's own code attach to its attempt
+            enter_task(run, report.attempt_record() if report.outcome is Outcome.RUNNING else None)
+        if reports:
+            self._wake.set()
 
+    def _flush(self, flow_run_id: str) -> None:
+        with self._lock:
+            run, reports = self._runs.get(flow_run_id), self._buffer.get(flow_run_id) or []
+            if flow_run_id in self._buffer:
+                self._buffer[flow_run_id] = []
+        if run is not None and reports:
+            run.report_tasks(reports)
 
-def _listen_for_retries() -> None:
-    logger = logging.getLogger("prefect.task_runs")
-    if _retried not in logger.handlers:
-        logger.addHandler(_retried)
-
-
-def _guarded(hook: Callable[..., None], *args: Any) -> None:
-    try:
-        hook(*args)
-    except Exception:
-        log.exception("orchestrack Prefect hook %s failed; no impact on the flow run", hook.__name__)
-
-
-def _record(run: Run, attempt: Attempt) -> None:
-    started = run.start_task(attempt.name, attempt.number, started_at=attempt.started_at)
-    if attempt.status is TaskStatus.RUNNING:
-        return  # still running when the flow ended: finish() closes it
-    text = attempt.message if attempt.status is not TaskStatus.SUCCEEDED else None
-    if text and attempt.state_name == "TimedOut":
-        text = f"TimedOut: {text}"
-    run.end_task(started, attempt.status, error=attempt.error, text=text if attempt.error is None else None,
-                 ended_at=attempt.ended_at)
-
-
-def _final(state: Any, run: Run) -> tuple[RunStatus | None, Failure | None]:
-    """The run's status and failure from the flow run's final state (Prefect's own words)."""
-    kind = getattr(state.type, "value", str(state.type))
-    message = state.message or ""
-    if kind == "COMPLETED":
-        return RunStatus.SUCCEEDED, None
-    if kind in ("CANCELLED", "CANCELLING"):
-        return RunStatus.CANCELLED, Failure(reason=FailureReason.CANCELLED, detail="cancelled",
-                                            summary=f"The flow run was cancelled ({message or state.name}).")
-    if state.name == "TimedOut":
-        return RunStatus.FAILED, orchestrack.classify_failure(text=f"TimedOut: {message}")
-    if kind == "CRASHED":
-        failure = orchestrack.classify_failure(text=message)
-        if failure.reason is FailureReason.UNKNOWN:  # Prefect says it crashed: the platform lost the process
-            failure = failure.model_copy(update={"reason": FailureReason.INFRA_ERROR, "detail": "crashed",
-                                                 "summary": f"The flow run crashed ({message[:150]})."})
-        return RunStatus.FAILED if failure.reason is not FailureReason.CANCELLED else RunStatus.CANCELLED, failure
-    failed_tasks = [a for a in run.record.last_attempts().values() if a.status is TaskStatus.FAILED]
-    if failed_tasks:
-        return None, None  # the first failed task's failure is the run's
-    return RunStatus.FAILED, orchestrack.classify_failure(text=message or state.name)
+    def _flush_forever(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            for flow_run_id in list(self._buffer):
+                try:
+                    self._flush(flow_run_id)
+                except Exception:  # the store failed and strict mode raised: say so, keep the thread
+                    log.exception("orchestrack could not record task runs of flow run %s", flow_run_id)
+            threading.Event().wait(FLUSH_INTERVAL_S)
 
 
-def _task_attempts(flow_run_id: Any) -> list[Attempt]:
-    """Every try of every task run of the flow run, read from the API once the list is stable."""
+_observer = _TaskRunObserver()
+_tap_lock = threading.Lock()
+
+
+def _install_tap() -> bool:
+    """Observe the task engine's state changes in this process.
+
+    Prefect has no public per-task callback for every task of a flow (task hooks belong to each
+    task, and none fires on a crash or a retry), so orchestrack wraps the function the task engine
+    calls on every state change, ``prefect.task_engine.emit_task_run_state_change_event`` (present
+    in Prefect 3.0 through 3.9). Where it is missing, tasks are read back from the API when the
+    flow run ends. The wrapper calls Prefect's function first and never lets a tracking fault reach
+    the task (except in strict mode).
+    """
+    import prefect.task_engine as engine
+
+    with _tap_lock:
+        original = getattr(engine, "emit_task_run_state_change_event", None)
+        if original is None:
+            log.warning("this Prefect has no task_engine.emit_task_run_state_change_event: orchestrack reads "
+                        "task runs back from the API when each flow run ends")
+            return False
+        if getattr(original, "orchestrack_tap", False):
+            return True
+
+        def emit_and_observe(*args: Any, **kwargs: Any) -> Any:
+            event = original(*args, **kwargs)
+            try:
+                task_run = kwargs["task_run"] if "task_run" in kwargs else args[0]
+                state = kwargs["validated_state"] if "validated_state" in kwargs else args[2]
+                # Inside the engine's own `except` when a try fails: the task's real exception.
+                _observer.saw(task_run, state, sys.exc_info()[1])
+            except Exception:
+                if strict():
+                    raise
+                log.exception("orchestrack could not observe a task-run state change; no impact on the task")
+            return event
+
+        emit_and_observe.orchestrack_tap = True  # type: ignore[attr-defined]
+        engine.emit_task_run_state_change_event = emit_and_observe
+        return True
+
+
+def _reports_from_api(flow_run_id: Any) -> list[TaskReport]:
+    """Every task run of the flow run, every page of them; state histories only for runs with retries."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
 
-    _flush_events()
+    reports: list[TaskReport] = []
     with get_client(sync_client=True) as client:
-        task_runs: list[Any] = []
-        for _ in range(20):  # task runs reach the API a little after the flow's own state
-            latest = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            settled = all(tr.state is not None and tr.state.is_final() for tr in latest)
-            if latest and len(latest) == len(task_runs) and settled:
-                break
-            task_runs = latest
-            time.sleep(0.1)
-        task_runs = latest
-        attempts: list[Attempt] = []
-        for task_run in task_runs:
-            tries = attempts_from_states(task_run.name, client.read_task_run_states(task_run.id))
-            retried = iter(_retried.by_task_run.pop(str(task_run.id), []))
-            for attempt in tries:
-                if attempt.status is TaskStatus.FAILED and not attempt.message:
-                    attempt.error = next(retried, None)
-            attempts.extend(tries)
-    return attempts
-
-
-def _flush_events() -> None:
-    try:
-        from prefect.events.worker import EventsWorker
-
-        EventsWorker.instance().wait_until_empty()
-    except Exception:  # no events worker in this process (e.g. a runner-side hook)
-        log.debug("no Prefect events worker to flush")
+        offset = 0
+        while True:
+            page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                         sort=TaskRunSort.ID_DESC, limit=PAGE, offset=offset)
+            for task_run in page:
+                retried = int(task_run.run_count or 0) > 1
+                states = client.read_task_run_states(task_run.id) if retried else None
+                reports.extend(reports_from_api(task_run, states))
+            if len(page) < PAGE:
+                return reports
+            offset += PAGE
 
 
 def _publish(run: Run, flow_run_id: Any) -> None:
@@ -242,16 +289,13 @@ def reap_lost_runs(tracking_uri: str | None = None) -> list[str]:
         details = record.orchestrator.details
         if record.orchestrator.kind != "prefect" or details.get("host") != host or _alive(details.get("pid")):
             continue
-        message = (f"The flow process (pid {details.get('pid')} on {host}) died without reporting: "
-                   "killed or out of memory.")
+        message = (f"the flow process (pid {details.get('pid')} on {host}) was found gone: killed or out of "
+                   "memory")
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(record.orchestrator.run_id, Crashed(message=message), force=True)
         run = orchestrack.start_run(key=record.key, tracking_uri=tracking_uri)
-        for attempt in record.last_attempts().values():
-            if attempt.status is TaskStatus.RUNNING:
-                run.end_task(attempt, TaskStatus.FAILED, text=message)
-        run.finish(RunStatus.FAILED, failure=Failure(reason=FailureReason.INFRA_ERROR, detail="process-lost",
-                                                     summary=message))
+        run.report_tasks(_reports_from_api(record.orchestrator.run_id))
+        run.conclude(RunEnd(Outcome.LOST, message))
         closed.append(record.key)
     return closed
 

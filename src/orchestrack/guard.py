@@ -1,0 +1,53 @@
+"""The one fail-open guard for adapter hooks: tracking never changes the outcome of a task.
+
+Every orchestrator callback orchestrack implements (Airflow listener hooks, Prefect state hooks,
+the KFP executor's tracking) runs through :func:`fail_open`. A fault is logged with "no impact" and
+swallowed; under ``ORCHESTRACK_STRICT=1`` (our own tests) it is raised, so a broken hook cannot
+hide behind a green pipeline.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from orchestrack.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def strict() -> bool:
+    """Whether tracking faults raise (``ORCHESTRACK_STRICT``); ``False`` when the settings themselves are broken."""
+    try:
+        return load_settings().strict
+    except Exception:
+        return False
+
+
+def fail_open(where: str) -> Callable[[F], F]:
+    """Decorate an adapter hook so that a tracking fault is logged, not raised (raised in strict mode).
+
+    Example::
+
+        @fail_open("Airflow listener")
+        def on_task_instance_running(self, previous_state, task_instance): ...
+    """
+
+    def decorate(hook: F) -> F:
+        @functools.wraps(hook)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return hook(*args, **kwargs)
+            except Exception:
+                if strict():
+                    raise
+                log.exception("orchestrack %s hook %s failed; no impact on the pipeline", where, hook.__name__)
+                return None
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
