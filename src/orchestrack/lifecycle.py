@@ -436,11 +436,12 @@ def start_run(key: str | None = None, *, name: str | None = None, owner: str | N
               pipeline_version: str | None = None, orchestrator: OrchestratorInfo | None = None,
               code: CodeInfo | None = None, image: str | None = None, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None, tracking_uri: str | None = None,
-              artifact_uri: str | None = None) -> Run:
+              artifact_uri: str | None = None, started_at: datetime | None = None) -> Run:
     """Open the run for ``key``, or attach to it when any process already opened it.
 
     ``key`` is the orchestrator's identity of the execution (default: ``ORCHESTRACK_RUN_KEY``, else
     a fresh key). Arguments given here fill fields the stored run still lacks; they never overwrite.
+    ``started_at`` is when the orchestrator started the execution (default: now), used by the first opener.
 
     Example::
 
@@ -462,7 +463,7 @@ def start_run(key: str | None = None, *, name: str | None = None, owner: str | N
     if info.pipeline is not None:
         inputs.check_name(info.pipeline, "pipeline", "start_run pipeline=")
     run_id = run_id_for(key)
-    started_at = utcnow()
+    started_at = started_at or utcnow()
     record = RunRecord(
         run_id=run_id, key=key, owner=owner, purpose=purpose, started_at=started_at, orchestrator=info,
         name=settings.policy.run_name(explicit=name, key=key, pipeline=info.pipeline,

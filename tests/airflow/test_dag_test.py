@@ -55,8 +55,8 @@ def test_every_way_a_task_ends(dags_folder: Path) -> None:
     assert attempts[("flaky", 1)].failure.reason is FailureReason.INFRA_ERROR  # type: ignore[union-attr]
     assert {attempts[(f"shard[{i}]", 1)].status for i in range(3)} == {TaskStatus.SUCCEEDED}
     assert attempts[("chosen", 1)].status is TaskStatus.SUCCEEDED
-    assert attempts[("not_chosen", 1)].status is TaskStatus.SKIPPED  # no task hook: read at DAG-run end
-    assert attempts[("after_missing_input", 1)].status is TaskStatus.UPSTREAM_FAILED
+    assert attempts[("not_chosen", 0)].status is TaskStatus.SKIPPED  # no task hook: read at DAG-run end
+    assert attempts[("after_missing_input", 0)].status is TaskStatus.UPSTREAM_FAILED
     never_ran = (TaskStatus.SKIPPED, TaskStatus.UPSTREAM_FAILED)
     assert all(t.hostname for t in record.tasks if t.status not in never_ran)
 
@@ -93,3 +93,49 @@ def test_the_run_link_opens_the_configured_viewer(monkeypatch: pytest.MonkeyPatc
     expected_id = orchestrack.run_id_for("airflow/train/manual__1")
     assert link.get_link(None, ti_key=ti_key) == (
         f"https://runs.example.com/run/{expected_id}?key=airflow%2Ftrain%2Fmanual__1")
+
+
+def airflow_task_instances(dag_run: Any) -> dict[str, tuple[str, int]]:
+    """Airflow's own list: task name (with map index) -> (state, try number)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_run.dag_id,
+                                                  TaskInstance.run_id == dag_run.run_id).all()
+        return {(ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"):
+                (getattr(ti.state, "value", ti.state), ti.try_number) for ti in rows}
+
+
+STATUS_OF = {"success": TaskStatus.SUCCEEDED, "failed": TaskStatus.FAILED, "skipped": TaskStatus.SKIPPED,
+             "upstream_failed": TaskStatus.UPSTREAM_FAILED}
+
+
+def test_a_task_expanded_over_300_map_indexes_is_recorded_one_to_one(dags_folder: Path) -> None:
+    dag_run = load_dag(dags_folder, "shapes.py", "wide_map").test()
+    record = only_run()
+    airflow = airflow_task_instances(dag_run)
+    assert len(airflow) == 301
+    assert {a.task_id: (a.status, a.attempt) for a in record.last_attempts().values()} == {
+        name: (STATUS_OF[state], tries) for name, (state, tries) in airflow.items()}
+    failed = [a for a in record.tasks if a.status is TaskStatus.FAILED]
+    assert [a.task_id for a in failed] == ["shard[50]", "shard[151]", "shard[252]"] or sorted(
+        a.task_id for a in failed) == ["shard[151]", "shard[252]", "shard[50]"]
+    assert {a.failure.reason for a in failed} == {FailureReason.CODE_ERROR}  # type: ignore[union-attr]
+    assert len(record.task_metrics) == 297  # each shard's metric is its own
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert record.started_at == dag_run.start_date  # the DAG run's start, not the first hook's
+
+
+def test_tasks_that_skip_themselves_and_the_operator_last(dags_folder: Path) -> None:
+    dag_run = load_dag(dags_folder, "shapes.py", "skips_itself").test()
+    record = only_run()
+    assert {a.task_id: (a.status, a.attempt) for a in record.last_attempts().values()} == {
+        name: (STATUS_OF[state], tries) for name, (state, tries) in airflow_task_instances(dag_run).items()}
+    statuses = {a.task_id: a.status for a in record.tasks}
+    assert statuses["nothing_to_do"] is TaskStatus.SKIPPED and statuses["skip_in_python"] is TaskStatus.SKIPPED
+    assert all(t.failure is None for t in record.tasks)
+    assert record.params == {"threshold": 0.5} and record.orchestrator.details["run_type"] == "manual"
+    assert record.orchestrator.url and record.orchestrator.url.endswith(f"/dags/skips_itself/runs/{dag_run.run_id}"
+                                                                         .replace(":", "%3A").replace("+", "%2B"))
+    assert record.status is RunStatus.SUCCEEDED, record.failure

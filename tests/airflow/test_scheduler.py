@@ -166,7 +166,7 @@ def test_sigkill_of_a_task_process_still_ends_the_run_as_infra_error(stack: Stac
     record = next(r for r in runs_in(stack) if r.key == f"airflow/scheduled_kill/{run_id}")
     killed = next(t for t in record.tasks if t.name == "long_train")
     assert killed.status is TaskStatus.FAILED and killed.failure is not None
-    assert killed.failure.reason is FailureReason.INFRA_ERROR and killed.failure.detail == "killed"
+    assert killed.failure.reason is FailureReason.INFRA_ERROR and killed.failure.detail == "process-lost"
     assert record.status is RunStatus.FAILED and record.failure is not None
     assert record.failure.reason is FailureReason.INFRA_ERROR and record.failure.task == "long_train"
 

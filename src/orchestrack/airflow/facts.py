@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from orchestrack.record import CodeInfo, OrchestratorInfo, OrchestratorKind
+from orchestrack.outcome import Outcome, RunEnd, TaskReport
+from orchestrack.record import CodeInfo, OrchestratorInfo, OrchestratorKind, TaskAttempt, TaskStatus
 
 
 def run_key(dag_id: str, run_id: str) -> str:
@@ -41,6 +42,56 @@ def orchestrator_info(dag_id: str, run_id: str, *, ti: Any = None, dag_run: Any 
     url = f"{base_url.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}" if base_url else None
     return OrchestratorInfo(kind=OrchestratorKind.AIRFLOW, pipeline=dag_id, run_id=run_id, url=url,
                             pipeline_version=str(version) if version else None, details=details)
+
+
+#: The DAG-run messages of Airflow's on_dag_run_* hooks, as Airflow 3.3 words them. Older minors
+#: (3.0-3.2) pass an empty message for a run marked failed or timed out: still a failed run.
+DAGRUN_TIMEOUT = "the DAG run timed out (dagrun_timeout)"
+
+
+def run_end(msg: str | None, *, succeeded: bool, ended_at: Any = None) -> RunEnd:
+    """How a DAG run ended, from the hook that fired and Airflow's message."""
+    if succeeded:
+        return RunEnd(Outcome.SUCCEEDED, ended_at=ended_at)
+    if "timed_out" in (msg or ""):
+        return RunEnd(Outcome.TIMED_OUT, DAGRUN_TIMEOUT, ended_at=ended_at)
+    said = msg if msg and msg != "task_failure" else None
+    return RunEnd(Outcome.FAILED, said, ended_at=ended_at)
+
+
+_ENDED = {"success": Outcome.SUCCEEDED, "skipped": Outcome.SKIPPED, "upstream_failed": Outcome.UPSTREAM_FAILED,
+          "removed": Outcome.CANCELLED}
+
+
+def task_report_at_end(ti: dict[str, Any], end: RunEnd, recorded: dict[str, TaskAttempt], *,
+                       vanished: str) -> TaskReport | None:
+    """What one task instance's row says when its DAG run ends (``None``: nothing to add).
+
+    Task hooks cannot see everything (upstream_failed and trigger-rule skips have none; a SIGKILLed
+    task process runs none), so every instance is reported with Airflow's own dates; an attempt a
+    hook already ended keeps that ending (the store never replaces one).
+    """
+    name = task_name(ti["task_id"], ti["map_index"])
+    attempt, state = int(ti["try_number"] or 0), ti["state"]
+    last = recorded.get(name)
+    if last is not None and last.attempt > attempt:
+        return None
+    message = None
+    if state in _ENDED:
+        outcome = _ENDED[state]
+    elif state == "failed":
+        outcome, message = Outcome.LOST, vanished  # only used when no hook ended this attempt
+    elif end.outcome is Outcome.SUCCEEDED:
+        return None
+    elif end.outcome is Outcome.TIMED_OUT:
+        outcome, message = Outcome.TIMED_OUT, DAGRUN_TIMEOUT
+    elif last is not None and last.status is TaskStatus.RUNNING:
+        return None  # still running when the run ended: the lifecycle closes it with the run's outcome
+    else:
+        outcome = Outcome.CANCELLED  # never got to run (queued, scheduled, no state) before the run ended
+        message = f"it was {state or 'not yet scheduled'} when the DAG run ended"
+    return TaskReport(task_id=name, name=name, attempt=attempt, outcome=outcome, started_at=ti["start_date"],
+                      ended_at=ti["end_date"] or end.ended_at, message=message, hostname=ti["hostname"] or None)
 
 
 def code_from_bundle(ti: Any) -> CodeInfo | None:

@@ -1,39 +1,26 @@
-"""Airflow listener hooks in, lifecycle calls out. Every hook is fail-open: a tracking fault is
-logged, and the task keeps its own outcome."""
+"""Airflow listener hooks in, neutral reports out. Every hook is fail-open (:mod:`orchestrack.guard`):
+a tracking fault is logged, and the task keeps its own outcome."""
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from airflow.listeners import hookimpl
 
 import orchestrack
-from orchestrack.airflow.facts import image_of, run_key, task_name
+from orchestrack.airflow.facts import image_of, run_end, run_key, task_name, task_report_at_end
 from orchestrack.airflow.operator import open_tracked_run, tracker_of
 from orchestrack.errors import RunNotFoundError
-from orchestrack.lifecycle import Run
-from orchestrack.record import Failure, FailureReason, OrchestratorInfo, OrchestratorKind, RunStatus, TaskStatus
+from orchestrack.guard import fail_open
+from orchestrack.lifecycle import Run, enter_task
+from orchestrack.outcome import Outcome, TaskReport
+from orchestrack.record import OrchestratorInfo, OrchestratorKind, utcnow
 
 log = logging.getLogger(__name__)
 
-#: What a task whose process vanished (SIGKILL, OOM kill) left behind: Airflow failed it for us.
-VANISHED = ("The task process ended without reporting and Airflow marked it failed: it was killed (SIGKILL), "
-            "often for memory.")
-_TERMINAL = {"skipped": TaskStatus.SKIPPED, "upstream_failed": TaskStatus.UPSTREAM_FAILED,
-             "removed": TaskStatus.CANCELLED}
-
-
-def _fail_open(hook: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(hook)
-    def guarded(*args: Any, **kwargs: Any) -> None:
-        try:
-            hook(*args, **kwargs)
-        except Exception:
-            log.exception("orchestrack listener %s failed; no impact on the task or DAG run", hook.__name__)
-    return guarded
+#: What Airflow says of a task whose process vanished (SIGKILL, OOM kill) without a word.
+VANISHED = "Airflow marked it failed after its process vanished: killed, often by the out-of-memory killer"
 
 
 def _tracked(key: str) -> bool:
@@ -45,70 +32,76 @@ def _tracked(key: str) -> bool:
     return True
 
 
-def _existing_run(dag_id: str, run_id: str) -> Run | None:
-    """The run of a tracked DAG run, attached to; ``None`` if the DAG is not tracked."""
-    key = run_key(dag_id, run_id)
-    return orchestrack.start_run(key=key) if _tracked(key) else None
-
-
 def _run_for(ti: Any) -> Run | None:
     tracker = tracker_of(getattr(ti, "task", None))
     if tracker is not None:
         return open_tracked_run(tracker, ti)
-    return _existing_run(ti.dag_id, ti.run_id)
+    key = run_key(ti.dag_id, ti.run_id)
+    return orchestrack.start_run(key=key) if _tracked(key) else None
+
+
+def _report(ti: Any, outcome: Outcome, **facts: Any) -> None:
+    run = _run_for(ti)
+    if run is None:
+        return
+    name = task_name(ti.task_id, ti.map_index)
+    details = {"log_url": getattr(ti, "log_url", None), "image": image_of(getattr(ti, "task", None)),
+               "queue": getattr(ti, "queue", None)}
+    attempts = run.report_tasks([TaskReport(
+        task_id=name, name=name, attempt=int(ti.try_number or 0), outcome=outcome,
+        started_at=getattr(ti, "start_date", None) or (utcnow() if outcome is Outcome.RUNNING else None),
+        ended_at=None if outcome is Outcome.RUNNING else utcnow(), hostname=getattr(ti, "hostname", None),
+        details={k: v for k, v in details.items() if v}, **facts)])
+    # In the task's own process the task's code runs next: its fluent calls attach to this attempt.
+    enter_task(run, attempts[0] if outcome is Outcome.RUNNING else None)
 
 
 class OrchestrackListener:
     """Follows every task attempt of tracked DAGs and closes the run when the DAG run ends."""
 
     @hookimpl
-    @_fail_open
+    @fail_open("Airflow listener")
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
-        ti = task_instance
-        run = _run_for(ti)
-        if run is None:
-            return
-        details = {"log_url": getattr(ti, "log_url", None), "image": image_of(getattr(ti, "task", None)),
-                   "queue": getattr(ti, "queue", None)}
-        run.start_task(task_name(ti.task_id, ti.map_index), ti.try_number, hostname=getattr(ti, "hostname", None),
-                       details={k: v for k, v in details.items() if v})
+        _report(task_instance, Outcome.RUNNING)
 
     @hookimpl
-    @_fail_open
+    @fail_open("Airflow listener")
     def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
-        ti = task_instance
-        run = _run_for(ti)
-        if run is not None:
-            run.end_task((task_name(ti.task_id, ti.map_index), ti.try_number), TaskStatus.SUCCEEDED)
+        _report(task_instance, Outcome.SUCCEEDED)
 
     @hookimpl
-    @_fail_open
-    def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any = None) -> None:
+    @fail_open("Airflow listener")
+    def on_task_instance_skipped(self, previous_state: Any, task_instance: Any) -> None:
+        # A task that started and skipped itself (AirflowSkipException, a BashOperator exiting 99,
+        # a soft-fail sensor timing out); Airflow 3.3 and later call this hook.
+        _report(task_instance, Outcome.SKIPPED)
+
+    @hookimpl
+    @fail_open("Airflow listener")
+    def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
+        # No default for `error`: pluggy before 1.7 passes no argument that declares one.
         # Fired for a failed attempt that will be retried too (state up_for_retry): every try is its own attempt.
-        ti = task_instance
-        run = _run_for(ti)
-        if run is None:
-            return
-        text = error if isinstance(error, str) else None
-        exception = error if isinstance(error, BaseException) else None
-        if exception is None and text is None:
-            text = VANISHED
-        run.end_task((task_name(ti.task_id, ti.map_index), ti.try_number), TaskStatus.FAILED,
-                     error=exception, text=text)
+        if isinstance(error, BaseException):
+            _report(task_instance, Outcome.FAILED, error=error)
+        elif error:
+            _report(task_instance, Outcome.FAILED, message=str(error))
+        else:
+            _report(task_instance, Outcome.LOST, message=VANISHED)
 
     @hookimpl
-    @_fail_open
+    @fail_open("Airflow listener")
     def on_dag_run_success(self, dag_run: Any, msg: str) -> None:
         _close(dag_run, msg, succeeded=True)
 
     @hookimpl
-    @_fail_open
+    @fail_open("Airflow listener")
     def on_dag_run_failed(self, dag_run: Any, msg: str) -> None:
         _close(dag_run, msg, succeeded=False)
 
 
 def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
-    """Record what the task hooks could not see (skips, upstream failures, killed processes), then close."""
+    """Record every task instance as Airflow has it (skips, upstream failures, killed processes, with
+    Airflow's own dates), then close the run as Airflow says it ended."""
     key = run_key(dag_run.dag_id, dag_run.run_id)
     if not _tracked(key):
         return
@@ -116,34 +109,11 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     version = _dag_version_number(getattr(dag_run, "created_dag_version_id", None))
     run = orchestrack.start_run(key=key, orchestrator=OrchestratorInfo(
         kind=OrchestratorKind.AIRFLOW, details={"dag_version_number": version} if version is not None else {}))
-    timed_out = "timed_out" in (msg or "")
+    end = run_end(msg, succeeded=succeeded, ended_at=getattr(dag_run, "end_date", None))
     recorded = run.record.last_attempts()
-    for task_id, map_index, try_number, state in _task_states(dag_run.dag_id, dag_run.run_id):
-        name = task_name(task_id, map_index)
-        attempt = max(try_number or 1, 1)
-        last = recorded.get(name)
-        open_here = last is None or last.status is TaskStatus.RUNNING
-        if state in _TERMINAL and last is None:
-            run.end_task((name, attempt), _TERMINAL[state])
-        elif state == "failed" and open_here:
-            run.end_task((name, attempt), TaskStatus.FAILED, text=VANISHED)
-        elif state == "success" and open_here:
-            run.end_task((name, attempt), TaskStatus.SUCCEEDED)
-        elif state in ("running", "queued", "scheduled", "up_for_retry", "deferred", None) and not succeeded:
-            if timed_out:
-                failure = Failure(reason=FailureReason.TIMEOUT, detail="dagrun-timeout", task=name,
-                                  summary=f"Task '{name}' was stopped when its DAG run hit its dagrun_timeout.")
-                run.end_task((name, attempt), TaskStatus.FAILED, failure=failure)
-            elif last is not None and last.status is TaskStatus.RUNNING:
-                run.end_task((name, attempt), TaskStatus.CANCELLED)
-    if succeeded:
-        run.finish(RunStatus.SUCCEEDED)
-    elif timed_out:
-        run.finish(RunStatus.FAILED, failure=Failure(
-            reason=FailureReason.TIMEOUT, detail="dagrun-timeout",
-            summary=f"The DAG run of '{dag_run.dag_id}' exceeded its dagrun_timeout."))
-    else:
-        run.finish()  # the first failed task decides: a task a person marked failed makes the run cancelled
+    reports = [task_report_at_end(row, end, recorded, vanished=VANISHED) for row in _task_instances(dag_run)]
+    run.report_tasks(report for report in reports if report is not None)
+    run.conclude(end)
 
 
 def _dag_version_number(version_id: Any) -> int | None:
@@ -161,20 +131,32 @@ def _dag_version_number(version_id: Any) -> int | None:
     return int(number) if number is not None else None
 
 
-def _task_states(dag_id: str, run_id: str) -> list[tuple[str, int | None, int, str | None]]:
-    """Task instance states from the metadata database (the scheduler and API server can read it)."""
+def _task_instances(dag_run: Any) -> list[dict[str, Any]]:
+    """Every task instance of the DAG run from the metadata database, as plain facts.
+
+    When Airflow calls the hook inside its own transaction (a person marking the run failed through
+    the API), that transaction's session is used: it sees the new task states before they are
+    committed. Otherwise a session of our own: the scheduler's scoped session is the scheduler's.
+    """
     try:
         from airflow import settings
         from airflow.models.taskinstance import TaskInstance
         from sqlalchemy import select
-        from sqlalchemy.orm import Session
+        from sqlalchemy.orm import Session, object_session
     except ImportError:
         return []
-    # A session of our own: Airflow's scoped session belongs to the scheduler's loop, and closing it
-    # here would detach the scheduler's objects.
-    with Session(bind=settings.engine) as session:
-        rows = session.execute(
-            select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.try_number, TaskInstance.state)
-            .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)).all()
-    return [(task_id, map_index, try_number, getattr(state, "value", state)) for task_id, map_index, try_number, state
-            in rows]
+    query = (select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.try_number, TaskInstance.state,
+                    TaskInstance.start_date, TaskInstance.end_date, TaskInstance.hostname)
+             .where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id))
+    try:
+        current = object_session(dag_run)
+    except Exception:  # not a mapped object (a stand-in, or a DagRun of another kind)
+        current = None
+    if current is not None:
+        rows = current.execute(query).all()
+    else:
+        with Session(bind=settings.engine) as session:
+            rows = session.execute(query).all()
+    return [{"task_id": task_id, "map_index": map_index, "try_number": try_number,
+             "state": getattr(state, "value", state), "start_date": start, "end_date": end, "hostname": host}
+            for task_id, map_index, try_number, state, start, end, host in rows]

@@ -50,10 +50,7 @@ class TrackRunOperator(BaseOperator):
 
     def execute(self, context: Any) -> str:
         """Open (or attach to) the run, record params, conf, datasets and assets; return the run key."""
-        run = open_tracked_run(self, context["ti"], dag_run=context.get("dag_run"))
-        params = redacted(airflow_masked(context.get("params")))
-        conf = redacted(airflow_masked(getattr(context.get("dag_run"), "conf", None)))
-        run.log_params({**params, **{f"conf.{key}": value for key, value in conf.items()}})
+        run = open_tracked_run(self, context["ti"], context=context)
         for uri in self.datasets:
             run.log_dataset(uri.rstrip("/").rsplit("/", 1)[-1] or uri, uri)
         for task in getattr(self.dag, "tasks", ()):
@@ -81,18 +78,32 @@ def airflow_masked(values: Any) -> dict[str, Any]:
 
 
 def airflow_base_url() -> str | None:
-    """The Airflow UI's base URL ([api] base_url), for links back to the DAG run."""
+    """The Airflow UI's base URL ([api] base_url), with the fallback Airflow's own task log links use."""
     try:
         from airflow.configuration import conf
     except ImportError:  # a task-SDK-only worker
         return None
-    return conf.get("api", "base_url", fallback=None) or None
+    return conf.get("api", "base_url", fallback=None) or "http://localhost:8080/"
 
 
-def open_tracked_run(tracker: TrackRunOperator, ti: Any, dag_run: Any = None) -> Run:
-    """Open the run of ``ti``'s DAG run, or attach to it (idempotent by key)."""
+def _context_of(ti: Any) -> Any:
+    """The task's template context (params, the DAG run), in a task process; ``{}`` elsewhere."""
+    try:
+        return ti.get_template_context() or {}
+    except Exception:  # an ORM TaskInstance in the scheduler, or a stand-in
+        return {}
+
+
+def open_tracked_run(tracker: TrackRunOperator, ti: Any, context: Any = None) -> Run:
+    """Open the run of ``ti``'s DAG run, or attach to it (idempotent by key), whichever task's hook
+    comes first: the DAG's params and conf, the DAG run's facts and start time come with it."""
+    context = context if context is not None else _context_of(ti)
+    dag_run = context.get("dag_run")
+    params = redacted(airflow_masked(context.get("params")))
+    conf = redacted(airflow_masked(getattr(dag_run, "conf", None)))
     return orchestrack.start_run(
         key=run_key(ti.dag_id, ti.run_id), owner=tracker.run_owner or tracker.owner or None,
-        purpose=tracker.purpose, pipeline=ti.dag_id,
+        purpose=tracker.purpose, pipeline=ti.dag_id, started_at=getattr(dag_run, "start_date", None),
         orchestrator=orchestrator_info(ti.dag_id, ti.run_id, ti=ti, dag_run=dag_run, base_url=airflow_base_url()),
-        code=code_from_bundle(ti), image=image_of(getattr(ti, "task", None)), tags=tracker.run_tags)
+        code=code_from_bundle(ti), image=image_of(getattr(ti, "task", None)), tags=tracker.run_tags,
+        params={**params, **{f"conf.{key}": value for key, value in conf.items()}})
