@@ -57,3 +57,16 @@ def failing(holdout: str = "gs://bucket/holdout.parquet") -> None:
 @otk.pipeline(name="nightly-crash", purpose="tuning", packages_to_install=[])
 def exits_non_zero(code: int = 3) -> None:
     crashes(code=code)
+
+
+@otk.component(packages_to_install=[])  # kfp's default base image
+def score(fold: int, metrics: dsl.Output[dsl.Metrics]) -> float:
+    accuracy = 0.7 + fold / 10
+    metrics.log_metric("accuracy", accuracy)
+    return accuracy
+
+
+@otk.pipeline(purpose="ablation", packages_to_install=[])  # no name: KFP names it after the function
+def cross_validated_folds() -> None:
+    with dsl.ParallelFor([0, 1, 2]) as fold:
+        score(fold=fold)

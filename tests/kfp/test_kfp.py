@@ -104,3 +104,22 @@ def test_compiled_yaml_has_the_exit_handler_settings_and_no_secrets(tmp_path: Pa
     accelerator = train_executor["resources"]["accelerator"]
     assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1")
     assert "{{$.pipeline_job_uuid}}" in text  # the KFP run id placeholder every task receives
+
+
+def test_parallel_for_iterations_are_tasks_of_their_own() -> None:
+    pipelines.cross_validated_folds()
+    record = only_run()
+    assert record.status is RunStatus.SUCCEEDED and record.orchestrator.pipeline == "cross-validated-folds"
+    scores = [t for t in record.tasks if t.name == "score"]
+    assert len(scores) == 3 and len({t.task_id for t in scores}) == 3  # one attempt each, not retries of one
+    assert {t.attempt for t in scores} == {1} and {t.status for t in scores} == {TaskStatus.SUCCEEDED}
+    accuracies = sorted(record.task_metrics[t.task_id]["accuracy"] for t in scores)
+    assert accuracies == pytest.approx([0.7, 0.8, 0.9])  # each iteration's metric kept, none overwritten
+    assert record.environment.image == "python:3.11"  # kfp's default base image, as the compiled spec says
+
+
+def test_a_component_without_a_pipeline_run_is_a_run_of_its_own() -> None:
+    pipelines.prepare(rows=3)
+    pipelines.prepare(rows=4)
+    keys = {r.key for r in orchestrack.search_runs()}
+    assert len(keys) == 2 and all(k.startswith("kfp/") for k in keys)  # kfp.local gives each its own job id

@@ -15,8 +15,10 @@ from typing import Any
 
 from kfp import __version__ as _kfp_version
 from kfp import dsl
+from kfp.dsl import pipeline_context
 
-from orchestrack.kfp.executor import HIDDEN_INPUTS, RUN_ID_INPUT, TASK_NAME_INPUT
+from orchestrack.errors import OrchestrackError
+from orchestrack.kfp.executor import HIDDEN_INPUTS, RUN_ID_INPUT, TASK_ID_INPUT, TASK_NAME_INPUT
 
 EXECUTOR = "orchestrack.kfp.executor"
 KFP_EXECUTOR = "kfp.dsl.executor_main"
@@ -29,6 +31,10 @@ def kfp_version() -> str:
     return str(_kfp_version)
 
 
+class UnsupportedKfpError(OrchestrackError, RuntimeError):
+    """The installed kfp builds components in a way orchestrack does not know."""
+
+
 class TrackedComponent:
     """A kfp component whose calls also pass the KFP run id and orchestrack's settings."""
 
@@ -39,7 +45,10 @@ class TrackedComponent:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         task = self.inner(*args, **kwargs, **{RUN_ID_INPUT: dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                               TASK_NAME_INPUT: dsl.PIPELINE_TASK_NAME_PLACEHOLDER})
+                                               TASK_NAME_INPUT: dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
+                                               TASK_ID_INPUT: dsl.PIPELINE_TASK_ID_PLACEHOLDER})
+        if pipeline_context.Pipeline.get_default_pipeline() is None:
+            return task  # run on its own (kfp.local): already executed, nothing to configure
         _forward(task)
         if self.image:
             task.set_env_variable("ORCHESTRACK_IMAGE", self.image)  # a container cannot see its own image
@@ -67,9 +76,10 @@ def component(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
         wrapped = f"ORCHESTRACK_WRAPPED_EXECUTOR={KFP_EXECUTOR} python3 -m {EXECUTOR}"
         container.command = [part.replace(f"python3 -m {KFP_EXECUTOR}", wrapped) for part in container.command]
         if not any(EXECUTOR in part for part in container.command):
-            raise RuntimeError(f"kfp {kfp_version()} builds component commands orchestrack does not know; "
-                               "pin kfp to the tested version (see docs/kfp.md)")
-        return TrackedComponent(inner, kwargs.get("base_image"))
+            raise UnsupportedKfpError(f"kfp {kfp_version()} builds component commands orchestrack does not know; "
+                                      "pin kfp to a tested version (see docs/kfp.md)")
+        # The image the compiled spec names: the given base_image, else kfp's own default.
+        return TrackedComponent(inner, kwargs.get("base_image") or container.image or None)
 
     return decorate(func) if func is not None else decorate
 
@@ -104,7 +114,7 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
     """
 
     def decorate(target: Callable[..., Any]) -> Any:
-        name = kwargs.get("name") or target.__name__
+        name = kwargs.get("name") or target.__name__  # replaced below by the name KFP shows
         packages = ["orchestrack"] if packages_to_install is None else packages_to_install
         opener = dsl.component(open_run, packages_to_install=packages)
         closer = dsl.component(close_run, packages_to_install=packages)
@@ -123,8 +133,11 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
 
             return dsl.pipeline(body, **kwargs)
 
-        # The pipeline version is a hash of the compiled spec (traced once without it).
-        return build(spec_hash(build("")))
+        # The pipeline version is a hash of the compiled spec (traced once without it), and the
+        # pipeline's name is the one the spec gives KFP (a function name becomes e.g. "my-pipeline").
+        draft = build("")
+        name = draft.pipeline_spec.pipeline_info.name or name
+        return build(spec_hash(draft))
 
     return decorate(func) if func is not None else decorate
 
@@ -174,21 +187,13 @@ def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Out
     """The exit task: close the run however the pipeline ended. On a cluster the final status has no
     error message, so the reason comes from what the failed tasks recorded."""
     import orchestrack
-    from orchestrack.record import FailureReason, TaskStatus
+    from orchestrack.outcome import Outcome, RunEnd
 
     run = orchestrack.start_run(key=f"kfp/{run_id}")
     state = str(status.state).upper()
-    if state in ("SUCCEEDED", "SUCCESS"):
-        run.finish("succeeded")
-    elif "CANCEL" in state:
-        run.finish("cancelled")
-    elif any(a.status is TaskStatus.FAILED for a in run.record.last_attempts().values()):
-        run.finish("failed")
-    else:
-        failure = orchestrack.classify_failure(text=status.error_message or f"KFP final status {state}")
-        if failure.reason is FailureReason.UNKNOWN and not status.error_message:
-            failure = failure.model_copy(update={"summary": f"The pipeline ended {state} without a recorded error."})
-        run.finish("failed", failure=failure)
+    outcome = (Outcome.SUCCEEDED if state in ("SUCCEEDED", "SUCCESS") else
+               Outcome.CANCELLED if "CANCEL" in state else Outcome.FAILED)
+    run.conclude(RunEnd(outcome, status.error_message or None))
     from orchestrack.report import markdown_summary
 
     with open(summary.path, "w") as handle:  # the KFP UI shows this Markdown on the exit task

@@ -12,16 +12,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import orchestrack
 from orchestrack.errors import InvalidInputError
+from orchestrack.guard import fail_open
 from orchestrack.record import OrchestratorInfo, OrchestratorKind
 
 RUN_ID_INPUT = "orchestrack_run_id"
 TASK_NAME_INPUT = "orchestrack_task_name"
-HIDDEN_INPUTS = (RUN_ID_INPUT, TASK_NAME_INPUT)
+TASK_ID_INPUT = "orchestrack_task_id"
+HIDDEN_INPUTS = (RUN_ID_INPUT, TASK_NAME_INPUT, TASK_ID_INPUT)
 
 
 def _argument(name: str) -> str:
@@ -34,29 +37,45 @@ def main() -> None:
     function = _argument("--function_to_execute")
     inputs = executor_input.setdefault("inputs", {})
     parameters = inputs.setdefault("parameterValues", {})
-    run_id = str(parameters.pop(RUN_ID_INPUT, "") or os.environ.get("KFP_RUN_ID", "") or "local")
+    # Without a pipeline run (the component called on its own) each execution is a run of its own.
+    run_id = str(parameters.pop(RUN_ID_INPUT, "") or os.environ.get("KFP_RUN_ID", "") or f"local-{uuid.uuid4().hex}")
     task_name = str(parameters.pop(TASK_NAME_INPUT, "") or "")
+    # KFP's id of this task execution: each ParallelFor iteration has its own, under one task name.
+    task_id = str(parameters.pop(TASK_ID_INPUT, "") or "")
     sys.argv[sys.argv.index("--executor_input") + 1] = json.dumps(executor_input)
     refuse_unshared_store()
 
-    run = orchestrack.start_run(
-        key=f"kfp/{run_id}", orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=run_id),
-        image=os.environ.get("ORCHESTRACK_IMAGE"))
+    run = _open_run(run_id)
+    import importlib
+
+    wrapped = importlib.import_module(os.environ.get("ORCHESTRACK_WRAPPED_EXECUTOR", "kfp.dsl.executor_main"))
+    if run is None:  # tracking is broken here (logged): the component still runs as written
+        wrapped.executor_main()
+        return
     name = task_name or function
     details = {"pod": os.environ.get("KFP_POD_NAME"), "image": os.environ.get("ORCHESTRACK_IMAGE"),
                "accelerator_type": os.environ.get("ORCHESTRACK_ACCELERATOR_TYPE"),
                "accelerator_count": os.environ.get("ORCHESTRACK_ACCELERATOR_COUNT")}
-    with run.task(name, details={k: v for k, v in details.items() if v}):
-        run.log_params({f"{name}.{key}": value for key, value in parameters.items()})
-        for input_name, artifact in (inputs.get("artifacts") or {}).items():
-            for item in artifact.get("artifacts", []):
-                if item.get("uri"):
-                    run.log_dataset(input_name, item["uri"])
-        import importlib
-
-        wrapped = importlib.import_module(os.environ.get("ORCHESTRACK_WRAPPED_EXECUTOR", "kfp.dsl.executor_main"))
+    with run.task(name, task_id=task_id or name, details={k: v for k, v in details.items() if v}):
+        _record_inputs(run, name, parameters, inputs)
         wrapped.executor_main()
         _record_outputs(run, executor_input)
+
+
+@fail_open("KFP executor")
+def _open_run(run_id: str) -> orchestrack.Run | None:
+    return orchestrack.start_run(
+        key=f"kfp/{run_id}", orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=run_id),
+        image=os.environ.get("ORCHESTRACK_IMAGE"))
+
+
+@fail_open("KFP executor")
+def _record_inputs(run: orchestrack.Run, name: str, parameters: dict[str, Any], inputs: dict[str, Any]) -> None:
+    run.log_params({f"{name}.{key}": value for key, value in parameters.items()})
+    for input_name, artifact in (inputs.get("artifacts") or {}).items():
+        for item in artifact.get("artifacts", []):
+            if item.get("uri"):
+                run.log_dataset(input_name, item["uri"])
 
 
 def refuse_unshared_store() -> None:
@@ -73,6 +92,7 @@ def refuse_unshared_store() -> None:
             "with credentials from a Kubernetes secret (see docs/kfp.md)")
 
 
+@fail_open("KFP executor")
 def _record_outputs(run: orchestrack.Run, executor_input: dict[str, Any]) -> None:
     outputs = executor_input.get("outputs", {})
     written: dict[str, Any] = {}
