@@ -351,8 +351,7 @@ class Run:
             self._fault("read the run to close it (closing from what this process saw)", err)
             latest = self._ended_here
             if derive:
-                end.outcome = Outcome.FAILED if any(a.status is TaskStatus.FAILED for a in latest.values()) \
-                    else Outcome.SUCCEEDED
+                end.outcome = _derived_outcome(latest)
             status, decided = conclusion(end, latest)
             self._write("update_run", run_id=self.run_id,
                         changes={"status": status, "ended_at": now, "failure": failure or decided})
@@ -361,19 +360,18 @@ class Run:
         if record.finished:
             self._release()
             return record
+        # Decide from the attempts as the orchestrator reported them, then close those left running.
+        latest = {task_id: a for task_id, a in record.last_attempts().items() if a.status is not TaskStatus.RUNNING}
+        if derive:
+            end.outcome = _derived_outcome(latest)
+        status, decided = conclusion(end, latest)
         still_running = [a for a in record.tasks if a.status is TaskStatus.RUNNING]
         if still_running:
-            closing = RunEnd(end.outcome if not derive else Outcome.SUCCEEDED, end.message, ended_at=now,
-                             by_person=end.by_person)
+            closing = RunEnd(end.outcome, end.message, ended_at=now, by_person=end.by_person)
             closed_tasks = {(a.task_id, a.attempt): a
                             for a in self.report_tasks(left_running(closing, a) for a in still_running)}
             record = record.model_copy(update={"tasks": [closed_tasks.get((a.task_id, a.attempt), a)
                                                          for a in record.tasks]})
-        latest = record.last_attempts()
-        if derive:
-            end.outcome = Outcome.FAILED if any(a.status is TaskStatus.FAILED for a in latest.values()) \
-                else Outcome.SUCCEEDED
-        status, decided = conclusion(end, latest)
         if failure is not None:
             decided = failure
         elif status is RunStatus.FAILED and decided is None:
@@ -408,6 +406,11 @@ class Run:
         else:
             has_failed_task = any(a.status is TaskStatus.FAILED for a in self._read_progress()[1])
             self.finish(RunStatus.FAILED, failure=None if has_failed_task else classify(error))
+
+
+def _derived_outcome(latest: Mapping[str, TaskAttempt]) -> Outcome:
+    """``finish()`` without a status: failed when a task's last attempt failed, else succeeded."""
+    return Outcome.FAILED if any(a.status is TaskStatus.FAILED for a in latest.values()) else Outcome.SUCCEEDED
 
 
 def _status_of(error: BaseException) -> TaskStatus:

@@ -117,6 +117,9 @@ class RunEnd:
 def conclusion(end: RunEnd, latest: dict[str, TaskAttempt]) -> tuple[RunStatus, Failure | None]:
     """The run's status and failure: the orchestrator's word on the outcome, the failed tasks' on the reason.
 
+    ``latest`` is the last attempt of each task as the orchestrator reported it (before attempts
+    left running are closed).
+
     A run the orchestrator ended failed is never recorded as succeeded, with or without a message.
     """
     failed = sorted((a for a in latest.values() if a.status is TaskStatus.FAILED and a.failure is not None),
@@ -125,10 +128,13 @@ def conclusion(end: RunEnd, latest: dict[str, TaskAttempt]) -> tuple[RunStatus, 
         return RunStatus.SUCCEEDED, None
     if end.outcome is Outcome.CANCELLED:
         return RunStatus.CANCELLED, _failure(Outcome.CANCELLED, end.message, None, None, end.by_person, None)
-    if end.outcome is Outcome.FAILED and failed and not end.by_person:
-        first = failed[0].failure
-        assert first is not None
-        return (RunStatus.CANCELLED if first.reason is FailureReason.CANCELLED else RunStatus.FAILED), first
+    if end.outcome is Outcome.FAILED and not end.by_person:
+        # A task a person stopped (e.g. marked failed) ends cancelled: the run was stopped on purpose.
+        stopped = sorted((a for a in latest.values() if a.status is TaskStatus.CANCELLED and a.failure is not None),
+                         key=lambda a: (a.ended_at is None, a.ended_at, a.task_id))
+        first = failed[0].failure if failed else (stopped[0].failure if stopped else None)
+        if first is not None:
+            return (RunStatus.CANCELLED if first.reason is FailureReason.CANCELLED else RunStatus.FAILED), first
     failure = _failure(end.outcome, end.message, None, end.exit_code, end.by_person, None)
     return (RunStatus.CANCELLED if failure.reason is FailureReason.CANCELLED else RunStatus.FAILED), failure
 

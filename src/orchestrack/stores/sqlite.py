@@ -91,6 +91,22 @@ def _ts(value: datetime | str | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: SQLite's primary result codes (``sqlite3.Error.sqlite_errorname``, Python 3.11+) by what they mean here.
+_ERROR_KINDS = {"SQLITE_BUSY": "busy", "SQLITE_LOCKED": "busy", "SQLITE_NOTADB": "corrupt", "SQLITE_CORRUPT": "corrupt",
+                "SQLITE_FULL": "full", "SQLITE_READONLY": "unwritable", "SQLITE_CANTOPEN": "unwritable",
+                "SQLITE_PERM": "unwritable"}
+
+
+def _error_kind(err: sqlite3.Error) -> str | None:
+    """What a SQLite error means, from its result code (extended codes such as SQLITE_BUSY_SNAPSHOT
+    count as their primary code)."""
+    name = getattr(err, "sqlite_errorname", None) or ""
+    for code, kind in _ERROR_KINDS.items():
+        if name == code or name.startswith(code + "_"):
+            return kind
+    return None
+
+
 class SQLiteStore:
     """The embedded store. ``uri`` is ``sqlite:///ABSOLUTE/PATH.db`` or a plain path.
 
@@ -133,7 +149,7 @@ class SQLiteStore:
             except sqlite3.OperationalError as err:
                 # Switching a new file to WAL can report "locked" without waiting on the busy
                 # handler while other processes create the same file: wait and try again.
-                if "locked" not in str(err) or time.monotonic() > deadline:
+                if _error_kind(err) != "busy" or time.monotonic() > deadline:
                     raise self._explain(err, "open") from err
                 time.sleep(0.01 + random.random() * 0.05)
             except sqlite3.Error as err:
@@ -170,17 +186,17 @@ class SQLiteStore:
         return connection
 
     def _explain(self, err: sqlite3.Error, action: str) -> StoreError:
-        text = str(err)
+        text, kind = str(err), _error_kind(err)
         where = f"embedded store {str(self.path)!r}"
-        if "locked" in text or "busy" in text:
+        if kind == "busy":
             fix = (f"another process held the lock for more than {self.busy_timeout_s:g} s; "
                    "raise ORCHESTRACK_BUSY_TIMEOUT_S or find the process holding it")
-        elif "not a database" in text or "malformed" in text or "corrupt" in text:
+        elif kind == "corrupt":
             fix = (f"the file is not a readable SQLite database; move it aside (mv {self.path} {self.path}.corrupt) "
                    "and orchestrack starts a new one, then `orchestrack replay` loads what was spooled meanwhile")
-        elif "full" in text:
+        elif kind == "full":
             fix = "the disk is full; free space or point ORCHESTRACK_HOME elsewhere"
-        elif "readonly" in text or "unable to open" in text:
+        elif kind == "unwritable":
             fix = "the file or its folder is not writable; fix permissions or set ORCHESTRACK_HOME to a writable folder"
         else:
             fix = "see the SQLite error above"
