@@ -92,3 +92,10 @@ def benchmark(session: nox.Session) -> None:
     session.install("-e", ".", "mlflow==3.17.2")
     session.run("python", "benchmarks/lifecycle.py", *session.posargs)
     session.run("python", "benchmarks/classify.py")
+
+
+@nox.session(python=PYTHON)
+def benchmark_prefect(session: nox.Session) -> None:
+    """What tracking adds to a Prefect flow run (plain vs tracked, interleaved)."""
+    session.install("-e", ".", PREFECT)
+    session.run("python", "benchmarks/prefect_overhead.py")
