@@ -29,7 +29,7 @@ from rich.text import Text
 
 import orchestrack
 from orchestrack.errors import OrchestrackError
-from orchestrack.record import FailureReason, Purpose, RunRecord, RunStatus
+from orchestrack.record import FailureReason, Purpose, RunRecord, RunStatus, TaskAttempt
 
 #: Width used when stdout is not a terminal and COLUMNS is unset (CI logs are wide; 80 squashes tables).
 PIPE_WIDTH = 160
@@ -129,6 +129,11 @@ def _when(moment: datetime | None, *, seconds: bool = False) -> str | None:
 def _iso(moment: datetime | None) -> str | None:
     """A UTC ISO-8601 timestamp for JSON output."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _task_label(task: TaskAttempt) -> str:
+    """The task's name, with the orchestrator's id when the name alone does not identify it."""
+    return task.name if task.task_id == task.name else f"{task.name} ({task.task_id[:12]})"
 
 
 def _duration(seconds: float | None) -> str | None:
@@ -281,8 +286,9 @@ def _record_tables(record: RunRecord) -> list[Table]:
                [(a.name, a.kind, _size(a.size_bytes), _short(a.sha256) or None, a.uri) for a in record.artifacts],
                title="Artifacts"),
         _table(("task", "attempt", "status", "duration", "hostname", "reason", "summary"),
-               [(t.name, t.attempt, _status(t.status), _duration(t.duration_s), t.hostname,
-                 t.failure.reason.value if t.failure else None, t.failure.summary if t.failure else None)
+               [(_task_label(t), t.attempt, _status(t.status).append(" (cached)" if t.cached else ""),
+                 _duration(t.duration_s), t.hostname, t.failure.reason.value if t.failure else None,
+                 t.failure.summary if t.failure else None)
                 for t in record.tasks], title="Tasks"),
         _table(("tag", "value"), sorted(record.tags.items()), title="Tags"),
     ]
