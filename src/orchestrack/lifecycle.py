@@ -39,6 +39,7 @@ from orchestrack.record import (
     RunStatus,
     TaskAttempt,
     TaskStatus,
+    last_attempts,
     utcnow,
 )
 from orchestrack.settings import Settings, load_settings
@@ -137,7 +138,6 @@ class Run:
             self._fault("read its progress", err)
             return None, []
 
-
     @property
     def record(self) -> RunRecord:
         """The run as stored now."""
@@ -231,6 +231,10 @@ class Run:
         self._ended_here[ended.task_id] = ended
         return ended
 
+    def last_attempts(self) -> dict[str, TaskAttempt]:
+        """The latest stored attempt of every task, by ``task_id`` (read without metrics or artifacts)."""
+        return last_attempts(self._read_progress()[1])
+
     def report_tasks(self, reports: Iterable[TaskReport]) -> list[TaskAttempt]:
         """Record task attempts as the orchestrator reports them, in one store write.
 
@@ -242,7 +246,6 @@ class Run:
             self._write("record_tasks", run_id=self.run_id, attempts=attempts)
             self._ended_here.update((a.task_id, a) for a in attempts if a.status is not TaskStatus.RUNNING)
         return attempts
-
 
     # -- logging ----------------------------------------------------------------------------
 
@@ -332,27 +335,26 @@ class Run:
             if status is RunStatus.RUNNING:
                 raise InvalidInputError("run.finish(status='running') is not a final status; "
                                         "use succeeded, failed or cancelled")
-        outcome = {RunStatus.SUCCEEDED: Outcome.SUCCEEDED, RunStatus.CANCELLED: Outcome.CANCELLED,
-                   RunStatus.FAILED: Outcome.FAILED}.get(status) if status is not None else None  # type: ignore[arg-type]
-        return self._close(RunEnd(outcome or Outcome.FAILED), failure=failure, derive=outcome is None)
+        if status is None:
+            return self._close(None, failure=failure)
+        return self._close(RunEnd(Outcome(status.value)), failure=failure)
 
     def conclude(self, end: RunEnd) -> RunRecord | None:
         """Close the run as the orchestrator says it ended (adapters call this; see :mod:`orchestrack.outcome`).
 
         Harmless on a closed run: a run, once closed, only gains what it was missing.
         """
-        return self._close(end, failure=None, derive=False)
+        return self._close(end, failure=None)
 
-    def _close(self, end: RunEnd, *, failure: Failure | None, derive: bool) -> RunRecord | None:
-        now = end.ended_at or utcnow()
+    def _close(self, end: RunEnd | None, *, failure: Failure | None) -> RunRecord | None:
+        """Close the run as ``end`` says (``None``: as its tasks say), ``failure`` overriding the decided one."""
+        now = (end.ended_at if end is not None else None) or utcnow()
         try:
             record = self.store.get_run(self.run_id)
         except Exception as err:
             self._fault("read the run to close it (closing from what this process saw)", err)
-            latest = self._ended_here
-            if derive:
-                end.outcome = _derived_outcome(latest)
-            status, decided = conclusion(end, latest)
+            seen = self._ended_here
+            status, decided = conclusion(end or RunEnd(_derived_outcome(seen)), seen)
             self._write("update_run", run_id=self.run_id,
                         changes={"status": status, "ended_at": now, "failure": failure or decided})
             self._release()
@@ -362,8 +364,7 @@ class Run:
             return record
         # Decide from the attempts as the orchestrator reported them, then close those left running.
         latest = {task_id: a for task_id, a in record.last_attempts().items() if a.status is not TaskStatus.RUNNING}
-        if derive:
-            end.outcome = _derived_outcome(latest)
+        end = end or RunEnd(_derived_outcome(latest))
         status, decided = conclusion(end, latest)
         still_running = [a for a in record.tasks if a.status is TaskStatus.RUNNING]
         if still_running:
@@ -372,10 +373,7 @@ class Run:
                             for a in self.report_tasks(left_running(closing, a) for a in still_running)}
             record = record.model_copy(update={"tasks": [closed_tasks.get((a.task_id, a.attempt), a)
                                                          for a in record.tasks]})
-        if failure is not None:
-            decided = failure
-        elif status is RunStatus.FAILED and decided is None:
-            decided = Failure(reason=FailureReason.UNKNOWN, summary="The run was marked failed without an error.")
+        decided = failure or decided
         closed = record.model_copy(update={"status": status, "ended_at": now, "failure": decided})
         incomplete = self.settings.policy.missing(closed)
         self._write("update_run", run_id=self.run_id, changes={
@@ -384,7 +382,6 @@ class Run:
         closed = closed.model_copy(update={"incomplete": incomplete})
         self.settings.policy.enforce(closed, at_finish=True)
         return closed
-
 
     def _release(self) -> None:
         global _process_run

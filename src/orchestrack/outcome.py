@@ -10,6 +10,7 @@ orchestrator.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -114,7 +115,7 @@ class RunEnd:
     ended_at: datetime | None = None
 
 
-def conclusion(end: RunEnd, latest: dict[str, TaskAttempt]) -> tuple[RunStatus, Failure | None]:
+def conclusion(end: RunEnd, latest: Mapping[str, TaskAttempt]) -> tuple[RunStatus, Failure | None]:
     """The run's status and failure: the orchestrator's word on the outcome, the failed tasks' on the reason.
 
     ``latest`` is the last attempt of each task as the orchestrator reported it (before attempts
@@ -141,10 +142,9 @@ def conclusion(end: RunEnd, latest: dict[str, TaskAttempt]) -> tuple[RunStatus, 
 
 def left_running(end: RunEnd, attempt: TaskAttempt) -> TaskReport:
     """What became of an attempt still open when the run ended the way ``end`` says."""
-    outcome = {Outcome.TIMED_OUT: Outcome.TIMED_OUT, Outcome.CRASHED: Outcome.CRASHED,
-               Outcome.LOST: Outcome.LOST}.get(end.outcome, Outcome.CANCELLED)
-    message = end.message if outcome is not Outcome.CANCELLED else (
-        end.message if end.outcome is Outcome.CANCELLED else "still running when the run ended")
+    carried = end.outcome in (Outcome.TIMED_OUT, Outcome.CRASHED, Outcome.LOST, Outcome.CANCELLED)
+    outcome = end.outcome if carried else Outcome.CANCELLED
+    message = end.message if carried else "still running when the run ended"
     return TaskReport(task_id=attempt.task_id, name=attempt.name, attempt=attempt.attempt, outcome=outcome,
                       started_at=attempt.started_at, ended_at=end.ended_at, message=message,
                       by_person=end.by_person, hostname=attempt.hostname, cached=attempt.cached,

@@ -268,9 +268,14 @@ class RunRecord(_Model):
 
     def last_attempts(self) -> dict[str, TaskAttempt]:
         """The latest attempt of every task, by ``task_id``."""
-        latest: dict[str, TaskAttempt] = {}
-        for attempt in self.tasks:
-            current = latest.get(attempt.task_id)
-            if current is None or attempt.attempt >= current.attempt:
-                latest[attempt.task_id] = attempt
-        return latest
+        return last_attempts(self.tasks)
+
+
+def last_attempts(attempts: list[TaskAttempt]) -> dict[str, TaskAttempt]:
+    """The highest-numbered of ``attempts`` of every task, by ``task_id``."""
+    latest: dict[str, TaskAttempt] = {}
+    for attempt in attempts:
+        current = latest.get(attempt.task_id)
+        if current is None or attempt.attempt >= current.attempt:
+            latest[attempt.task_id] = attempt
+    return latest

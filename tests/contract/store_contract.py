@@ -121,6 +121,15 @@ class StoreContract:
         store.record_tasks(run.run_id, [failed.model_copy(update={"status": TaskStatus.SUCCEEDED, "failure": None})])
         assert store.get_run(run.run_id).tasks == [failed]
 
+    def test_an_ending_without_a_start_keeps_the_stored_start(self, store: Store) -> None:
+        run = store.open_run(make_record("p/keep-start"))
+        started = TaskAttempt(task_id="t", name="t", attempt=1, status=TaskStatus.RUNNING, started_at=utcnow())
+        store.record_tasks(run.run_id, [started])
+        store.record_tasks(run.run_id, [TaskAttempt(task_id="t", name="t", attempt=1, status=TaskStatus.SUCCEEDED,
+                                                    ended_at=utcnow())])
+        (got,) = store.get_run(run.run_id).tasks
+        assert (got.status, got.started_at) == (TaskStatus.SUCCEEDED, started.started_at)
+
     def test_many_attempts_in_one_write(self, store: Store) -> None:
         run = store.open_run(make_record("p/wide"))
         attempts = [TaskAttempt(task_id=f"map[{i}]", name=f"map[{i}]", attempt=0 if i % 10 == 0 else 1,

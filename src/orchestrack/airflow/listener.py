@@ -110,7 +110,7 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     run = orchestrack.start_run(key=key, orchestrator=OrchestratorInfo(
         kind=OrchestratorKind.AIRFLOW, details={"dag_version_number": version} if version is not None else {}))
     end = run_end(msg, succeeded=succeeded, ended_at=getattr(dag_run, "end_date", None))
-    recorded = run.record.last_attempts()
+    recorded = run.last_attempts()
     reports = [task_report_at_end(row, end, recorded, vanished=VANISHED) for row in _task_instances(dag_run)]
     run.report_tasks(report for report in reports if report is not None)
     run.conclude(end)

@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -121,7 +122,7 @@ class _TaskRunObserver:
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
         self._buffer: dict[str, list[TaskReport]] = {}
-        self._tries: dict[str, dict[int, datetime]] = {}
+        self._tries: dict[str, dict[str, dict[int, datetime]]] = {}  # flow run -> task run -> try -> start
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -139,6 +140,7 @@ class _TaskRunObserver:
         self._flush(flow_run_id)
         with self._lock:
             self._buffer.pop(flow_run_id, None)
+            self._tries.pop(flow_run_id, None)
             return self._runs.pop(flow_run_id, None)
 
     def saw(self, task_run: Any, state: Any, error: BaseException | None) -> None:
@@ -148,7 +150,7 @@ class _TaskRunObserver:
         if run is None:
             return
         with self._lock:
-            tries = self._tries.setdefault(str(task_run.id), {})
+            tries = self._tries.setdefault(flow_run_id, {}).setdefault(str(task_run.id), {})
             reports = report_of_change(task_run, state, error, tries)
             self._buffer.setdefault(flow_run_id, []).extend(reports)
         for report in reports:  # fluent calls made by the task's own code attach to its attempt
@@ -173,7 +175,7 @@ class _TaskRunObserver:
                     self._flush(flow_run_id)
                 except Exception:  # the store failed and strict mode raised: say so, keep the thread
                     log.exception("orchestrack could not record task runs of flow run %s", flow_run_id)
-            threading.Event().wait(FLUSH_INTERVAL_S)
+            time.sleep(FLUSH_INTERVAL_S)
 
 
 _observer = _TaskRunObserver()

@@ -83,7 +83,8 @@ class Store(Protocol):
 
     def record_tasks(self, run_id: str, attempts: list[TaskAttempt]) -> None:
         """Insert each attempt, keyed by (``task_id``, ``attempt``), or replace the stored one while
-        that is still ``running``. A final attempt is never replaced: the first final word stands."""
+        that is still ``running`` (keeping its ``started_at`` when the new one has none). A final
+        attempt is never replaced: the first final word stands."""
 
     def close(self) -> None:
         """Release connections."""

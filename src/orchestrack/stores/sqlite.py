@@ -68,10 +68,15 @@ ALTER TABLE metrics ADD COLUMN task TEXT;
 """
 # A final task attempt is never replaced: a late or repeated report (a stopped task's own hook after
 # its DAG run was closed, a replayed write) cannot contradict what the orchestrator already said.
+# An ending that does not know when the attempt started keeps the stored start.
 _RECORD_TASK = """
 INSERT INTO tasks (run_id, task_id, attempt, status, started_at, doc) VALUES (?,?,?,?,?,?)
-ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET status = excluded.status, started_at = excluded.started_at,
-    doc = excluded.doc WHERE tasks.status = 'running'
+ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET status = excluded.status,
+    started_at = coalesce(excluded.started_at, tasks.started_at),
+    doc = CASE WHEN json_extract(excluded.doc, '$.started_at') IS NULL
+               THEN json_set(excluded.doc, '$.started_at', json_extract(tasks.doc, '$.started_at'))
+               ELSE excluded.doc END
+    WHERE tasks.status = 'running'
 """
 _TASK_ORDER = "ORDER BY started_at IS NULL, started_at, task_id, attempt"
 
