@@ -70,3 +70,30 @@ def score(fold: int, metrics: dsl.Output[dsl.Metrics]) -> float:
 def cross_validated_folds() -> None:
     with dsl.ParallelFor([0, 1, 2]) as fold:
         score(fold=fold)
+
+
+@otk.component(base_image="python:3.11", packages_to_install=[])
+def count(rows: int) -> int:
+    return rows
+
+
+@otk.pipeline(purpose="baseline", packages_to_install=[])
+def returns_an_output(rows: int = 5) -> int:
+    return count(rows=rows).output
+
+
+@otk.component(base_image="python:3.11", packages_to_install=[])
+def notify(status: dsl.PipelineTaskFinalStatus) -> None:
+    print(f"pipeline ended {status.state}")
+
+
+@dsl.component(base_image="python:3.11", packages_to_install=[])
+def plain_notify(status: dsl.PipelineTaskFinalStatus) -> None:
+    print(f"pipeline ended {status.state}")
+
+
+@otk.pipeline(purpose="baseline", packages_to_install=[])
+def has_its_own_exit_handler(holdout: str = "gs://bucket/holdout.parquet") -> None:
+    with dsl.ExitHandler(notify(), name="notify-the-team"):
+        data = prepare(rows=10)
+        evaluate(auc=0.5, holdout=holdout).after(data)

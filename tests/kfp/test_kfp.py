@@ -123,3 +123,34 @@ def test_a_component_without_a_pipeline_run_is_a_run_of_its_own() -> None:
     pipelines.prepare(rows=4)
     keys = {r.key for r in orchestrack.search_runs()}
     assert len(keys) == 2 and all(k.startswith("kfp/") for k in keys)  # kfp.local gives each its own job id
+
+
+def test_a_pipeline_that_returns_an_output_is_closed_by_a_last_task() -> None:
+    assert pipelines.returns_an_output(rows=7).output == 7
+    record = only_run()
+    assert record.status is RunStatus.SUCCEEDED and record.orchestrator.pipeline == "returns-an-output"
+    assert [t.name for t in record.tasks] == ["count"]
+
+
+def test_a_pipeline_with_its_own_exit_handler_is_closed_by_that_exit_task() -> None:
+    with pytest.raises(RuntimeError, match="FAILURE"):
+        pipelines.has_its_own_exit_handler()
+    record = only_run()
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert record.failure.reason is FailureReason.DATA_ERROR and record.failure.task == "evaluate"
+    assert {t.name: t.status for t in record.tasks} == {"prepare": TaskStatus.SUCCEEDED,
+                                                       "evaluate": TaskStatus.FAILED,
+                                                       "notify": TaskStatus.SUCCEEDED}
+
+
+def test_an_own_exit_handler_with_a_plain_exit_task_is_refused_with_the_fix() -> None:
+    from kfp import dsl
+
+    from orchestrack import kfp as otk
+    from orchestrack.errors import OrchestrackError
+
+    with pytest.raises(OrchestrackError, match="@otk.component"):
+        @otk.pipeline(purpose="baseline", packages_to_install=[])
+        def plain_exit_task() -> None:
+            with dsl.ExitHandler(pipelines.plain_notify()):
+                pipelines.prepare(rows=3)

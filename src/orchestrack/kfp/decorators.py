@@ -15,10 +15,10 @@ from typing import Any
 
 from kfp import __version__ as _kfp_version
 from kfp import dsl
-from kfp.dsl import pipeline_context
+from kfp.dsl import pipeline_context, tasks_group
 
 from orchestrack.errors import OrchestrackError
-from orchestrack.kfp.executor import HIDDEN_INPUTS, RUN_ID_INPUT, TASK_ID_INPUT, TASK_NAME_INPUT
+from orchestrack.kfp.executor import CLOSES_RUN, HIDDEN_INPUTS, RUN_ID_INPUT, TASK_ID_INPUT, TASK_NAME_INPUT
 
 EXECUTOR = "orchestrack.kfp.executor"
 KFP_EXECUTOR = "kfp.dsl.executor_main"
@@ -33,6 +33,10 @@ def kfp_version() -> str:
 
 class UnsupportedKfpError(OrchestrackError, RuntimeError):
     """The installed kfp builds components in a way orchestrack does not know."""
+
+
+class UnsupportedPipelineError(OrchestrackError, ValueError):
+    """A pipeline shape orchestrack cannot track as written; the message says what to change."""
 
 
 class TrackedComponent:
@@ -103,9 +107,14 @@ def _with_run_id_input(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = None, run_owner: str | None = None,
              packages_to_install: list[str] | None = None, **kwargs: Any) -> Any:
-    """``dsl.pipeline`` (same arguments) that opens the run first and closes it in an exit handler,
-    whatever way the pipeline ends. ``packages_to_install`` is for the open and close tasks
-    (default ``["orchestrack"]``).
+    """``dsl.pipeline`` (same arguments) that opens the run first and closes it however the pipeline
+    ends. ``packages_to_install`` is for the open and close tasks (default ``["orchestrack"]``).
+
+    The run is closed by an exit handler wrapped around the pipeline's body. kfp allows neither an
+    exit handler inside another nor outputs returned from inside one, so a pipeline that returns an
+    output is closed by a last task that runs whatever its upstream tasks did, and a pipeline with an
+    exit handler of its own is closed by that handler's exit task, which must then be an
+    ``otk.component``.
 
     Example::
 
@@ -118,28 +127,90 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
         packages = ["orchestrack"] if packages_to_install is None else packages_to_install
         opener = dsl.component(open_run, packages_to_install=packages)
         closer = dsl.component(close_run, packages_to_install=packages)
+        finisher = dsl.component(finish_run, packages_to_install=packages)
 
-        def build(version: str) -> Any:
+        def open_task(version: str) -> None:
+            _forward(opener(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                            pipeline_name=name, pipeline_version=version, purpose=purpose or "",
+                            owner=run_owner or ""))
+
+        def in_exit_handler(version: str) -> Any:
             @functools.wraps(target)
             def body(*args: Any, **call_kwargs: Any) -> Any:
                 exit_task = closer(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
                 _forward(exit_task)
                 with dsl.ExitHandler(exit_task, name="orchestrack-run"):
-                    opening = opener(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                     run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, pipeline_name=name,
-                                     pipeline_version=version, purpose=purpose or "", owner=run_owner or "")
-                    _forward(opening)
+                    open_task(version)
                     return target(*args, **call_kwargs)
 
             return dsl.pipeline(body, **kwargs)
 
+        def closed_at_the_end(version: str) -> Any:
+            @functools.wraps(target)
+            def body(*args: Any, **call_kwargs: Any) -> Any:
+                open_task(version)
+                result = target(*args, **call_kwargs)
+                root = pipeline_context.Pipeline.get_default_pipeline().groups[0]
+                own_exits = [group.exit_task for group in root.groups if isinstance(group, tasks_group.ExitHandler)]
+                if own_exits:
+                    for exit_task in own_exits:
+                        _close_from(exit_task)
+                else:
+                    upstream = _top_level_tasks(root)
+                    finishing = finisher(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                    _forward(finishing)
+                    finishing.after(*upstream).ignore_upstream_failure()
+                return result
+
+            return dsl.pipeline(body, **kwargs)
+
+        own_exit_handler, returns = _shape_of(target, kwargs)
+        build = closed_at_the_end if own_exit_handler or returns else in_exit_handler
+        draft = build("")
         # The pipeline version is a hash of the compiled spec (traced once without it), and the
         # pipeline's name is the one the spec gives KFP (a function name becomes e.g. "my-pipeline").
-        draft = build("")
         name = draft.pipeline_spec.pipeline_info.name or name
         return build(spec_hash(draft))
 
     return decorate(func) if func is not None else decorate
+
+
+def _shape_of(target: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether the pipeline body has an exit handler of its own and whether it returns an output,
+    from one trace of the body as written (a failed trace would leave kfp's pipeline context broken)."""
+    seen: dict[str, bool] = {}
+
+    @functools.wraps(target)
+    def probe(*args: Any, **call_kwargs: Any) -> Any:
+        result = target(*args, **call_kwargs)
+        root = pipeline_context.Pipeline.get_default_pipeline().groups[0]
+        seen["exit"] = any(isinstance(group, tasks_group.ExitHandler) for group in root.groups)
+        seen["returns"] = result is not None
+        return result
+
+    dsl.pipeline(probe, **kwargs)
+    return seen["exit"], seen["returns"]
+
+
+def _top_level_tasks(root: Any) -> list[Any]:
+    """The tasks a closing task can wait for: those at the pipeline's outermost scope and in its
+    ``ParallelFor`` loops there (kfp allows no dependency into conditions or exit handlers)."""
+    tasks = list(root.tasks)
+    for group in root.groups:
+        if isinstance(group, tasks_group.ParallelFor):
+            tasks.extend(group.tasks)
+    return tasks
+
+
+def _close_from(exit_task: Any) -> None:
+    """Make the pipeline's own exit task close the run after it ran (its executor does)."""
+    command = " ".join(exit_task.component_spec.implementation.container.command or [])
+    if EXECUTOR not in command:
+        raise UnsupportedPipelineError(
+            f"the pipeline's own dsl.ExitHandler has exit task {exit_task.name!r}, a plain kfp component; "
+            "orchestrack closes the run from that exit task (kfp allows no second exit handler), so "
+            "decorate its component with @otk.component instead of @dsl.component")
+    exit_task.set_env_variable(CLOSES_RUN, "1")
 
 
 def _note_accelerators(task: Any) -> None:
@@ -187,14 +258,19 @@ def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Out
     """The exit task: close the run however the pipeline ended. On a cluster the final status has no
     error message, so the reason comes from what the failed tasks recorded."""
     import orchestrack
-    from orchestrack.outcome import Outcome, RunEnd
+    from orchestrack.kfp.executor import final_status_end
 
     run = orchestrack.start_run(key=f"kfp/{run_id}")
-    state = str(status.state).upper()
-    outcome = (Outcome.SUCCEEDED if state in ("SUCCEEDED", "SUCCESS") else
-               Outcome.CANCELLED if "CANCEL" in state else Outcome.FAILED)
-    run.conclude(RunEnd(outcome, status.error_message or None))
+    run.conclude(final_status_end(status.state, status.error_message))
     from orchestrack.report import markdown_summary
 
     with open(summary.path, "w") as handle:  # the KFP UI shows this Markdown on the exit task
         handle.write(markdown_summary(run.record, run.url))
+
+
+def finish_run(run_id: str) -> None:
+    """The last task of a pipeline that returns outputs: it runs once every task upstream ended, however
+    they ended, and closes the run as its tasks say (kfp gives such a task no final status)."""
+    import orchestrack
+
+    orchestrack.start_run(key=f"kfp/{run_id}").finish()

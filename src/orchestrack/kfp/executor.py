@@ -19,12 +19,15 @@ from typing import Any
 import orchestrack
 from orchestrack.errors import InvalidInputError
 from orchestrack.guard import fail_open
+from orchestrack.outcome import Outcome, RunEnd
 from orchestrack.record import OrchestratorInfo, OrchestratorKind
 
 RUN_ID_INPUT = "orchestrack_run_id"
 TASK_NAME_INPUT = "orchestrack_task_name"
 TASK_ID_INPUT = "orchestrack_task_id"
 HIDDEN_INPUTS = (RUN_ID_INPUT, TASK_NAME_INPUT, TASK_ID_INPUT)
+#: Set on the exit task of a pipeline's own dsl.ExitHandler: after running, it closes the run.
+CLOSES_RUN = "ORCHESTRACK_CLOSES_RUN"
 
 
 def _argument(name: str) -> str:
@@ -56,10 +59,14 @@ def main() -> None:
     details = {"pod": os.environ.get("KFP_POD_NAME"), "image": os.environ.get("ORCHESTRACK_IMAGE"),
                "accelerator_type": os.environ.get("ORCHESTRACK_ACCELERATOR_TYPE"),
                "accelerator_count": os.environ.get("ORCHESTRACK_ACCELERATOR_COUNT")}
-    with run.task(name, task_id=task_id or name, details={k: v for k, v in details.items() if v}):
-        _record_inputs(run, name, parameters, inputs)
-        wrapped.executor_main()
-        _record_outputs(run, executor_input)
+    try:
+        with run.task(name, task_id=task_id or name, details={k: v for k, v in details.items() if v}):
+            _record_inputs(run, name, parameters, inputs)
+            wrapped.executor_main()
+            _record_outputs(run, executor_input)
+    finally:
+        if os.environ.get(CLOSES_RUN) == "1":
+            _close_run(run, parameters)
 
 
 @fail_open("KFP executor")
@@ -67,6 +74,25 @@ def _open_run(run_id: str) -> orchestrack.Run | None:
     return orchestrack.start_run(
         key=f"kfp/{run_id}", orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=run_id),
         image=os.environ.get("ORCHESTRACK_IMAGE"))
+
+
+@fail_open("KFP executor")
+def _close_run(run: orchestrack.Run, parameters: dict[str, Any]) -> None:
+    """Close the run from the exit task of the pipeline's own exit handler: as its final status says
+    when the task takes a ``dsl.PipelineTaskFinalStatus``, else as the recorded tasks say."""
+    status = next((value for value in parameters.values() if isinstance(value, dict) and "state" in value), None)
+    if status is None:
+        run.finish()
+    else:
+        run.conclude(final_status_end(status.get("state"), (status.get("error") or {}).get("message")))
+
+
+def final_status_end(state: Any, error_message: str | None) -> RunEnd:
+    """How a pipeline ended, from KFP's ``PipelineTaskFinalStatus`` (its state and error message)."""
+    state = str(state or "").upper()
+    outcome = (Outcome.SUCCEEDED if state in ("SUCCEEDED", "SUCCESS") else
+               Outcome.CANCELLED if "CANCEL" in state else Outcome.FAILED)
+    return RunEnd(outcome, error_message or None)
 
 
 @fail_open("KFP executor")
