@@ -13,6 +13,49 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).parent / "dags"
+#: Airflow's own example DAGs (installed with Airflow) run through the adapter with one operator added.
+UPSTREAM_EXAMPLES = {
+    "example_bash_operator.py": "example_bash_operator",  # a BashOperator exiting 99 skips itself
+    "example_short_circuit_operator.py": "example_short_circuit_operator",
+    "example_skip_dag.py": "example_skip_dag",
+    "example_nested_branch_dag.py": "example_nested_branch_dag",
+    "example_dynamic_task_mapping.py": "example_dynamic_task_mapping",
+    "example_task_group.py": "example_task_group",
+    "example_setup_teardown.py": "example_setup_teardown",
+    "example_failed_dag.py": "example_failed_dag",
+}
+# What a user does to an existing DAG, done to every DAG of an example file: one operator, upstream of
+# its first tasks.
+_ADD_THE_OPERATOR = """
+
+# -- added by orchestrack's tests: one TrackRunOperator upstream of the DAG's first tasks --
+import gc as _gc
+
+from airflow.sdk import DAG as _DAG
+from orchestrack.airflow import TrackRunOperator as _TrackRunOperator
+
+# Every DAG this file made, bound to a name or not (Airflow's DAG processor finds them all).
+for _dag in [_o for _o in _gc.get_objects()
+             if issubclass(type(_o), _DAG) and _o.fileloc == __file__ and "orchestrack" not in _o.task_dict]:
+    _roots = list(_dag.roots)
+    with _dag:
+        _track = _TrackRunOperator(task_id="orchestrack", purpose="baseline")
+    _track >> _roots
+"""
+
+
+def _copy_upstream_examples(folder: Path) -> None:
+    import importlib.util
+
+    # Found without importing Airflow, which reads its configuration once, at import.
+    spec = importlib.util.find_spec("airflow")
+    assert spec is not None and spec.submodule_search_locations
+    package = Path(next(iter(spec.submodule_search_locations)))
+    sources = [package / "example_dags", package / "providers" / "standard" / "example_dags"]
+    folder.mkdir()
+    for filename in UPSTREAM_EXAMPLES:
+        source = next(s / filename for s in sources if (s / filename).is_file())
+        (folder / filename).write_text(source.read_text() + _ADD_THE_OPERATOR)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "airflow" / "churn_train_dag.py"
 
 
@@ -22,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     dags = home / "dags"
     shutil.copytree(DAGS, dags)
     shutil.copy(EXAMPLE, dags / EXAMPLE.name)
+    _copy_upstream_examples(dags / "upstream")
     os.environ.update({
         "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False",

@@ -10,6 +10,7 @@ import pytest
 
 import orchestrack
 from orchestrack import FailureReason, RunStatus, TaskStatus
+from tests.airflow.conftest import UPSTREAM_EXAMPLES
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +140,25 @@ def test_tasks_that_skip_themselves_and_the_operator_last(dags_folder: Path) -> 
     assert record.orchestrator.url and record.orchestrator.url.endswith(f"/dags/skips_itself/runs/{dag_run.run_id}"
                                                                          .replace(":", "%3A").replace("+", "%2B"))
     assert record.status is RunStatus.SUCCEEDED, record.failure
+
+
+@pytest.mark.parametrize(("filename", "dag_id"), sorted(UPSTREAM_EXAMPLES.items()))
+def test_airflows_own_example_dags_with_the_operator_added(dags_folder: Path, filename: str, dag_id: str) -> None:
+    spec = importlib.util.spec_from_file_location(f"upstream_{dag_id}", dags_folder / "upstream" / filename)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import gc
+
+    from airflow.sdk import DAG
+
+    dag = next(o for o in gc.get_objects() if issubclass(type(o), DAG) and o.dag_id == dag_id)
+    dag_run = dag.test()
+    record = orchestrack.get_run(f"airflow/{dag_id}/{dag_run.run_id}")
+    airflow = airflow_task_instances(dag_run)
+    assert {a.task_id: (a.status, a.attempt) for a in record.last_attempts().values()} == {
+        name: (STATUS_OF[state], tries) for name, (state, tries) in airflow.items()}
+    state = getattr(dag_run.state, "value", dag_run.state)
+    expected = {"success": {RunStatus.SUCCEEDED}, "failed": {RunStatus.FAILED, RunStatus.CANCELLED}}[state]
+    assert record.status in expected, (record.status, record.failure)
+    assert (record.failure is None) == (state == "success")
