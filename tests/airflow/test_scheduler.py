@@ -192,6 +192,14 @@ def test_a_person_marking_the_run_failed_is_cancelled(stack: Stack) -> None:
     record = next(r for r in runs_in(stack) if r.key == key)
     assert record.status is RunStatus.CANCELLED, (record.status, record.failure, record.tasks)
     assert record.failure is not None and record.failure.reason is FailureReason.CANCELLED
+    airflow = stack.request("GET", f"/api/v2/dags/scheduled_marked_failed/dagRuns/{run_id}/taskInstances")
+    assert len(airflow["task_instances"]) == 10
+    final = {"success": TaskStatus.SUCCEEDED, "skipped": TaskStatus.SKIPPED, "failed": TaskStatus.CANCELLED,
+             "upstream_failed": TaskStatus.UPSTREAM_FAILED}  # failed by a person: cancelled
+    assert {a.task_id: a.status for a in record.last_attempts().values()} == {
+        ti["task_id"]: final[ti["state"]] for ti in airflow["task_instances"]}
+    time.sleep(5)  # the stopped task's own hooks arrive late: they must not rewrite the closed run
+    assert next(r for r in runs_in(stack) if r.key == key) == record
 
 
 def test_a_killed_supervisor_is_reported_by_the_scheduler_as_infra_error(stack: Stack) -> None:

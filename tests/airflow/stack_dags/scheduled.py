@@ -53,7 +53,13 @@ with DAG("scheduled_marked_failed", start_date=datetime(2026, 1, 1), schedule=No
         Path(os.environ["ORCHESTRACK_TEST_PID_FILE"] + ".manual").write_text(str(os.getpid()))
         time.sleep(120)
 
-    TrackRunOperator(task_id="orchestrack", purpose="tuning") >> waits_for_a_person()
+    @task
+    def afterwards() -> None:
+        return None
+
+    # Ten task instances in all: marking the run failed must leave each as Airflow says, not 3 of 10.
+    TrackRunOperator(task_id="orchestrack", purpose="tuning") >> waits_for_a_person() >> [
+        afterwards.override(task_id=f"afterwards_{i}")() for i in range(8)]
 
 
 with DAG("scheduled_supervisor_kill", start_date=datetime(2026, 1, 1), schedule=None, catchup=False,
