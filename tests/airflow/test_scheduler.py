@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running.stop()
 
 
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def runs_in(stack: Stack) -> list[orchestrack.RunRecord]:
     return orchestrack.search_runs(tracking_uri=f"sqlite:///{Path(stack.env['ORCHESTRACK_HOME']) / 'orchestrack.db'}")
 
@@ -169,6 +174,11 @@ def test_sigkill_of_a_task_process_still_ends_the_run_as_infra_error(stack: Stac
     assert killed.failure.reason is FailureReason.INFRA_ERROR and killed.failure.detail == "process-lost"
     assert record.status is RunStatus.FAILED and record.failure is not None
     assert record.failure.reason is FailureReason.INFRA_ERROR and record.failure.task == "long_train"
+    # Airflow's own dates, not the moment the run was closed.
+    ti = stack.request("GET", f"/api/v2/dags/scheduled_kill/dagRuns/{run_id}/taskInstances/long_train")
+    dag_run = stack.request("GET", f"/api/v2/dags/scheduled_kill/dagRuns/{run_id}")
+    assert (killed.started_at, killed.ended_at) == (parse_time(ti["start_date"]), parse_time(ti["end_date"]))
+    assert record.started_at == parse_time(dag_run["start_date"])
 
 
 def test_dagrun_timeout_ends_the_run_as_timeout(stack: Stack) -> None:
