@@ -22,8 +22,10 @@ UPSTREAM_EXAMPLES = {
     "example_dynamic_task_mapping.py": "example_dynamic_task_mapping",
     "example_task_group.py": "example_task_group",
     "example_setup_teardown.py": "example_setup_teardown",
-    "example_failed_dag.py": "example_failed_dag",
+    "example_failed_dag.py": "example_failed_dag",  # shipped since Airflow 3.2
 }
+#: Example files older Airflow minors do not ship (everything else must be found).
+NEWER_EXAMPLES = {"example_failed_dag.py"}
 # What a user does to an existing DAG, done to every DAG of an example file: one operator, upstream of
 # its first tasks.
 _ADD_THE_OPERATOR = """
@@ -44,17 +46,25 @@ for _dag in [_o for _o in _gc.get_objects()
 """
 
 
-def _copy_upstream_examples(folder: Path) -> None:
+def upstream_example_sources() -> dict[str, Path]:
+    """Where the installed Airflow keeps each of :data:`UPSTREAM_EXAMPLES` (found without importing
+    Airflow, which reads its configuration once, at import). A missing one fails the run, except
+    those of :data:`NEWER_EXAMPLES` on the older minors that do not ship them."""
     import importlib.util
 
-    # Found without importing Airflow, which reads its configuration once, at import.
     spec = importlib.util.find_spec("airflow")
     assert spec is not None and spec.submodule_search_locations
     package = Path(next(iter(spec.submodule_search_locations)))
-    sources = [package / "example_dags", package / "providers" / "standard" / "example_dags"]
+    folders = [package / "example_dags", package / "providers" / "standard" / "example_dags"]
+    found = {name: next((f / name for f in folders if (f / name).is_file()), None) for name in UPSTREAM_EXAMPLES}
+    missing = sorted(name for name, path in found.items() if path is None and name not in NEWER_EXAMPLES)
+    assert not missing, f"Airflow's example DAGs moved: {missing} not found under {folders}"
+    return {name: path for name, path in found.items() if path is not None}
+
+
+def _copy_upstream_examples(folder: Path) -> None:
     folder.mkdir()
-    for filename in UPSTREAM_EXAMPLES:
-        source = next(s / filename for s in sources if (s / filename).is_file())
+    for filename, source in upstream_example_sources().items():
         (folder / filename).write_text(source.read_text() + _ADD_THE_OPERATOR)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "airflow" / "churn_train_dag.py"
 

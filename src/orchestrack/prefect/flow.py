@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -40,6 +41,7 @@ from orchestrack.prefect.facts import (
 )
 from orchestrack.record import RunStatus
 from orchestrack.report import markdown_summary
+from orchestrack.versions import installed_release
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 PAGE = 200
 #: Seconds a task report may wait before it is written (tasks show up in `orchestrack show` this fast).
 FLUSH_INTERVAL_S = 0.5
+#: Seconds a SIGTERMed flow process may spend recording its run before it exits (Prefect before 3.8.4).
+SIGTERM_RECORD_S = 5.0
 
 
 def tracked_flow(__fn: Any = None, *, purpose: str | None = None, run_owner: str | None = None,
@@ -96,6 +100,8 @@ class _Hooks:
         run = self._open(flow, flow_run, {"host": socket.gethostname(), "pid": os.getpid()})
         if _install_tap():
             _observer.follow(str(flow_run.id), run)
+        if not prefect_crashes_runs_on_sigterm():
+            _close_run_on_sigterm(run, str(flow_run.id))
         for uri in self.datasets:
             run.log_dataset(uri.rstrip("/").rsplit("/", 1)[-1] or uri, uri)
 
@@ -219,6 +225,50 @@ def _install_tap() -> bool:
         emit_and_observe.orchestrack_tap = True  # type: ignore[attr-defined]
         engine.emit_task_run_state_change_event = emit_and_observe
         return True
+
+
+def prefect_crashes_runs_on_sigterm() -> bool:
+    """Whether Prefect itself ends a SIGTERMed flow process's run as Crashed and calls on_crashed.
+
+    Prefect 3.8.4 and later do. Before 3.8.4 (3.0 through 3.8.3) the engine's SIGTERM handler
+    restored the default handler and re-sent the signal before the engine recorded the crash: the
+    process died at once, no hook ran and the flow run stayed Running.
+    """
+    found = installed_release("prefect")
+    return found is None or found >= (3, 8, 4)
+
+
+def _close_run_on_sigterm(run: Run, flow_run_id: str) -> None:
+    """For Prefect before 3.8.4: record the run as crashed when the flow process is SIGTERMed, then
+    hand the signal to Prefect's own handler (which ends the process as before).
+
+    The recording runs on a helper thread that the handler waits for at most
+    :data:`SIGTERM_RECORD_S`, so a signal landing while the main thread holds one of our locks
+    delays the exit a little instead of hanging it. Prefect restores its previous handler when the
+    flow run ends, which removes this one too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers belong to the main thread; Prefect installed none either
+    prefects = signal.getsignal(signal.SIGTERM)
+
+    def record_then_terminate(signum: int, frame: Any) -> Any:
+        def record() -> None:
+            try:
+                _observer.stop_following(flow_run_id)
+                run.conclude(RunEnd(Outcome.CRASHED, "Execution was aborted by a termination signal (SIGTERM)."))
+            except Exception:
+                log.exception("orchestrack could not record the SIGTERM of flow run %s", flow_run_id)
+
+        recorder = threading.Thread(target=record, name="orchestrack-sigterm", daemon=True)
+        recorder.start()
+        recorder.join(SIGTERM_RECORD_S)
+        if callable(prefects):
+            return prefects(signum, frame)
+        signal.signal(signal.SIGTERM, prefects or signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return None
+
+    signal.signal(signal.SIGTERM, record_then_terminate)
 
 
 def _reports_from_api(flow_run_id: Any) -> list[TaskReport]:
