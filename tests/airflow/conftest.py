@@ -82,6 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
     })
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=300)
+    # As in a deployment, the DAG processor has parsed the DAGs before they run: DAG versions and
+    # assets exist (Airflow 3.0's dag.test() creates neither, and fails tasks with outlets without them).
+    subprocess.run([str(airflow), "dags", "reserialize"], check=True, capture_output=True, timeout=300)
 
 
 @pytest.fixture(scope="session")

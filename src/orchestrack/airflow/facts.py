@@ -44,6 +44,20 @@ def orchestrator_info(dag_id: str, run_id: str, *, ti: Any = None, dag_run: Any 
                             pipeline_version=str(version) if version else None, details=details)
 
 
+def dag_version_of(dag_run: Any, task_instances: list[dict[str, Any]]) -> Any:
+    """The DAG version a DAG run ran, as the DAG-run hook can read it.
+
+    Airflow 3.1 and later also give task processes the version (``RuntimeTaskInstance.dag_version_id``)
+    and set ``DagRun.created_dag_version_id`` under ``dag.test()``. Airflow 3.0 does neither there, but
+    its task instance rows carry ``dag_version_id``: the newest of them is the version that ran last.
+    """
+    created = _first(dag_run, "created_dag_version_id")
+    if created:
+        return created
+    versions = sorted(str(ti["dag_version_id"]) for ti in task_instances if ti.get("dag_version_id"))
+    return versions[-1] if versions else None
+
+
 #: The DAG-run messages of Airflow's on_dag_run_* hooks, as Airflow 3.3 words them. Older minors
 #: (3.0-3.2) pass an empty message for a run marked failed or timed out: still a failed run.
 DAGRUN_TIMEOUT = "the DAG run timed out (dagrun_timeout)"

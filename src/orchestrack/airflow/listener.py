@@ -9,7 +9,7 @@ from typing import Any
 from airflow.listeners import hookimpl
 
 import orchestrack
-from orchestrack.airflow.facts import image_of, run_end, run_key, task_name, task_report_at_end
+from orchestrack.airflow.facts import dag_version_of, image_of, run_end, run_key, task_name, task_report_at_end
 from orchestrack.airflow.operator import open_tracked_run, tracker_of
 from orchestrack.errors import RunNotFoundError
 from orchestrack.guard import fail_open
@@ -105,13 +105,16 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     key = run_key(dag_run.dag_id, dag_run.run_id)
     if not _tracked(key):
         return
+    rows = _task_instances(dag_run)
     # The scheduler can read the DAG version's number, which task processes cannot.
-    version = _dag_version_number(getattr(dag_run, "created_dag_version_id", None))
+    version_id = dag_version_of(dag_run, rows)
+    number = _dag_version_number(version_id)
     run = orchestrack.start_run(key=key, orchestrator=OrchestratorInfo(
-        kind=OrchestratorKind.AIRFLOW, details={"dag_version_number": version} if version is not None else {}))
+        kind=OrchestratorKind.AIRFLOW, pipeline_version=str(version_id) if version_id else None,
+        details={"dag_version_number": number} if number is not None else {}))
     end = run_end(msg, succeeded=succeeded, ended_at=getattr(dag_run, "end_date", None))
     recorded = run.last_attempts()
-    reports = [task_report_at_end(row, end, recorded, vanished=VANISHED) for row in _task_instances(dag_run)]
+    reports = [task_report_at_end(row, end, recorded, vanished=VANISHED) for row in rows]
     run.report_tasks(report for report in reports if report is not None)
     run.conclude(end)
 
@@ -146,7 +149,8 @@ def _task_instances(dag_run: Any) -> list[dict[str, Any]]:
     except ImportError:
         return []
     query = (select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.try_number, TaskInstance.state,
-                    TaskInstance.start_date, TaskInstance.end_date, TaskInstance.hostname)
+                    TaskInstance.start_date, TaskInstance.end_date, TaskInstance.hostname,
+                    TaskInstance.dag_version_id)
              .where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id))
     try:
         current = object_session(dag_run)
@@ -158,5 +162,6 @@ def _task_instances(dag_run: Any) -> list[dict[str, Any]]:
         with Session(bind=settings.engine) as session:
             rows = session.execute(query).all()
     return [{"task_id": task_id, "map_index": map_index, "try_number": try_number,
-             "state": getattr(state, "value", state), "start_date": start, "end_date": end, "hostname": host}
-            for task_id, map_index, try_number, state, start, end, host in rows]
+             "state": getattr(state, "value", state), "start_date": start, "end_date": end, "hostname": host,
+             "dag_version_id": version}
+            for task_id, map_index, try_number, state, start, end, host, version in rows]

@@ -19,6 +19,7 @@ from kfp.dsl import pipeline_context, tasks_group
 
 from orchestrack.errors import OrchestrackError
 from orchestrack.kfp.executor import CLOSES_RUN, HIDDEN_INPUTS, RUN_ID_INPUT, TASK_ID_INPUT, TASK_NAME_INPUT
+from orchestrack.kfp.local_runs import TrackedPipeline, local_runner_runs_exit_handlers
 
 EXECUTOR = "orchestrack.kfp.executor"
 KFP_EXECUTOR = "kfp.dsl.executor_main"
@@ -164,13 +165,28 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
 
             return dsl.pipeline(body, **kwargs)
 
+        def closed_by_caller(version: str) -> Any:
+            @functools.wraps(target)
+            def body(*args: Any, **call_kwargs: Any) -> Any:
+                open_task(version)
+                return target(*args, **call_kwargs)
+
+            return dsl.pipeline(body, **kwargs)
+
         own_exit_handler, returns = _shape_of(target, kwargs)
         build = closed_at_the_end if own_exit_handler or returns else in_exit_handler
         draft = build("")
         # The pipeline version is a hash of the compiled spec (traced once without it), and the
         # pipeline's name is the one the spec gives KFP (a function name becomes e.g. "my-pipeline").
         name = draft.pipeline_spec.pipeline_info.name or name
-        return build(spec_hash(draft))
+        version = spec_hash(draft)
+        tracked = build(version)
+        if not local_runner_runs_exit_handlers(kfp_version()):
+            # kfp.local before 2.17 runs no closing task: a local call closes the run itself.
+            tracked.__class__ = TrackedPipeline
+            tracked.closed_by_caller = closed_by_caller(version)
+            tracked.opening = {"owner": run_owner, "purpose": purpose, "pipeline": name, "pipeline_version": version}
+        return tracked
 
     return decorate(func) if func is not None else decorate
 
@@ -252,6 +268,13 @@ def open_run(run_id: str, run_name: str, pipeline_name: str, pipeline_version: s
                           orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, pipeline=pipeline_name,
                                                         pipeline_version=pipeline_version or None, run_id=run_id,
                                                         details={"run_name": run_name}))
+    import os
+
+    # A local run on kfp before 2.17 is closed by the calling process (orchestrack.kfp.executor.RUN_KEY_NOTE).
+    note = os.environ.get("ORCHESTRACK_KFP_LOCAL_RUN_KEY_FILE")
+    if note:
+        with open(note, "w") as handle:
+            handle.write(f"kfp/{run_id}")
 
 
 def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Output[dsl.Markdown]) -> None:

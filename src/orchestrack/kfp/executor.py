@@ -28,6 +28,9 @@ TASK_ID_INPUT = "orchestrack_task_id"
 HIDDEN_INPUTS = (RUN_ID_INPUT, TASK_NAME_INPUT, TASK_ID_INPUT)
 #: Set on the exit task of a pipeline's own dsl.ExitHandler: after running, it closes the run.
 CLOSES_RUN = "ORCHESTRACK_CLOSES_RUN"
+#: Set by a process that runs a pipeline with kfp.local before 2.17 and closes its run afterwards
+#: (:mod:`orchestrack.kfp.local_runs`): a file where each tracked task writes the run's key.
+RUN_KEY_NOTE = "ORCHESTRACK_KFP_LOCAL_RUN_KEY_FILE"
 
 
 def _argument(name: str) -> str:
@@ -71,9 +74,12 @@ def main() -> None:
 
 @fail_open("KFP executor")
 def _open_run(run_id: str) -> orchestrack.Run | None:
-    return orchestrack.start_run(
+    run = orchestrack.start_run(
         key=f"kfp/{run_id}", orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=run_id),
         image=os.environ.get("ORCHESTRACK_IMAGE"))
+    if os.environ.get(RUN_KEY_NOTE):
+        Path(os.environ[RUN_KEY_NOTE]).write_text(run.key)
+    return run
 
 
 @fail_open("KFP executor")

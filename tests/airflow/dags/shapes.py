@@ -9,8 +9,11 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, task
 
 from orchestrack.airflow import TrackRunOperator
+from orchestrack.versions import installed_release
 
-WIDTH = 300
+#: 300 mapped task instances; 100 on Airflow 3.0, whose dag.test() itself takes about 1 s a task
+#: instance there (measured untracked: 41 instances in 38-45 s), against about 0.1 s on 3.1 and later.
+WIDTH = 300 if (installed_release("apache-airflow-core") or (3, 1, 0)) >= (3, 1, 0) else 100
 
 with DAG("wide_map", start_date=datetime(2026, 1, 1), schedule=None, catchup=False) as wide_map:
     track = TrackRunOperator(task_id="orchestrack", purpose="tuning")
