@@ -13,12 +13,28 @@ import nox
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "core", "airflow", "prefect", "kfp"]
 
 PYTHON = "3.11"
-AIRFLOW = "apache-airflow==3.3.2"  # Airflow 3.3 and Prefect 3.9 cannot share an environment
-PREFECT = "prefect==3.9.1"
-KFP = "kfp==2.17.3"
+
+# The orchestrator minors orchestrack supports, each tested with its newest patch release. A minor's
+# date is the resolver cut-off (`uv --exclude-newer`) that gives its users' dependency versions: the
+# day after that release. `None`: today's newest dependencies. The README's table is made from these
+# (`scripts/test -s readme_versions`); Airflow 3.3 and Prefect 3.9 cannot share one environment.
+AIRFLOW = {"3.0": ("3.0.6", "2025-08-30"), "3.1": ("3.1.8", "2026-03-12"), "3.2": ("3.2.2", "2026-05-30"),
+           "3.3": ("3.3.2", None)}
+PREFECT = {"3.4": ("3.4.25", "2025-10-24"), "3.6": ("3.6.29", "2026-05-02"), "3.8": ("3.8.8", "2026-10-07"),
+           "3.9": ("3.9.1", None)}
+KFP = {"2.10": ("2.10.1", "2024-11-15"), "2.14": ("2.14.6", "2025-10-14"), "2.17": ("2.17.3", None)}
+#: Distributions whose declared dependencies the `*-lowest-deps` sessions install at their floors.
+DECLARING = {"airflow": ("apache-airflow-core", "apache-airflow-task-sdk"), "prefect": ("prefect",), "kfp": ("kfp",)}
+PACKAGE = {"airflow": "apache-airflow", "prefect": "prefect", "kfp": "kfp"}
+MATRIX = {"airflow": AIRFLOW, "prefect": PREFECT, "kfp": KFP}
+DESCRIPTION = {
+    "airflow": "The Airflow 3 adapter against real Airflow: dag.test() on its SQLite metadata DB, and a real "
+               "scheduler stack (LocalExecutor)",
+    "prefect": "The Prefect 3 adapter against a real `prefect server` on loopback",
+    "kfp": "The Kubeflow Pipelines adapter: kfp.local running the real components, and compiled YAML",
+}
 
 
 def run_pytest(session: nox.Session, suite: str, *paths: str) -> None:
@@ -40,27 +56,70 @@ def core(session: nox.Session) -> None:
     run_pytest(session, "core", "tests/unit", "tests/contract", "tests/integration")
 
 
-@nox.session(python=PYTHON)
-def airflow(session: nox.Session) -> None:
-    """The Airflow 3 adapter against real Airflow: dag.test() on its SQLite metadata DB."""
-    session.install("-e", ".[dev]", AIRFLOW)
-    run_pytest(session, "airflow", "tests/airflow")
-
-
-@nox.session(python=PYTHON)
-def prefect(session: nox.Session) -> None:
-    """The Prefect 3 adapter against a real `prefect server` on loopback."""
-    session.install("-e", ".[dev]", PREFECT)
-    run_pytest(session, "prefect", "tests/prefect")
-
-
-@nox.session(python=PYTHON)
-def kfp(session: nox.Session) -> None:
-    """The Kubeflow Pipelines adapter: kfp.local running the real components, and compiled YAML."""
-    # pip too: every lightweight component's command runs `python3 -m pip install kfp==...` first
+def _install_adapter(session: nox.Session, orchestrator: str, release: str, cutoff: str | None) -> None:
+    # kfp: pip too, every lightweight component's command runs `python3 -m pip install kfp==...` first
     # (already satisfied here, so nothing is downloaded), and a uv environment has no pip by default.
-    session.install("-e", ".[dev]", KFP, "pip")
-    run_pytest(session, "kfp", "tests/kfp")
+    extra = ["pip"] if orchestrator == "kfp" else []
+    resolve = ["--exclude-newer", cutoff] if cutoff else []
+    session.install(*resolve, "-e", ".[dev]", f"{PACKAGE[orchestrator]}=={release}", *extra)
+
+
+def _adapter_session(orchestrator: str, minor: str) -> None:
+    release, cutoff = MATRIX[orchestrator][minor]
+
+    def adapter(session: nox.Session) -> None:
+        _install_adapter(session, orchestrator, release, cutoff)
+        run_pytest(session, f"{orchestrator}-{minor}", f"tests/{orchestrator}")
+
+    adapter.__doc__ = (f"{DESCRIPTION[orchestrator]}; {PACKAGE[orchestrator]} {release}"
+                       f"{f' with the dependencies of {cutoff}' if cutoff else ''}.")
+    nox.session(python=PYTHON, name=f"{orchestrator}-{minor}")(adapter)
+
+
+def _lowest_deps_session(orchestrator: str) -> None:
+    newest = max(MATRIX[orchestrator], key=lambda minor: tuple(int(p) for p in minor.split(".")))
+    release, _ = MATRIX[orchestrator][newest]
+
+    def lowest(session: nox.Session) -> None:
+        # Every dependency the orchestrator declares, at the lowest version it allows (what a user
+        # whose other packages hold them back has). Not `uv --resolution lowest`, which also lowers
+        # undeclared transitive floors to releases that no longer build (Mako 0.1 under Airflow's Alembic).
+        _install_adapter(session, orchestrator, release, None)
+        declared = session.run("python", "-c", (
+            "from importlib import metadata\n"
+            f"for dist in {DECLARING[orchestrator]!r}:\n"
+            "    for req in metadata.requires(dist) or []:\n"
+            "        if 'extra ==' not in req: print(req)"), silent=True) or ""
+        session.install("--resolution", "lowest-direct", "-e", ".[dev]", f"{PACKAGE[orchestrator]}=={release}",
+                        *sorted(set(declared.splitlines())), *(["pip"] if orchestrator == "kfp" else []))
+        run_pytest(session, f"{orchestrator}-lowest-deps", f"tests/{orchestrator}")
+
+    lowest.__doc__ = (f"{DESCRIPTION[orchestrator]}; {PACKAGE[orchestrator]} {release} with every dependency "
+                      "it declares at its lowest allowed version.")
+    nox.session(python=PYTHON, name=f"{orchestrator}-lowest-deps")(lowest)
+
+
+for _orchestrator, _minors in MATRIX.items():
+    for _minor in _minors:
+        _adapter_session(_orchestrator, _minor)
+    _lowest_deps_session(_orchestrator)
+
+#: `scripts/test` (and CI) runs all of these: every supported minor of each orchestrator, and the newest
+#: with its dependencies' floors.
+nox.options.sessions = ["lint", "core", *(f"{o}-{m}" for o, minors in MATRIX.items() for m in minors),
+                        *(f"{o}-lowest-deps" for o in MATRIX)]
+
+
+def supported_versions_table() -> str:
+    """The README's table of supported orchestrator versions, made from the matrix above."""
+    rows = ["| orchestrator | supported | tested releases (with the dependencies of their release date) |",
+            "|---|---|---|"]
+    for orchestrator, minors in MATRIX.items():
+        ordered = sorted(minors, key=lambda minor: tuple(int(p) for p in minor.split(".")))
+        tested = ", ".join(f"{minors[m][0]} ({minors[m][1] or 'newest'})" for m in ordered)
+        rows.append(f"| {PACKAGE[orchestrator]} | {ordered[0]} to {ordered[-1]} | {tested}; "
+                    f"{minors[ordered[-1]][0]} with its declared dependencies' floors |")
+    return "\n".join(rows)
 
 
 @nox.session(python=PYTHON)
@@ -69,6 +128,16 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("ruff", "check", "src", "tests", "examples", "benchmarks", "noxfile.py")
     session.run("mypy", "src")
+
+
+@nox.session(python=False)
+def readme_versions(session: nox.Session) -> None:
+    """Rewrite the README's table of supported versions from the matrix above (a core test checks it)."""
+    readme = Path("README.md")
+    text = readme.read_text()
+    begin, end = "<!-- supported-versions: made by `scripts/test -s readme_versions` -->", "<!-- /supported-versions -->"
+    head, rest = text.split(begin, 1)
+    readme.write_text(f"{head}{begin}\n{supported_versions_table()}\n{end}{rest.split(end, 1)[1]}")
 
 
 @nox.session(python=PYTHON)
@@ -81,7 +150,7 @@ def example(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def example_airflow(session: nox.Session) -> None:
     """The main job's Airflow half: the example DAG run by real Airflow 3, then `orchestrack show`."""
-    session.install("-e", ".", AIRFLOW)
+    session.install("-e", ".", f"apache-airflow=={AIRFLOW['3.3'][0]}")
     session.run("bash", "examples/airflow/run_example.sh", external=True)
 
 
@@ -97,5 +166,5 @@ def benchmark(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def benchmark_prefect(session: nox.Session) -> None:
     """What tracking adds to a Prefect flow run (plain vs tracked, interleaved)."""
-    session.install("-e", ".", PREFECT)
+    session.install("-e", ".", f"prefect=={PREFECT['3.9'][0]}")
     session.run("python", "benchmarks/prefect_overhead.py")

@@ -190,6 +190,10 @@ def test_dagrun_timeout_ends_the_run_as_timeout(stack: Stack) -> None:
     assert record.status is RunStatus.FAILED and record.failure is not None
     assert (record.failure.reason, record.failure.detail) == (FailureReason.TIMEOUT, "dagrun-timeout")
     assert not [t for t in record.tasks if t.status is TaskStatus.RUNNING]
+    # The task the timeout stopped (Airflow 3.0 and 3.1 mark it skipped) failed by the timeout.
+    stopped = record.last_attempts()["never_ends"]
+    assert stopped.status is TaskStatus.FAILED and stopped.failure is not None, stopped
+    assert stopped.failure.reason is FailureReason.TIMEOUT, stopped.failure
 
 
 def test_a_person_marking_the_run_failed_is_cancelled(stack: Stack) -> None:

@@ -48,3 +48,28 @@ def test_importing_the_prefect_adapter_package_imports_no_prefect() -> None:
     probe = "import sys, orchestrack.prefect, orchestrack.prefect.facts; print('prefect' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_failed_dag_run_is_never_read_as_succeeded_whatever_the_airflow_minor() -> None:
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from orchestrack.airflow.facts import DAGRUN_TIMEOUT, MARKED_FAILED, run_end
+    from orchestrack.outcome import Outcome
+
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    timed = SimpleNamespace(dag=SimpleNamespace(dagrun_timeout=timedelta(seconds=20)), start_date=start,
+                            end_date=start + timedelta(seconds=21))
+    # Airflow 3.2+ names the timeout; 3.0 and 3.1 say nothing, but the DAG's timeout has passed.
+    assert run_end("timed_out", succeeded=False).outcome is Outcome.TIMED_OUT
+    assert (run_end("", succeeded=False, dag_run=timed).outcome, run_end("", succeeded=False, dag_run=timed).message) \
+        == (Outcome.TIMED_OUT, DAGRUN_TIMEOUT)
+    # A person marking the run failed: 3.3 says so, 3.0-3.2 call the hook with an empty message.
+    early = SimpleNamespace(dag=timed.dag, start_date=start, end_date=start + timedelta(seconds=5))
+    for said, dag_run in (("Dag Run's state was manually set to `failed`.", None), ("", early), ("", None)):
+        end = run_end(said, succeeded=False, dag_run=dag_run)
+        assert (end.outcome, end.by_person) == (Outcome.FAILED, True)
+        assert end.message == (said or MARKED_FAILED)
+    for said in ("task_failure", "all_tasks_deadlocked"):
+        assert (run_end(said, succeeded=False).outcome, run_end(said, succeeded=False).by_person) == (
+            Outcome.FAILED, False)

@@ -24,3 +24,33 @@ def test_extras_and_console_script() -> None:
     assert project["scripts"]["orchestrack"] == "orchestrack.cli:main"
     core = {d.split(">")[0].split("[")[0].split("=")[0].strip() for d in project["dependencies"]}
     assert core == {"pydantic", "pydantic-settings", "click", "rich"}
+
+
+def _noxfile() -> object:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "noxfile.py"
+    spec = importlib.util.spec_from_file_location("orchestrack_noxfile", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_extras_allow_exactly_the_tested_orchestrator_versions() -> None:
+    """`pip install orchestrack[airflow]` must not move an orchestrator inside the supported range,
+    and must not admit a major nobody tested."""
+    noxfile = _noxfile()
+    extras = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    for orchestrator, minors in noxfile.MATRIX.items():  # type: ignore[attr-defined]
+        oldest = min(minors, key=lambda minor: tuple(int(p) for p in minor.split(".")))
+        major = int(oldest.split(".")[0])
+        package = noxfile.PACKAGE[orchestrator]  # type: ignore[attr-defined]
+        assert extras[orchestrator] == [f"{package}>={oldest},<{major + 1}"], extras[orchestrator]
+
+
+def test_the_readme_version_table_is_the_one_the_noxfile_makes() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = _noxfile().supported_versions_table()  # type: ignore[attr-defined]
+    assert f"-->\n{table}\n<!-- /supported-versions -->" in readme, "run `scripts/test -s readme_versions`"

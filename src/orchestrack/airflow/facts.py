@@ -58,19 +58,55 @@ def dag_version_of(dag_run: Any, task_instances: list[dict[str, Any]]) -> Any:
     return versions[-1] if versions else None
 
 
-#: The DAG-run messages of Airflow's on_dag_run_* hooks, as Airflow 3.3 words them. Older minors
-#: (3.0-3.2) pass an empty message for a run marked failed or timed out: still a failed run.
+#: What the record says of a DAG run that ended by its dagrun_timeout.
 DAGRUN_TIMEOUT = "the DAG run timed out (dagrun_timeout)"
+#: What the record says of a DAG run a person marked failed when Airflow gives no message (3.0-3.2).
+MARKED_FAILED = "the DAG run was marked failed in the Airflow UI or API"
 
 
-def run_end(msg: str | None, *, succeeded: bool, ended_at: Any = None) -> RunEnd:
-    """How a DAG run ended, from the hook that fired and Airflow's message."""
+def run_end(msg: str | None, *, succeeded: bool, ended_at: Any = None, dag_run: Any = None) -> RunEnd:
+    """How a DAG run ended, from the hook that fired, Airflow's message and the DAG run itself.
+
+    A DAG run Airflow ended failed is always recorded failed, timed out or cancelled, whichever
+    Airflow minor words it (see :func:`dagrun_timed_out` and :func:`marked_failed_by_person`).
+    """
     if succeeded:
         return RunEnd(Outcome.SUCCEEDED, ended_at=ended_at)
-    if "timed_out" in (msg or ""):
+    if dagrun_timed_out(msg, dag_run):
         return RunEnd(Outcome.TIMED_OUT, DAGRUN_TIMEOUT, ended_at=ended_at)
+    if marked_failed_by_person(msg):
+        return RunEnd(Outcome.FAILED, msg or MARKED_FAILED, by_person=True, ended_at=ended_at)
     said = msg if msg and msg != "task_failure" else None
     return RunEnd(Outcome.FAILED, said, ended_at=ended_at)
+
+
+def dagrun_timed_out(msg: str | None, dag_run: Any) -> bool:
+    """Whether the scheduler failed the DAG run for its ``dagrun_timeout``.
+
+    Airflow 3.2 and later say so (``msg="timed_out"``). Airflow 3.0 and 3.1 call the hook with an
+    empty message; their scheduler has set ``dag_run.dag`` just before, so the DAG's own
+    ``dagrun_timeout`` against the run's duration tells.
+    """
+    if "timed_out" in (msg or ""):
+        return True
+    if msg:
+        return False
+    limit = _first(_first(dag_run, "dag"), "dagrun_timeout")
+    start, end = _first(dag_run, "start_date"), _first(dag_run, "end_date")
+    try:
+        return bool(limit and start and end and end - start >= limit)
+    except TypeError:  # not a timedelta and datetimes (a stand-in DAG run)
+        return False
+
+
+def marked_failed_by_person(msg: str | None) -> bool:
+    """Whether a person marked the DAG run failed (UI or REST API).
+
+    Airflow 3.3 and later say "Dag Run's state was manually set to `failed`.". Airflow 3.0 through
+    3.2 call ``on_dag_run_failed`` with an empty message from the API server, the only failed-run
+    call without one once a 3.0/3.1 dagrun timeout is ruled out (:func:`dagrun_timed_out`).
+    """
+    return not msg or "manually set" in msg
 
 
 _ENDED = {"success": Outcome.SUCCEEDED, "skipped": Outcome.SKIPPED, "upstream_failed": Outcome.UPSTREAM_FAILED,
@@ -90,9 +126,16 @@ def task_report_at_end(ti: dict[str, Any], end: RunEnd, recorded: dict[str, Task
     last = recorded.get(name)
     if last is not None and last.attempt > attempt:
         return None
-    message = None
-    if state in _ENDED:
+    message, by_person = None, False
+    if end.outcome is Outcome.TIMED_OUT and last is not None and last.status is TaskStatus.RUNNING \
+            and last.attempt == attempt and state in ("skipped", "failed", "running", None):
+        # Stopped by the dagrun_timeout (Airflow 3.0 and 3.1 mark such a task skipped).
+        outcome, message = Outcome.TIMED_OUT, DAGRUN_TIMEOUT
+    elif state in _ENDED:
         outcome = _ENDED[state]
+    elif state == "failed" and end.by_person:
+        # Failed with its DAG run by a person; Airflow 3.0-3.2 run no task hook for it.
+        outcome, message, by_person = Outcome.CANCELLED, end.message, True
     elif state == "failed":
         outcome, message = Outcome.LOST, vanished  # only used when no hook ended this attempt
     elif end.outcome is Outcome.SUCCEEDED:
@@ -105,7 +148,8 @@ def task_report_at_end(ti: dict[str, Any], end: RunEnd, recorded: dict[str, Task
         outcome = Outcome.CANCELLED  # never got to run (queued, scheduled, no state) before the run ended
         message = f"it was {state or 'not yet scheduled'} when the DAG run ended"
     return TaskReport(task_id=name, name=name, attempt=attempt, outcome=outcome, started_at=ti["start_date"],
-                      ended_at=ti["end_date"] or end.ended_at, message=message, hostname=ti["hostname"] or None)
+                      ended_at=ti["end_date"] or end.ended_at, message=message, by_person=by_person,
+                      hostname=ti["hostname"] or None)
 
 
 def code_from_bundle(ti: Any) -> CodeInfo | None:

@@ -112,7 +112,7 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     run = orchestrack.start_run(key=key, orchestrator=OrchestratorInfo(
         kind=OrchestratorKind.AIRFLOW, pipeline_version=str(version_id) if version_id else None,
         details={"dag_version_number": number} if number is not None else {}))
-    end = run_end(msg, succeeded=succeeded, ended_at=getattr(dag_run, "end_date", None))
+    end = run_end(msg, succeeded=succeeded, ended_at=getattr(dag_run, "end_date", None), dag_run=dag_run)
     recorded = run.last_attempts()
     reports = [task_report_at_end(row, end, recorded, vanished=VANISHED) for row in rows]
     run.report_tasks(report for report in reports if report is not None)
