@@ -73,7 +73,8 @@ class OrchestrackListener:
     @fail_open("Airflow listener")
     def on_task_instance_skipped(self, previous_state: Any, task_instance: Any) -> None:
         # A task that started and skipped itself (AirflowSkipException, a BashOperator exiting 99,
-        # a soft-fail sensor timing out); Airflow 3.3 and later call this hook.
+        # a soft-fail sensor timing out). Airflow 3.1 and later call this hook; on 3.0 the DAG-run end
+        # records such a task from its state.
         _report(task_instance, Outcome.SKIPPED)
 
     @hookimpl
