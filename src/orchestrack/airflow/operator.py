@@ -70,11 +70,24 @@ def tracker_of(task: Any) -> TrackRunOperator | None:
 def airflow_masked(values: Any) -> dict[str, Any]:
     """``values`` through Airflow's own secrets masker (connection passwords, masked variables ...)."""
     plain = dict(values or {})
-    try:
-        from airflow.sdk._shared.secrets_masker import redact
-    except ImportError:  # the masker moved: orchestrack's own key-based masking still applies
+    redact = airflow_redact()
+    if redact is None:  # the masker moved again: orchestrack's own key-based masking still applies
         return plain
     return {key: redact(value, name=key) for key, value in plain.items()}
+
+
+def airflow_redact() -> Any:
+    """Airflow's secrets masker's ``redact``: it has no public home, and it moved between minors
+    (``airflow.sdk._shared.secrets_masker`` from 3.1, ``airflow.sdk.execution_time.secrets_masker``
+    in 3.0). ``None`` where neither exists; tests/airflow checks it on every supported minor."""
+    try:
+        from airflow.sdk._shared.secrets_masker import redact
+    except ImportError:
+        try:
+            from airflow.sdk.execution_time.secrets_masker import redact  # Airflow 3.0
+        except ImportError:
+            return None
+    return redact
 
 
 def airflow_base_url() -> str | None:
