@@ -37,12 +37,12 @@ DESCRIPTION = {
 }
 
 
-def run_pytest(session: nox.Session, suite: str, *paths: str) -> None:
+def run_pytest(session: nox.Session, suite: str, *paths: str, env: dict[str, str] | None = None) -> None:
     """Run pytest and fail loudly when it ran no test (pytest's exit code 5), instead of passing."""
     # Not session.create_tmp(): it points TMPDIR into the checkout, where tests would see our git repo.
     report = Path(session.virtualenv.location) / f"{suite}-junit.xml"
     session.run("python", "-m", "pytest", *paths, f"--junitxml={report}", *session.posargs,
-                success_codes=[0, 5], env={"ORCHESTRACK_STRICT": "1"})
+                success_codes=[0, 5], env={"ORCHESTRACK_STRICT": "1", **(env or {})})
     suites = ElementTree.parse(report).getroot().iter("testsuite")
     ran = sum(int(s.get("tests", 0)) - int(s.get("skipped", 0)) for s in suites)
     if ran == 0:
@@ -59,7 +59,7 @@ def core(session: nox.Session) -> None:
 def _install_adapter(session: nox.Session, orchestrator: str, release: str, cutoff: str | None) -> None:
     # kfp: pip too, every lightweight component's command runs `python3 -m pip install kfp==...` first
     # (already satisfied here, so nothing is downloaded), and a uv environment has no pip by default.
-    extra = ["pip"] if orchestrator == "kfp" else []
+    extra = ["pip>=23"] if orchestrator == "kfp" else []
     resolve = ["--exclude-newer", cutoff] if cutoff else []
     session.install(*resolve, "-e", ".[dev]", f"{PACKAGE[orchestrator]}=={release}", *extra)
 
@@ -81,18 +81,30 @@ def _lowest_deps_session(orchestrator: str) -> None:
     release, _ = MATRIX[orchestrator][newest]
 
     def lowest(session: nox.Session) -> None:
-        # Every dependency the orchestrator declares, at the lowest version it allows (what a user
-        # whose other packages hold them back has). Not `uv --resolution lowest`, which also lowers
-        # undeclared transitive floors to releases that no longer build (Mako 0.1 under Airflow's Alembic).
+        # Every dependency the orchestrator declares, at the lowest version it allows that installs on
+        # this Python (what a user whose other packages hold them back has): binary wheels only, as
+        # some floors predate Python 3.11 and their sources no longer build (Prefect's orjson 3.7). Not
+        # `uv --resolution lowest`, which also lowers undeclared transitive floors (Mako 0.1 under Alembic).
         _install_adapter(session, orchestrator, release, None)
         declared = session.run("python", "-c", (
             "from importlib import metadata\n"
             f"for dist in {DECLARING[orchestrator]!r}:\n"
             "    for req in metadata.requires(dist) or []:\n"
             "        if 'extra ==' not in req: print(req)"), silent=True) or ""
-        session.install("--resolution", "lowest-direct", "-e", ".[dev]", f"{PACKAGE[orchestrator]}=={release}",
-                        *sorted(set(declared.splitlines())), *(["pip"] if orchestrator == "kfp" else []))
-        run_pytest(session, f"{orchestrator}-lowest-deps", f"tests/{orchestrator}")
+        session.install("--resolution", "lowest-direct", "--only-binary", ":all:", "-e", ".[dev]",
+                        f"{PACKAGE[orchestrator]}=={release}",
+                        *sorted(set(declared.splitlines())), *(["pip>=23"] if orchestrator == "kfp" else []))
+        env = {}
+        if orchestrator == "prefect":
+            # Prefect's own server does not start at its declared floors (it imports modules SQLAlchemy
+            # 2.0.16 and a newer uvicorn added); flows and workers do not run the server in production
+            # either, so it runs from an environment of its own.
+            server = Path(session.virtualenv.location + "-server")
+            session.run("uv", "venv", "--quiet", "--allow-existing", "--python", PYTHON, str(server), external=True)
+            session.run("uv", "pip", "install", "--quiet", "--python", str(server / "bin" / "python"),
+                        f"prefect=={release}", external=True)
+            env["ORCHESTRACK_TEST_PREFECT_SERVER"] = str(server / "bin" / "prefect")
+        run_pytest(session, f"{orchestrator}-lowest-deps", f"tests/{orchestrator}", env=env)
 
     lowest.__doc__ = (f"{DESCRIPTION[orchestrator]}; {PACKAGE[orchestrator]} {release} with every dependency "
                       "it declares at its lowest allowed version.")
@@ -135,7 +147,8 @@ def readme_versions(session: nox.Session) -> None:
     """Rewrite the README's table of supported versions from the matrix above (a core test checks it)."""
     readme = Path("README.md")
     text = readme.read_text()
-    begin, end = "<!-- supported-versions: made by `scripts/test -s readme_versions` -->", "<!-- /supported-versions -->"
+    begin = "<!-- supported-versions: made by `scripts/test -s readme_versions` -->"
+    end = "<!-- /supported-versions -->"
     head, rest = text.split(begin, 1)
     readme.write_text(f"{head}{begin}\n{supported_versions_table()}\n{end}{rest.split(end, 1)[1]}")
 

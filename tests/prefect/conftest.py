@@ -30,9 +30,16 @@ def pytest_configure(config: pytest.Config) -> None:
     port = _free_port()
     os.environ.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                       "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_UI_URL": f"http://127.0.0.1:{port}"})
+                       "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
+                       # Cached task results stay in this session (Prefect 3.4-3.6 keep them under
+                       # ~/.prefect/storage whatever PREFECT_HOME says).
+                       "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "storage"),
+                       "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage")})
     log = open(home / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
-    prefect = Path(sys.executable).parent / "prefect"
+    # The server may come from another environment (ORCHESTRACK_TEST_PREFECT_SERVER, the path of a
+    # `prefect` executable), as in production, where flows and workers do not run the server: the
+    # lowest-dependencies session needs it, as Prefect's server does not run at its declared floors.
+    prefect = Path(os.environ.get("ORCHESTRACK_TEST_PREFECT_SERVER") or Path(sys.executable).parent / "prefect")
     _server = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                stdout=log, stderr=log, start_new_session=True, env=dict(os.environ))
     deadline = time.time() + 300  # a cold start migrates a new database: seconds to minutes on 2 cores
