@@ -113,7 +113,7 @@ STATUS_OF = {"success": TaskStatus.SUCCEEDED, "failed": TaskStatus.FAILED, "skip
 
 
 def test_a_task_expanded_over_300_map_indexes_is_recorded_one_to_one(dags_folder: Path) -> None:
-    from tests.airflow.dags.shapes import WIDTH
+    from tests.airflow.dags.shapes import MALFORMED, WIDTH
 
     dag_run = load_dag(dags_folder, "shapes.py", "wide_map").test()
     record = only_run()
@@ -122,7 +122,7 @@ def test_a_task_expanded_over_300_map_indexes_is_recorded_one_to_one(dags_folder
     assert {a.task_id: (a.status, a.attempt) for a in record.last_attempts().values()} == {
         name: (STATUS_OF[state], tries) for name, (state, tries) in airflow.items()}
     failed = sorted(a.task_id for a in record.tasks if a.status is TaskStatus.FAILED)
-    malformed = sorted(f"shard[{n}]" for n in range(WIDTH) if n % 101 == 50)
+    malformed = sorted(f"shard[{n}]" for n in MALFORMED)
     assert failed == malformed and malformed
     assert {a.failure.reason for a in record.tasks if a.failure} == {FailureReason.CODE_ERROR}
     assert len(record.task_metrics) == WIDTH - len(malformed)  # each shard's metric is its own
