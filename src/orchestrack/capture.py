@@ -226,12 +226,30 @@ def hash_file(path: Path, chunk: int = 1 << 20) -> tuple[str, int]:
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+def _s3_snapshot(name: str, uri: str, *, version: str | None, rows: int | None,
+                 size_bytes: int | None) -> DataSnapshot:
+    """An S3 object's or prefix's version, size and metadata, read without downloading (boto3, when
+    installed); the URI alone when S3 cannot be asked, with a warning saying why."""
+    try:
+        from orchestrack.stores.s3_artifacts import s3_data_facts
+
+        found_version, found_size, details = s3_data_facts(uri)
+    except Exception as err:  # boto3 missing, no credentials, no such object: the run still records the URI
+        log.warning("data set %r: cannot read %s from S3 (%s); recorded without size or version", name, uri,
+                    type(err).__name__ if "credential" in str(err).lower() else err)
+        return DataSnapshot(name=name, uri=uri, version=version, rows=rows, size_bytes=size_bytes)
+    return DataSnapshot(name=name, uri=uri, version=version or found_version, rows=rows,
+                        size_bytes=found_size if size_bytes is None else size_bytes, details=details)
+
+
 def snapshot_data(name: str, uri: str | os.PathLike[str], *, version: str | None = None, rows: int | None = None,
                   size_bytes: int | None = None, hash_limit_bytes: int = 256 << 20) -> DataSnapshot:
     """A data snapshot. Local paths get an absolute ``file://`` URI, size and, when no version is
     given, a content version: ``sha256:...`` up to ``hash_limit_bytes``, else a ``stat:`` fingerprint
     (size and mtime) that still changes whenever the file is rewritten. Remote URIs are kept as given."""
     text = os.fspath(uri)
+    if text.startswith("s3://"):
+        return _s3_snapshot(name, text, version=version, rows=rows, size_bytes=size_bytes)
     if _SCHEME.match(text) and not text.startswith("file://"):
         return DataSnapshot(name=name, uri=text, version=version, rows=rows, size_bytes=size_bytes)
     path = Path(text.removeprefix("file://")).expanduser().resolve()

@@ -125,6 +125,9 @@ class DataSnapshot(_Model):
     size_bytes: int | None = None
     rows: int | None = None
     task: str | None = None
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="What the data's source says of it: for an S3 object version_id, "
+        "etag, last_modified; for an S3 prefix objects and manifest_sha256.")
 
 
 class Features(_Model):

@@ -90,3 +90,30 @@ def test_a_refused_upload_names_the_bucket_and_never_the_secret(bucket: str, tmp
     message = str(raised.value)
     assert bucket in message and "credentials" in message
     assert SECRET_KEY not in message and SECRET_KEY not in caplog.text
+
+
+def test_an_s3_data_set_is_versioned_from_its_metadata_without_downloading(bucket: str) -> None:
+    client = s3_client()
+    first = client.put_object(Bucket=bucket, Key="train/part-0.parquet", Body=b"p0" * 100)
+    client.put_object(Bucket=bucket, Key="train/part-1.parquet", Body=b"p1" * 50)
+    with orchestrack.start_run(key="s3-data") as run:
+        one = run.log_dataset("part0", f"s3://{bucket}/train/part-0.parquet")
+        whole = run.log_dataset("train", f"s3://{bucket}/train/")
+    assert one.version == f"s3-version:{first['VersionId']}" and one.size_bytes == 200
+    assert one.details["etag"] == first["ETag"].strip('"') and one.details["last_modified"]
+    assert whole.size_bytes == 300 and whole.details["objects"] == 2
+    assert whole.version == f"manifest:sha256:{whole.details['manifest_sha256']}"
+    client.put_object(Bucket=bucket, Key="train/part-1.parquet", Body=b"changed")  # a new object version
+    with orchestrack.start_run(key="s3-data-2") as run:
+        assert run.log_dataset("train", f"s3://{bucket}/train").version != whole.version
+        assert run.log_dataset("part0", f"s3://{bucket}/train/part-0.parquet").version == one.version
+    stored = orchestrack.get_run("s3-data").data
+    assert {d.name: d.details.get("objects") for d in stored} == {"part0": None, "train": 2}
+
+
+def test_a_data_set_s3_cannot_answer_for_is_kept_by_its_uri(s3_env: dict[str, str],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    with orchestrack.start_run(key="s3-missing") as run:
+        snapshot = run.log_dataset("gone", "s3://no-such-bucket-otk/x.csv")
+    assert (snapshot.uri, snapshot.version, snapshot.size_bytes) == ("s3://no-such-bucket-otk/x.csv", None, None)
+    assert "cannot read s3://no-such-bucket-otk/x.csv" in caplog.text and SECRET_KEY not in caplog.text

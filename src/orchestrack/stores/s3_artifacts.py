@@ -37,7 +37,8 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def s3_client(endpoint_url: str | None = None, region: str | None = None, profile: str | None = None) -> Any:
+def s3_client(endpoint_url: str | None = None, region: str | None = None, profile: str | None = None,
+              *, attempts: int = 5) -> Any:
     """A boto3 S3 client from boto3's own credential chain, with short connect timeouts and retries."""
     try:
         import boto3
@@ -45,7 +46,7 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None, profil
     except ImportError as err:
         raise StoreError("S3 needs boto3: pip install 'orchestrack[s3]'") from err
     session = boto3.Session(profile_name=profile, region_name=region)
-    config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"})
+    config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": attempts, "mode": "standard"})
     return session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
@@ -145,3 +146,57 @@ class S3ArtifactStore:
         return StoreError(f"cannot {action} s3://{bucket or self.bucket}/{key}: {err}; check the bucket, the "
                           "endpoint (ORCHESTRACK_S3__ENDPOINT_URL or AWS_ENDPOINT_URL_S3) and the credentials "
                           "boto3 finds (environment, AWS_PROFILE, instance role)")
+
+
+#: A prefix with more objects than this is recorded by its first objects only (``details.truncated``).
+PREFIX_OBJECT_LIMIT = 100_000
+
+
+def s3_data_facts(uri: str, client: Any = None) -> tuple[str, int, dict[str, Any]]:
+    """``(version, size_bytes, details)`` of an S3 object or prefix, read from its metadata only.
+
+    An object: its ``VersionId`` (``s3-version:...``) when the bucket is versioned, else its ETag;
+    ``details`` has version_id, etag and last_modified. A prefix (no object at that key): every object
+    under it, page by page, up to :data:`PREFIX_OBJECT_LIMIT`; the version is the sha256 of the sorted
+    list of (key, ETag, size), so it changes when any object does.
+    """
+    import hashlib
+
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_s3_uri(uri)
+    if client is None:  # a data set is metadata only: give up sooner than an upload would
+        from orchestrack.settings import load_settings
+
+        settings = load_settings().s3
+        client = s3_client(settings.endpoint_url, settings.region, settings.profile, attempts=2)
+    if key and not key.endswith("/"):
+        try:
+            head = client.head_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        else:
+            version_id = head.get("VersionId")
+            etag = str(head.get("ETag", "")).strip('"')
+            details = {"version_id": version_id, "etag": etag,
+                       "last_modified": head["LastModified"].isoformat() if head.get("LastModified") else None}
+            version = f"s3-version:{version_id}" if version_id and version_id != "null" else f"etag:{etag}"
+            return version, int(head.get("ContentLength", 0)), {k: v for k, v in details.items() if v}
+    prefix = f"{key.rstrip('/')}/" if key else ""
+    listing, total, truncated = hashlib.sha256(), 0, False
+    count = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if count >= PREFIX_OBJECT_LIMIT:
+                truncated = True
+                break
+            listing.update(f"{item['Key']}\t{str(item.get('ETag', '')).strip(chr(34))}\t{item['Size']}\n".encode())
+            total += int(item["Size"])
+            count += 1
+        if truncated:
+            break
+    if count == 0:
+        raise StoreError(f"{uri!r}: no object and no prefix with objects at that URI; check the bucket and key")
+    details = {"objects": count, "manifest_sha256": listing.hexdigest(), **({"truncated": True} if truncated else {})}
+    return f"manifest:sha256:{listing.hexdigest()}", total, details
