@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import Enum
+from pathlib import Path
 from typing import Any, TextIO
 
 import click
@@ -395,6 +396,36 @@ def failures(tracking_uri: str | None, pipeline: str | None, limit: int, example
                  _when(r.ended_at)) for reason, records in picked.items() for r in records],
                title="Examples"),
     ])
+
+
+@main.command()
+@click.argument("run")
+@click.argument("artifact")
+@click.option("--to", "destination", type=click.Path(path_type=Path), help="Where to write it (default: ./NAME).")
+@click.pass_obj
+def fetch(tracking_uri: str | None, run: str, artifact: str, destination: Path | None) -> None:
+    """Download ARTIFACT (its name) of RUN from wherever it is stored, with a progress bar for big ones."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from orchestrack.stores import open_artifact_store
+
+    record = orchestrack.get_run(run, tracking_uri=tracking_uri)
+    matches = [a for a in record.artifacts if a.name == artifact]
+    if not matches:
+        names = ", ".join(sorted(a.name for a in record.artifacts)) or "none"
+        raise click.UsageError(f"run {record.key!r} has no artifact named {artifact!r} (it has: {names})")
+    found = matches[-1]
+    target = destination or Path.cwd() / found.name
+    if found.uri.startswith("s3://"):
+        store = open_artifact_store("s3://" + found.uri[5:].split("/", 1)[0])
+    else:
+        # A local artifact lives at ROOT/sha256/ab/<sha256>: its store is ROOT.
+        store = open_artifact_store(str(Path(found.uri.removeprefix("file://")).parents[2]))
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=Console(stderr=True), transient=True, disable=(found.size_bytes or 0) < 8 << 20) as bar:
+        task = bar.add_task(found.name, total=found.size_bytes)
+        written = store.fetch(found.uri, target, progress=lambda moved: bar.advance(task, moved))
+    click.echo(f"{found.name} -> {written}")
 
 
 @main.command()

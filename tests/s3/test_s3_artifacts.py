@@ -117,3 +117,20 @@ def test_a_data_set_s3_cannot_answer_for_is_kept_by_its_uri(s3_env: dict[str, st
         snapshot = run.log_dataset("gone", "s3://no-such-bucket-otk/x.csv")
     assert (snapshot.uri, snapshot.version, snapshot.size_bytes) == ("s3://no-such-bucket-otk/x.csv", None, None)
     assert "cannot read s3://no-such-bucket-otk/x.csv" in caplog.text and SECRET_KEY not in caplog.text
+
+
+def test_the_cli_fetches_an_artifact_from_s3(bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from orchestrack.cli import main
+
+    monkeypatch.setenv("ORCHESTRACK_ARTIFACT_URI", f"s3://{bucket}/runs")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(os.urandom(1000))
+    with orchestrack.start_run(key="s3-fetch") as run:
+        run.log_artifact(folder)
+    result = CliRunner().invoke(main, ["fetch", "s3-fetch", "model", "--to", str(tmp_path / "restored")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "restored" / "weights.bin").read_bytes() == (folder / "weights.bin").read_bytes()

@@ -269,3 +269,22 @@ def test_the_library_does_not_import_click_or_rich() -> None:
     probe = "import sys, orchestrack; print(sorted(m for m in ('click', 'rich') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_fetch_writes_an_artifact_file_and_folder_back(tmp_path: Path) -> None:
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"w" * 100)
+    folder = tmp_path / "tokenizer"
+    (folder / "vocab").mkdir(parents=True)
+    (folder / "vocab" / "words.txt").write_text("a\nb\n")
+    with orchestrack.start_run(key="fetch-me") as run:
+        run.log_artifact(model)
+        run.log_artifact(folder)
+    out = invoke("fetch", "fetch-me", "model.pt", "--to", str(tmp_path / "back" / "model.pt"))
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "back" / "model.pt").read_bytes() == b"w" * 100
+    assert invoke("fetch", "fetch-me", "tokenizer", "--to", str(tmp_path / "tok")).exit_code == 0
+    assert (tmp_path / "tok" / "vocab" / "words.txt").read_text() == "a\nb\n"
+    missing = CliRunner().invoke(main, ["fetch", "fetch-me", "weights.bin"])
+    assert missing.exit_code == 2 and "no artifact named 'weights.bin'" in missing.output
+    assert "model.pt, tokenizer" in missing.output

@@ -8,6 +8,7 @@ tests/contract/ holds the suite every store must pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -99,5 +100,6 @@ class ArtifactStore(Protocol):
     def put(self, path: Path, name: str) -> tuple[str, str, int]:
         """Store a file or folder; return ``(uri, sha256, size_bytes)``."""
 
-    def fetch(self, uri: str, destination: Path) -> Path:
-        """Copy the artifact at ``uri`` to ``destination``; return the written path."""
+    def fetch(self, uri: str, destination: Path, progress: Callable[[int], None] | None = None) -> Path:
+        """Copy the artifact at ``uri`` to ``destination``; return the written path. ``progress`` is
+        called with the bytes moved since its last call (a progress bar)."""

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrack.capture import hash_file
@@ -111,7 +112,7 @@ class LocalArtifactStore:
             os.unlink(handle.name)
         return self._blob(sha256).as_uri(), sha256, total
 
-    def fetch(self, uri: str, destination: Path) -> Path:
+    def fetch(self, uri: str, destination: Path, progress: Callable[[int], None] | None = None) -> Path:
         """Copy an artifact (file, or folder by its manifest) to ``destination``."""
         source = Path(uri.removeprefix("file://"))
         if not source.is_file():
@@ -123,7 +124,11 @@ class LocalArtifactStore:
                 target = destination / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self._blob(str(entry["sha256"])), target)
+                if progress is not None:
+                    progress(target.stat().st_size)
             return destination
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, destination)
+        if progress is not None:
+            progress(destination.stat().st_size)
         return destination

@@ -128,8 +128,10 @@ class S3ArtifactStore:
                 document = Path(scratch) / "manifest.json"
                 self._download(bucket, key, document, None)
                 files = read_manifest(document.read_bytes()) or {}
+            base = key[: key.rindex("folders/")]  # the prefix the folder was stored under
             for relative, entry in files.items():
-                self._download(bucket, self._blob_key(str(entry["sha256"])), destination / relative, progress)
+                sha256 = str(entry["sha256"])
+                self._download(bucket, f"{base}sha256/{sha256[:2]}/{sha256}", destination / relative, progress)
             return destination
         self._download(bucket, key, destination, progress)
         return destination
