@@ -144,6 +144,7 @@ def test_tasks_that_skip_themselves_and_the_operator_last(dags_folder: Path) -> 
     assert record.status is RunStatus.SUCCEEDED, record.failure
 
 
+@pytest.mark.edge_minors_only  # 8 DAGs at 1-4 s a task instance on 3.1 and 3.2: run on 3.0, 3.3, lowest deps
 @pytest.mark.parametrize(("filename", "dag_id"),
                          sorted((name, UPSTREAM_EXAMPLES[name]) for name in upstream_example_sources()))
 def test_airflows_own_example_dags_with_the_operator_added(dags_folder: Path, filename: str, dag_id: str) -> None:
