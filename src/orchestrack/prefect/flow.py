@@ -255,7 +255,7 @@ def _close_run_on_sigterm(run: Run, flow_run_id: str) -> None:
         def record() -> None:
             try:
                 _observer.stop_following(flow_run_id)
-                run.conclude(RunEnd(Outcome.CRASHED, "Execution was aborted by a termination signal (SIGTERM)."))
+                run.conclude(_sigterm_end(flow_run_id))
             except Exception:
                 log.exception("orchestrack could not record the SIGTERM of flow run %s", flow_run_id)
 
@@ -269,6 +269,21 @@ def _close_run_on_sigterm(run: Run, flow_run_id: str) -> None:
         return None
 
     signal.signal(signal.SIGTERM, record_then_terminate)
+
+
+def _sigterm_end(flow_run_id: str) -> RunEnd:
+    """How a SIGTERMed flow run ended: cancelled when Prefect is cancelling it (a runner stops a
+    cancelled run with SIGTERM), else crashed."""
+    try:
+        from prefect import get_client
+
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+    except Exception:  # the API is out of reach: the signal is all there is to go on
+        state = None
+    if state is not None and (state.is_cancelling() or state.is_cancelled()):
+        return RunEnd(Outcome.CANCELLED, "Cancelled: Prefect stopped the flow run with SIGTERM.")
+    return RunEnd(Outcome.CRASHED, "Execution was aborted by a termination signal (SIGTERM).")
 
 
 def _reports_from_api(flow_run_id: Any) -> list[TaskReport]:
