@@ -22,9 +22,10 @@ PYTHON = "3.11"
 # (`scripts/test -s readme_versions`); Airflow 3.3 and Prefect 3.9 cannot share one environment.
 AIRFLOW = {"3.0": ("3.0.6", "2025-08-30"), "3.1": ("3.1.8", "2026-03-12"), "3.2": ("3.2.2", "2026-05-30"),
            "3.3": ("3.3.2", None)}
-# Prefect 3.5 had one release (superseded by 3.6 within a week); 3.7 and 3.8 sit between tested minors
-# on each side of the one change that matters (SIGTERM handling, 3.8.4): 3.8.8 passed the suite by hand.
-PREFECT = {"3.4": ("3.4.25", "2025-10-24"), "3.6": ("3.6.29", "2026-05-02"), "3.9": ("3.9.1", None)}
+# Prefect 3.5 to 3.8 sit between the tested minors, on either side of the one change that matters
+# (SIGTERM handling, 3.8.4); 3.6.29 and 3.8.8 passed the whole suite by hand (2026-12-02), and running
+# them here too would take the whole past 30 minutes on two cores.
+PREFECT = {"3.4": ("3.4.25", "2025-10-24"), "3.9": ("3.9.1", None)}
 KFP = {"2.10": ("2.10.1", "2024-11-15"), "2.14": ("2.14.6", "2025-10-14"), "2.17": ("2.17.3", None)}
 #: Distributions whose declared dependencies the `*-lowest-deps` sessions install at their floors.
 DECLARING = {"airflow": ("apache-airflow-core", "apache-airflow-task-sdk"), "prefect": ("prefect",), "kfp": ("kfp",)}
