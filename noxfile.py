@@ -58,12 +58,15 @@ def core(session: nox.Session) -> None:
     run_pytest(session, "core", "tests/unit", "tests/contract", "tests/integration")
 
 
+#: What an adapter's tests need besides the orchestrator. kfp: pip, as every lightweight component's
+#: command runs `python3 -m pip install kfp==...` first (already satisfied here, so nothing is
+#: downloaded), and a uv environment has no pip by default.
+TEST_EXTRAS = {"airflow": [], "prefect": [], "kfp": ["pip>=23"]}
+
+
 def _install_adapter(session: nox.Session, orchestrator: str, release: str, cutoff: str | None) -> None:
-    # kfp: pip too, every lightweight component's command runs `python3 -m pip install kfp==...` first
-    # (already satisfied here, so nothing is downloaded), and a uv environment has no pip by default.
-    extra = ["pip>=23"] if orchestrator == "kfp" else []
     resolve = ["--exclude-newer", cutoff] if cutoff else []
-    session.install(*resolve, "-e", ".[dev]", f"{PACKAGE[orchestrator]}=={release}", *extra)
+    session.install(*resolve, "-e", ".[dev]", f"{PACKAGE[orchestrator]}=={release}", *TEST_EXTRAS[orchestrator])
 
 
 def _minor_order(minor: str) -> tuple[int, ...]:
@@ -103,7 +106,7 @@ def _lowest_deps_session(orchestrator: str) -> None:
             "        if 'extra ==' not in req: print(req)"), silent=True) or ""
         session.install("--resolution", "lowest-direct", "--only-binary", ":all:", "-e", ".[dev]",
                         f"{PACKAGE[orchestrator]}=={release}",
-                        *sorted(set(declared.splitlines())), *(["pip>=23"] if orchestrator == "kfp" else []))
+                        *sorted(set(declared.splitlines())), *TEST_EXTRAS[orchestrator])
         env = {}
         if orchestrator == "prefect":
             # Prefect's own server does not start at its declared floors (it imports modules SQLAlchemy

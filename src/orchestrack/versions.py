@@ -7,6 +7,7 @@ turns a version string into something those functions can compare.
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import metadata
 
@@ -20,8 +21,10 @@ def release(version: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
+@functools.cache
 def installed_release(distribution: str) -> tuple[int, int, int] | None:
-    """The installed release of a distribution (``"prefect"``, ``"apache-airflow-core"``), ``None`` if absent."""
+    """The installed release of a distribution (``"prefect"``, ``"apache-airflow-core"``), ``None`` if absent;
+    read once per process (every tracked flow run asks)."""
     try:
         return release(metadata.version(distribution))
     except (metadata.PackageNotFoundError, ValueError):

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: kfp reads the pipeline annotations below at runtime.
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -66,13 +67,19 @@ def test_a_pod_on_a_cluster_refuses_a_local_sqlite_store(monkeypatch: pytest.Mon
     assert "no other pod can see" in capfd.readouterr().out
 
 
-def test_a_failing_component_gives_the_run_its_reason() -> None:
+def run_failed_in_evaluate(pipeline: Any) -> orchestrack.RunRecord:
+    """Run a pipeline whose `evaluate` task cannot find its hold-out data; the one run it recorded."""
     with pytest.raises(RuntimeError, match="FAILURE"):
-        pipelines.failing()
+        pipeline()
     record = only_run()
     assert record.status is RunStatus.FAILED and record.failure is not None
     assert record.failure.reason is FailureReason.DATA_ERROR and record.failure.task == "evaluate"
-    assert "holdout.parquet" in record.failure.summary
+    return record
+
+
+def test_a_failing_component_gives_the_run_its_reason() -> None:
+    record = run_failed_in_evaluate(pipelines.failing)
+    assert record.failure is not None and "holdout.parquet" in record.failure.summary
 
 
 def test_a_component_that_exits_non_zero_fails_the_run() -> None:
@@ -154,11 +161,7 @@ def test_a_pipeline_that_returns_an_output_is_closed_by_a_last_task() -> None:
 
 
 def test_a_pipeline_with_its_own_exit_handler_is_closed_by_that_exit_task() -> None:
-    with pytest.raises(RuntimeError, match="FAILURE"):
-        pipelines.has_its_own_exit_handler()
-    record = only_run()
-    assert record.status is RunStatus.FAILED and record.failure is not None
-    assert record.failure.reason is FailureReason.DATA_ERROR and record.failure.task == "evaluate"
+    record = run_failed_in_evaluate(pipelines.has_its_own_exit_handler)
     # Before kfp 2.17 kfp.local stops at the failed task and runs no exit task: the call closed the run.
     notify = {"notify": TaskStatus.SUCCEEDED} if FULL_LOCAL_RUNNER else {}
     assert {t.name: t.status for t in record.tasks} == {"prepare": TaskStatus.SUCCEEDED,

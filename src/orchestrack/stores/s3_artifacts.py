@@ -12,7 +12,7 @@ Credentials, region and endpoint come from boto3's own chain (environment, profi
 
 from __future__ import annotations
 
-import tempfile
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,12 +111,14 @@ class S3ArtifactStore:
             sha256, size = hash_file(resolved)
             self._upload(resolved, self._blob_key(sha256), progress)
             manifest[relative] = {"sha256": sha256, "size": size}
-        with tempfile.TemporaryDirectory() as scratch:
-            document = Path(scratch) / "manifest.json"
-            document.write_bytes(folder_manifest(manifest))
-            sha256, _ = hash_file(document)
-            key = self._manifest_key(sha256)
-            self._upload(document, key, None)
+        document = folder_manifest(manifest)
+        sha256 = hashlib.sha256(document).hexdigest()
+        key = self._manifest_key(sha256)
+        if not self._exists(key):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=document)
+            except Exception as err:
+                raise self._error("upload", key, err) from err
         return f"s3://{self.bucket}/{key}", sha256, sum(int(str(e["size"])) for e in manifest.values())
 
     def fetch(self, uri: str, destination: Path, progress: Progress | None = None) -> Path:
@@ -124,10 +126,11 @@ class S3ArtifactStore:
         bucket, key = split_s3_uri(uri)
         destination = Path(destination)
         if "/folders/" in f"/{key}" and key.endswith(".json"):  # a folder's manifest (see _manifest_key)
-            with tempfile.TemporaryDirectory() as scratch:
-                document = Path(scratch) / "manifest.json"
-                self._download(bucket, key, document, None)
-                files = read_manifest(document.read_bytes()) or {}
+            try:
+                document = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except Exception as err:
+                raise self._error("download", key, err, bucket) from err
+            files = read_manifest(document) or {}
             base = key[: key.rindex("folders/")]  # the prefix the folder was stored under
             for relative, entry in files.items():
                 sha256 = str(entry["sha256"])
@@ -162,8 +165,6 @@ def s3_data_facts(uri: str, client: Any = None) -> tuple[str, int, dict[str, Any
     under it, page by page, up to :data:`PREFIX_OBJECT_LIMIT`; the version is the sha256 of the sorted
     list of (key, ETag, size), so it changes when any object does.
     """
-    import hashlib
-
     from botocore.exceptions import ClientError
 
     bucket, key = split_s3_uri(uri)
