@@ -86,6 +86,37 @@ class S3Settings(BaseModel):
     profile: str | None = Field(default=None, description="A named profile of ~/.aws/config.")
 
 
+class MlflowSettings(BaseModel):
+    """How runs are laid out in an MLflow tracking server (``ORCHESTRACK_TRACKING_URI=http://...``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment: str = Field(
+        default="{pipeline}",
+        description="The experiment a run goes into: a template with {pipeline} (the DAG, flow or pipeline "
+                    "name; 'orchestrack' when there is none) and {kind} (airflow, prefect, kfp, python). "
+                    "On Databricks, a workspace path such as /Shared/{pipeline}.")
+    claims: str = Field(
+        default=".orchestrack-run-claims",
+        description="Name prefix of the hidden (deleted) experiments that make opening a run by key race-free. "
+                    "On Databricks, a workspace folder such as /Shared/.orchestrack-run-claims.")
+    ui_url: str | None = Field(
+        default=None, description="The MLflow UI's address when it is not the tracking URI (e.g. behind a proxy).")
+    join_injected_run: bool = Field(
+        default=True,
+        description="In a KFP component whose MLflow plugin injected MLFLOW_RUN_ID, write into that run and its "
+                    "parent instead of making runs of our own.")
+
+    @field_validator("experiment")
+    @classmethod
+    def _template(cls, template: str) -> str:
+        try:
+            template.format(pipeline="p", kind="k")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"experiment template {template!r} may use only {{pipeline}} and {{kind}} ({err})") from err
+        return template
+
+
 class Settings(BaseSettings):
     """Every orchestrack setting. Build it with :func:`load_settings`.
 
@@ -122,6 +153,7 @@ class Settings(BaseSettings):
         default=256, ge=0,
         description="Local data files up to this size get a sha256 version; larger get a stat fingerprint.")
     s3: S3Settings = Field(default_factory=S3Settings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     policy: SchemaPolicy = Field(default_factory=SchemaPolicy)
     failure_rules: list[FailureRuleSetting] = Field(
         default_factory=list,

@@ -34,6 +34,8 @@ def register_artifact_store(scheme: str, factory: ArtifactStoreFactory) -> None:
 
 
 def _scheme(uri: str) -> str:
+    if uri == "databricks":  # MLflow's name for the workspace's own tracking server
+        return "databricks"
     return uri.split("://", 1)[0].lower() if "://" in uri else ""
 
 
@@ -110,7 +112,18 @@ def _s3(uri: str) -> ArtifactStore:
     return S3ArtifactStore(uri, endpoint_url=s3.endpoint_url, region=s3.region, profile=s3.profile)
 
 
+def _mlflow(uri: str, busy_timeout_s: float) -> Store:
+    from orchestrack.settings import load_settings
+    from orchestrack.stores.mlflow_store import MlflowStore
+
+    mlflow = load_settings().mlflow
+    return MlflowStore(uri, experiment=mlflow.experiment, claims=mlflow.claims, ui_url=mlflow.ui_url,
+                       join_injected_run=mlflow.join_injected_run)
+
+
 register_store("sqlite", _sqlite)
+for _scheme_name in ("http", "https", "databricks"):
+    register_store(_scheme_name, _mlflow)
 register_store("", _sqlite)
 register_artifact_store("", _local)
 register_artifact_store("file", _local)

@@ -1,0 +1,659 @@
+"""The MLflow store: each run is one MLflow run, each task attempt a nested child run.
+
+``ORCHESTRACK_TRACKING_URI=http://mlflow:5000`` (or ``https://...``, ``databricks``) selects it.
+It talks to the tracking server's REST API (:mod:`orchestrack.stores.mlflow_rest`) and lays the
+record out as :mod:`orchestrack.stores.mlflow_record` describes.
+
+**Opening by key from many processes at once yields one MLflow run.** MLflow has no unique
+constraint on runs, but experiment names are unique: the first process to create the experiment
+named ``<claims>/<run id>`` (a "claim") creates the MLflow run, writes its id into the claim's tags
+and then deletes the claim, which hides it from the UI but keeps its name taken. Every other opener
+finds the claim and reads the MLflow run id from it. A claim left without an id by an opener that
+died is taken over after ``claim_wait_s`` by the next generation (``<claims>/<run id>.2``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
+
+from orchestrack.errors import InvalidInputError, RunNotFoundError
+from orchestrack.record import (
+    Artifact,
+    DataSnapshot,
+    MetricPoint,
+    OrchestratorKind,
+    RunRecord,
+    RunStatus,
+    Scalar,
+    SeriesPoint,
+    TaskAttempt,
+    TaskStatus,
+    utcnow,
+)
+from orchestrack.stores import mlflow_record as layout
+from orchestrack.stores.base import RunQuery
+from orchestrack.stores.mlflow_rest import MlflowApiError, MlflowRestClient
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Fields :meth:`MlflowStore.update_run` may change (the rest have log_* calls of their own).
+UPDATABLE = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at", "schema_version",
+             "orchestrator", "code", "features", "environment", "failure", "incomplete")
+_CLAIM_RUN_TAG = layout.PREFIX + "mlflow_run_id"
+_CLAIM_EXPERIMENT_TAG = layout.PREFIX + "mlflow_experiment_id"
+_CLAIMANT_TAG = layout.PREFIX + "claimant"
+_FINAL_AT_TAG = layout.PREFIX + "final_at"
+
+
+def _parallel(function: Callable[[T], R], items: Iterable[T], workers: int = 8) -> list[R]:
+    """``function`` over ``items`` on a few threads (a fresh pool per call: stores live across forks)."""
+    items = list(items)
+    if len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(function, items))
+
+
+def _quoted(value: str) -> str:
+    """A string literal for an MLflow search filter."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _iso(moment: datetime | None) -> str:
+    return "" if moment is None else moment.isoformat()
+
+
+class MlflowStore:
+    """Run records in an MLflow tracking server.
+
+    Example::
+
+        store = MlflowStore("http://127.0.0.1:5000")
+        store.get_run(orchestrack.run_id_for("nightly/2026-11-28"))
+    """
+
+    def __init__(self, uri: str, *, experiment: str = "{pipeline}", claims: str = ".orchestrack-run-claims",
+                 claim_wait_s: float = 60.0, ui_url: str | None = None, join_injected_run: bool = True) -> None:
+        self.uri = uri
+        self.client = MlflowRestClient(uri)
+        self.experiment_template = experiment
+        self.claims = claims.rstrip("/")
+        self.claim_wait_s = claim_wait_s
+        self.ui_url = (ui_url or self.client.ui_base_url).rstrip("/")
+        self.join_injected_run = join_injected_run
+        self._lock = threading.Lock()
+        self._located: dict[str, tuple[str, str]] = {}  # our run id -> (MLflow run id, experiment id)
+        self._experiments: dict[str, str] = {}  # experiment name -> id
+        self._adopted_task_run: str | None = None
+
+    def close(self) -> None:
+        """Nothing to release: HTTP sessions close with their threads."""
+
+    # -- where a run is ---------------------------------------------------------------------
+
+    def _claim_name(self, run_id: str, generation: int) -> str:
+        return f"{self.claims}/{run_id}" + (f".{generation}" if generation > 1 else "")
+
+    def _experiment_by_name(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.client.call("GET", "experiments/get-by-name", experiment_name=name)["experiment"]
+            return found
+        except MlflowApiError as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
+    def _claim_state(self, run_id: str) -> tuple[str, int, tuple[str, str] | None, str | None]:
+        """``("taken", g, (mlflow run id, experiment id), _)``, ``("pending", g, None, claimant)`` or
+        ``("free", g, None, None)`` for the newest generation of the run's claim."""
+        generation = 1
+        while True:
+            claim = self._experiment_by_name(self._claim_name(run_id, generation))
+            if claim is None:
+                return "free", generation, None, None
+            tags = {t["key"]: t["value"] for t in claim.get("tags", [])}
+            if tags.get(_CLAIM_RUN_TAG):
+                return "taken", generation, (tags[_CLAIM_RUN_TAG], tags[_CLAIM_EXPERIMENT_TAG]), None
+            following = self._experiment_by_name(self._claim_name(run_id, generation + 1))
+            if following is None:
+                return "pending", generation, None, tags.get(_CLAIMANT_TAG)
+            generation += 1
+
+    def _locate(self, run_id: str) -> tuple[str, str] | None:
+        """``(MLflow run id, experiment id)`` of one of our runs, or ``None`` when it was never opened."""
+        with self._lock:
+            known = self._located.get(run_id)
+        if known is not None:
+            return known
+        state, _, ids, _ = self._claim_state(run_id)
+        if ids is None:
+            ids = self._search_by_run_id(run_id)  # a claim lost to `mlflow gc`, or still pending
+        if ids is not None:
+            with self._lock:
+                self._located[run_id] = ids
+        return ids
+
+    def _search_by_run_id(self, run_id: str) -> tuple[str, str] | None:
+        experiments = self._orchestrack_experiments()
+        if not experiments:
+            return None
+        found = self.client.call("POST", "runs/search", {
+            "experiment_ids": experiments, "max_results": 1, "order_by": ["attributes.start_time ASC"],
+            "filter": f"tags.`{layout.RUN_ID_TAG}` = {_quoted(run_id)} and tags.`{layout.KIND_TAG}` = 'run'"})
+        runs = found.get("runs", [])
+        return (runs[0]["info"]["run_id"], runs[0]["info"]["experiment_id"]) if runs else None
+
+    def _orchestrack_experiments(self) -> list[str]:
+        return [e["experiment_id"] for e in self.client.pages(
+            "experiments/search", {"max_results": 1000, "filter": f"tags.`{layout.EXPERIMENT_TAG}` = 'true'"},
+            "experiments")]
+
+    def _experiment_id(self, name: str) -> str:
+        """The id of the experiment called ``name``, created (and tagged as orchestrack's) when missing."""
+        with self._lock:
+            known = self._experiments.get(name)
+        if known is not None:
+            return known
+        experiment = self._experiment_by_name(name)
+        if experiment is None:
+            try:
+                self.client.call("POST", "experiments/create", {
+                    "name": name, "tags": [{"key": layout.EXPERIMENT_TAG, "value": "true"}]})
+            except MlflowApiError as err:
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            experiment = self._experiment_by_name(name)
+            assert experiment is not None
+        if experiment.get("lifecycle_stage") == "deleted":
+            raise InvalidInputError(
+                f"MLflow experiment {name!r} at {self.client.base_url} is deleted, so no run can be written into it; "
+                "restore it (`mlflow experiments restore`) or name another with ORCHESTRACK_MLFLOW__EXPERIMENT")
+        tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+        if tags.get(layout.EXPERIMENT_TAG) != "true":
+            self.client.call("POST", "experiments/set-experiment-tag", {
+                "experiment_id": experiment["experiment_id"], "key": layout.EXPERIMENT_TAG, "value": "true"})
+        with self._lock:
+            self._experiments[name] = experiment["experiment_id"]
+        return str(experiment["experiment_id"])
+
+    def experiment_name(self, record: RunRecord) -> str:
+        """The experiment a run goes into: the ``mlflow.experiment`` template filled in."""
+        pipeline = record.orchestrator.pipeline or "orchestrack"
+        return self.experiment_template.format(pipeline=pipeline, kind=record.orchestrator.kind.value)
+
+    def run_page_url(self, run_id: str) -> str | None:
+        """The run's page in the MLflow UI, or ``None`` when the run is not in MLflow (yet)."""
+        ids = self._locate(run_id)
+        if ids is None:
+            return None
+        return f"{self.ui_url}/#/experiments/{ids[1]}/runs/{ids[0]}"
+
+    def _ids(self, run_id: str) -> tuple[str, str]:
+        ids = self._locate(run_id)
+        if ids is None:
+            raise RunNotFoundError(f"no run with id {run_id!r} in the MLflow store at {self.client.base_url}")
+        return ids
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def open_run(self, record: RunRecord) -> RunRecord:
+        """Create the MLflow run for ``record`` unless any process already did; return the stored run."""
+        token = uuid.uuid4().hex
+        pending_since: dict[int, float] = {}
+        while True:
+            state, generation, ids, claimant = self._claim_state(record.run_id)
+            if state == "taken":
+                assert ids is not None
+                with self._lock:
+                    self._located[record.run_id] = ids
+                return self.get_run(record.run_id)
+            if state == "pending" and claimant != token:
+                first_seen = pending_since.setdefault(generation, time.monotonic())
+                if time.monotonic() - first_seen < self.claim_wait_s:
+                    time.sleep(0.05)
+                    continue
+                generation += 1  # its opener died between claiming and publishing: take over
+            if state == "free" or (state == "pending" and claimant != token):
+                try:
+                    self.client.call("POST", "experiments/create", {
+                        "name": self._claim_name(record.run_id, generation),
+                        "tags": [{"key": _CLAIMANT_TAG, "value": token},
+                                 {"key": layout.KEY_TAG, "value": record.key[: layout.TAG_VALUE_LIMIT]}]})
+                except MlflowApiError as err:
+                    if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    # Another opener won, or this one's first try went through: look again.
+                    state, _, _, claimant = self._claim_state(record.run_id)
+                    if claimant != token:
+                        continue
+            # This process holds the claim of this generation: create (or find) the run, publish it.
+            ids = self._search_by_run_id(record.run_id) or self._create_run(record)
+            claim = self._experiment_by_name(self._claim_name(record.run_id, generation))
+            assert claim is not None
+            for key, value in ((_CLAIM_RUN_TAG, ids[0]), (_CLAIM_EXPERIMENT_TAG, ids[1])):
+                self.client.call("POST", "experiments/set-experiment-tag",
+                                 {"experiment_id": claim["experiment_id"], "key": key, "value": value})
+            self.client.call("POST", "experiments/delete", {"experiment_id": claim["experiment_id"]})
+            with self._lock:
+                self._located[record.run_id] = ids
+            return self.get_run(record.run_id)
+
+    def _injected_run(self) -> dict[str, Any] | None:
+        """The MLflow run KFP's MLflow plugin made for this task (``MLFLOW_RUN_ID``), when it has a parent."""
+        injected = os.environ.get("MLFLOW_RUN_ID")
+        if not (self.join_injected_run and injected):
+            return None
+        run: dict[str, Any] = self.client.call("GET", "runs/get", run_id=injected)["run"]
+        tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
+        return run if tags.get(layout.PARENT_TAG) else None
+
+    def _create_run(self, record: RunRecord) -> tuple[str, str]:
+        injected = self._injected_run() if record.orchestrator.kind is OrchestratorKind.KFP else None
+        if injected is not None:
+            # KFP's MLflow plugin already made the pipeline run's MLflow run: write into it.
+            tags = {t["key"]: t["value"] for t in injected["data"].get("tags", [])}
+            parent = self.client.call("GET", "runs/get", run_id=tags[layout.PARENT_TAG])["run"]["info"]
+            ids = (parent["run_id"], parent["experiment_id"])
+            self.client.call("POST", "experiments/set-experiment-tag", {
+                "experiment_id": ids[1], "key": layout.EXPERIMENT_TAG, "value": "true"})
+        else:
+            experiment_id = self._experiment_id(self.experiment_name(record))
+            identity = {layout.KIND_TAG: "run", layout.RUN_ID_TAG: record.run_id,
+                        layout.KEY_TAG: record.key[: layout.TAG_VALUE_LIMIT]}
+            created = self.client.call("POST", "runs/create", {
+                "experiment_id": experiment_id, "run_name": record.name, "start_time": layout.millis(record.started_at),
+                "user_id": record.owner or "", "tags": [{"key": k, "value": v} for k, v in identity.items()]})
+            ids = (created["run"]["info"]["run_id"], experiment_id)
+        fields = record.model_dump(include=set(UPDATABLE))
+        self._write(ids[0], tags=self._field_tags(record, fields), params=record.params, tags_of_user=record.tags)
+        if record.finished:
+            self._set_status(ids[0], record.status, record.ended_at)
+        return ids
+
+    def _field_tags(self, record: RunRecord, fields: Iterable[str]) -> dict[str, str]:
+        """The tags that hold ``fields`` of ``record``."""
+        tags: dict[str, str] = {layout.KIND_TAG: "run", layout.RUN_ID_TAG: record.run_id}
+        info, code, failure = record.orchestrator, record.code, record.failure
+        for field in fields:
+            if field == "key":
+                tags[layout.KEY_TAG] = record.key[: layout.TAG_VALUE_LIMIT]
+            elif field == "name":
+                tags[layout.RUN_NAME_TAG] = record.name
+            elif field == "owner":
+                tags[layout.OWNER_TAG] = record.owner or ""
+                if record.owner:
+                    tags["mlflow.user"] = record.owner
+            elif field == "purpose":
+                tags[layout.PURPOSE_TAG] = record.purpose.value if record.purpose else ""
+            elif field == "status":
+                tags[layout.STATUS_TAG] = record.status.value
+            elif field in ("started_at", "ended_at"):
+                tags[layout.PREFIX + field] = _iso(getattr(record, field))
+            elif field == "failure":
+                tags[layout.REASON_TAG] = failure.reason.value if failure else ""
+                tags[layout.SENTENCE_TAG] = failure.summary[: layout.TAG_VALUE_LIMIT] if failure else ""
+                tags.update(layout.document_tags("failure", failure.model_dump(mode="json") if failure else None))
+            elif field == "orchestrator":
+                tags.update({layout.PIPELINE_TAG: info.pipeline or "",
+                             layout.PREFIX + "pipeline_version": info.pipeline_version or "",
+                             layout.PREFIX + "orchestrator": info.kind.value,
+                             layout.PREFIX + "orchestrator_run_id": info.run_id or "",
+                             layout.PREFIX + "url": (info.url or "")[: layout.TAG_VALUE_LIMIT]})
+                tags.update(layout.document_tags("orchestrator", info.model_dump(mode="json")))
+            elif field == "code":
+                tags.update({k: v for k, v in (("mlflow.source.git.commit", code.commit),
+                                               ("mlflow.source.git.branch", code.branch),
+                                               ("mlflow.source.git.repoURL", code.repository)) if v})
+                tags.update(layout.document_tags("code", code.model_dump(mode="json")))
+            elif field == "environment":
+                tags[layout.PREFIX + "image"] = record.environment.image or ""
+                tags.update(layout.document_tags("environment", record.environment.model_dump(mode="json")))
+            elif field in ("features", "incomplete", "schema_version"):
+                value = getattr(record, field)
+                tags.update(layout.document_tags(field, value.model_dump(mode="json")
+                                                 if hasattr(value, "model_dump") else value))
+        return tags
+
+    def _write(self, mlflow_run_id: str, *, tags: dict[str, str] | None = None,
+               params: dict[str, Scalar] | None = None, tags_of_user: dict[str, str] | None = None,
+               metrics: list[dict[str, Any]] | None = None) -> None:
+        """One ``log-batch`` per MLflow's batch limits (1,000 metrics, 100 params, 100 tags a request)."""
+        all_tags = dict(tags or {})
+        mlflow_params: dict[str, str] = {}
+        if params:
+            mlflow_params, param_tags = layout.param_entries(params)
+            all_tags.update(param_tags)
+        if tags_of_user:
+            all_tags.update(layout.user_tag_entries(tags_of_user))
+        tag_items = [{"key": k, "value": v} for k, v in all_tags.items()]
+        param_items = [{"key": k, "value": v} for k, v in mlflow_params.items()]
+        metric_items = list(metrics or [])
+        while tag_items or param_items or metric_items:
+            body = {"run_id": mlflow_run_id, "tags": tag_items[:100], "params": param_items[:100],
+                    "metrics": metric_items[: 1000 - min(100, len(tag_items)) - min(100, len(param_items))]}
+            tag_items, param_items = tag_items[100:], param_items[100:]
+            metric_items = metric_items[len(body["metrics"]):]
+            self.client.call("POST", "runs/log-batch", body)
+
+    def _set_status(self, mlflow_run_id: str, status: RunStatus | TaskStatus, ended_at: datetime | None) -> None:
+        statuses = layout.RUN_STATUS if isinstance(status, RunStatus) else layout.TASK_STATUS
+        body: dict[str, Any] = {"run_id": mlflow_run_id, "status": statuses[status]}  # type: ignore[index]
+        if status not in (RunStatus.RUNNING, TaskStatus.RUNNING):
+            body["end_time"] = layout.millis(ended_at or utcnow())
+        self.client.call("POST", "runs/update", body)
+
+    def update_run(self, run_id: str, changes: dict[str, Any]) -> None:
+        """Replace top-level run fields (status, ended_at, failure, code, environment, ...)."""
+        unknown = set(changes) - set(UPDATABLE)
+        if unknown:
+            raise InvalidInputError(f"update_run cannot change {sorted(unknown)}; use the matching log_* call")
+        patch = RunRecord.model_validate({"run_id": run_id, "key": "-", "name": "-", **changes})
+        mlflow_run_id, _ = self._ids(run_id)
+        tags = self._field_tags(patch, changes)
+        self._write(mlflow_run_id, tags=tags)
+        if "status" in changes:
+            self._set_status(mlflow_run_id, patch.status, patch.ended_at)
+        if "name" in changes:
+            self.client.call("POST", "runs/update", {"run_id": mlflow_run_id, "run_name": patch.name})
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id."""
+        mlflow_run_id, experiment_id = self._ids(run_id)
+        try:
+            run = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]
+        except MlflowApiError as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise RunNotFoundError(f"run {run_id!r} was deleted from the MLflow store at "
+                                       f"{self.client.base_url} (MLflow run {mlflow_run_id})") from err
+            raise
+        return self._assemble(run, self._children(mlflow_run_id, experiment_id), with_series=True)
+
+    def get_progress(self, run_id: str, task_id: str | None = None) -> tuple[RunStatus, list[TaskAttempt]]:
+        """The run's status and task attempts (only ``task_id``'s when given)."""
+        mlflow_run_id, experiment_id = self._ids(run_id)
+        run = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]
+        tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+        attempts = [attempt for _, attempt in self._children(mlflow_run_id, experiment_id, task_id).values()]
+        return RunStatus(tags.get(layout.STATUS_TAG, "running")), _in_task_order(attempts)
+
+    def find_run(self, key_or_run_id: str) -> RunRecord | None:
+        """The run with this key, orchestrack run id, MLflow run id, or a unique run id prefix (8+)."""
+        from orchestrack.lifecycle import run_id_for
+
+        for candidate in (run_id_for(key_or_run_id), key_or_run_id):
+            if self._locate(candidate) is not None:
+                return self.get_run(candidate)
+        if not (len(key_or_run_id) >= 8 and all(c in "0123456789abcdef" for c in key_or_run_id)):
+            return None
+        if len(key_or_run_id) == 32:
+            try:
+                run = self.client.call("GET", "runs/get", run_id=key_or_run_id)["run"]
+            except MlflowApiError:
+                run = None
+            tags = {t["key"]: t["value"] for t in (run or {}).get("data", {}).get("tags", [])}
+            if tags.get(layout.KIND_TAG) == "run" and tags.get(layout.RUN_ID_TAG):
+                return self.get_run(tags[layout.RUN_ID_TAG])
+        experiments = self._orchestrack_experiments()
+        if not experiments:
+            return None
+        found = self.client.call("POST", "runs/search", {
+            "experiment_ids": experiments, "max_results": 2,
+            "filter": f"tags.`{layout.RUN_ID_TAG}` LIKE {_quoted(key_or_run_id + '%')} "
+                      f"and tags.`{layout.KIND_TAG}` = 'run'"}).get("runs", [])
+        if len(found) != 1:
+            return None
+        tags = {t["key"]: t["value"] for t in found[0]["data"].get("tags", [])}
+        return self.get_run(tags[layout.RUN_ID_TAG])
+
+    def search_runs(self, query: RunQuery) -> list[RunRecord]:
+        """Runs matching ``query``, newest first (every page MLflow has, up to ``query.limit``)."""
+        experiments = self._orchestrack_experiments()
+        if not experiments:
+            return []
+        clauses = [f"tags.`{layout.KIND_TAG}` = 'run'"]
+        for tag, value in ((layout.STATUS_TAG, query.status), (layout.PIPELINE_TAG, query.pipeline),
+                           (layout.REASON_TAG, query.reason), (layout.PURPOSE_TAG, query.purpose),
+                           (layout.OWNER_TAG, query.owner)):
+            if value is not None:
+                clauses.append(f"tags.`{tag}` = {_quoted(str(value))}")
+        runs: list[dict[str, Any]] = []
+        body = {"experiment_ids": experiments, "filter": " and ".join(clauses),
+                "order_by": ["attributes.start_time DESC"], "max_results": min(query.limit, 1000)}
+        for run in self.client.pages("runs/search", body, "runs"):
+            runs.append(run)
+            if len(runs) >= query.limit:
+                break
+        records = _parallel(lambda run: self._assemble(
+            run, self._children(run["info"]["run_id"], run["info"]["experiment_id"]), with_series=True), runs)
+        unique = {record.run_id: record for record in reversed(records)}  # a retried create made a twin
+        return sorted(unique.values(), key=lambda r: r.started_at, reverse=True)
+
+    def _assemble(self, run: dict[str, Any], children: dict[tuple[str, int], tuple[str, TaskAttempt]],
+                  *, with_series: bool) -> RunRecord:
+        info, data = run["info"], run.get("data", {})
+        tags = {t["key"]: t["value"] for t in data.get("tags", [])}
+        if tags.get(layout.KIND_TAG) != "run":
+            raise RunNotFoundError(f"MLflow run {info['run_id']} at {self.client.base_url} is not an orchestrack run")
+        metrics, slices, by_task, series_keys = {}, {}, {}, []
+        meanings = layout.metric_meanings(tags)
+        for metric in data.get("metrics", []):
+            meaning = meanings.get(metric["key"]) or {"key": metric["key"], "slice": None, "task": None}
+            if meaning["slice"] is not None:
+                slices.setdefault(meaning["slice"], {})[meaning["key"]] = float(metric["value"])
+            elif meaning["task"] is not None:
+                by_task.setdefault(meaning["task"], {})[meaning["key"]] = float(metric["value"])
+            else:
+                metrics[meaning["key"]] = float(metric["value"])
+                series_keys.append((metric["key"], meaning["key"]))
+        series: dict[str, list[SeriesPoint]] = {}
+        if with_series:
+            histories = _parallel(lambda names: (names[1], self.client.metric_history(info["run_id"], names[0])),
+                                  series_keys)
+            for key, points in histories:
+                if len(points) > 1:
+                    series[key] = sorted((SeriesPoint(step=int(p.get("step", 0)), value=float(p["value"]),
+                                                      timestamp=layout.from_millis(p["timestamp"])) for p in points),
+                                         key=lambda p: (p.step, p.timestamp))
+        document: dict[str, Any] = {
+            "schema_version": layout.read_document(tags, "schema_version", 2),
+            "run_id": tags[layout.RUN_ID_TAG], "key": tags[layout.KEY_TAG],
+            "name": tags.get(layout.RUN_NAME_TAG) or info.get("run_name") or tags[layout.KEY_TAG],
+            "owner": tags.get(layout.OWNER_TAG) or None, "purpose": tags.get(layout.PURPOSE_TAG) or None,
+            "status": tags.get(layout.STATUS_TAG) or "running",
+            "started_at": tags.get(layout.PREFIX + "started_at") or layout.from_millis(info["start_time"]),
+            "ended_at": tags.get(layout.PREFIX + "ended_at") or None,
+            "orchestrator": layout.read_document(tags, "orchestrator", {}),
+            "code": layout.read_document(tags, "code", {}),
+            "features": layout.read_document(tags, "features", {}),
+            "environment": layout.read_document(tags, "environment", {}),
+            "failure": layout.read_document(tags, "failure"),
+            "incomplete": layout.read_document(tags, "incomplete", []),
+            "params": layout.read_params(data.get("params", []), tags), "tags": layout.user_tags(tags),
+            "data": [d["snapshot"] for d in sorted(layout.documents_under(tags, "data"), key=lambda d: d["order"])],
+            "artifacts": [d["artifact"] for d in sorted(layout.documents_under(tags, "artifact"),
+                                                        key=lambda d: d["order"])],
+            "tasks": _in_task_order([attempt for _, attempt in children.values()]),
+            "metrics": dict(sorted(metrics.items())), "slice_metrics": slices,
+            "task_metrics": dict(sorted(by_task.items())), "metric_series": series,
+        }
+        return RunRecord.model_validate(document)
+
+    # -- logging ----------------------------------------------------------------------------
+
+    def log_params(self, run_id: str, params: dict[str, Scalar]) -> None:
+        """Set params. MLflow never lets a param change value: a key logged again with another value
+        keeps its first value as the MLflow param and the new one in tag ``orchestrack.param.<key>``."""
+        mlflow_run_id = self._ids(run_id)[0]
+        data = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]["data"]
+        stored = {p["key"]: p["value"] for p in data.get("params", [])}
+        overridden = {t["key"] for t in data.get("tags", []) if t["key"].startswith(layout.PREFIX + "param.")}
+        fresh: dict[str, Scalar] = {}
+        tags: dict[str, str] = {}
+        for key, value in params.items():
+            name = layout.safe_name(key)
+            override = f"{layout.PREFIX}param.{name}"
+            if name not in stored:
+                fresh[key] = value
+            elif stored[name] != layout.param_text(value) or override in overridden:
+                tags[override] = layout.exact_value(value)
+        self._write(mlflow_run_id, params=fresh, tags=tags)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags."""
+        self._write(self._ids(run_id)[0], tags_of_user=tags)
+
+    def log_metrics(self, run_id: str, points: list[MetricPoint]) -> None:
+        """Append metric points in as few ``log-batch`` requests as MLflow allows."""
+        items: list[dict[str, Any]] = []
+        tags: dict[str, str] = {}
+        for point in points:
+            entry = {"value": point.value, "timestamp": layout.millis(point.timestamp), "step": point.step or 0}
+            items.append({"key": layout.metric_name(point), **entry})
+            tags.update(layout.metric_meaning_tag(point))
+            if point.task is not None and point.slice is None:  # also the run's own value, as in every store
+                items.append({"key": layout.safe_name(point.key), **entry})
+                plain = point.model_copy(update={"task": None})
+                tags.update(layout.metric_meaning_tag(plain))
+        self._write(self._ids(run_id)[0], tags=tags, metrics=items)
+
+    def _keep_order(self, mlflow_run_id: str, group: str, name: str) -> int:
+        """The position a document had when first logged (a replaced one keeps its place)."""
+        run = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]
+        tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+        earlier = layout.read_document(tags, f"{group}.{name}")
+        return int(earlier["order"]) if earlier else time.time_ns()
+
+    def log_data(self, run_id: str, snapshot: DataSnapshot) -> None:
+        """Record a data snapshot (also as an MLflow dataset input, where the server has those)."""
+        mlflow_run_id, _ = self._ids(run_id)
+        name = layout.short_hash(snapshot.name, snapshot.uri)
+        order = self._keep_order(mlflow_run_id, "data", name)
+        self._write(mlflow_run_id, tags=layout.document_tags(
+            f"data.{name}", {"order": order, "snapshot": snapshot.model_dump(mode="json")}))
+        self._log_dataset_input(mlflow_run_id, snapshot)
+
+    def _log_dataset_input(self, mlflow_run_id: str, snapshot: DataSnapshot) -> None:
+        scheme = snapshot.uri.split("://", 1)[0] if "://" in snapshot.uri else "local"
+        profile = {k: v for k, v in (("num_rows", snapshot.rows), ("size_bytes", snapshot.size_bytes)) if v is not None}
+        dataset = {"name": snapshot.name[:500], "digest": layout.short_hash(snapshot.version or "", snapshot.uri)[:16],
+                   "source_type": scheme, "source": json.dumps({"uri": snapshot.uri}),
+                   "profile": json.dumps(profile)}
+        try:
+            self.client.call("POST", "runs/log-inputs", {"run_id": mlflow_run_id, "datasets": [{
+                "dataset": dataset, "tags": [{"key": "mlflow.data.context", "value": snapshot.task or "input"}]}]})
+        except MlflowApiError as err:  # servers before MLflow 2.4 have no dataset inputs; the tag has it all
+            if err.status not in (400, 404):
+                raise
+
+    def log_artifact(self, run_id: str, artifact: Artifact) -> None:
+        """Record an artifact already put in the artifact store."""
+        mlflow_run_id, _ = self._ids(run_id)
+        name = layout.short_hash(artifact.name)
+        order = self._keep_order(mlflow_run_id, "artifact", name)
+        self._write(mlflow_run_id, tags=layout.document_tags(
+            f"artifact.{name}", {"order": order, "artifact": artifact.model_dump(mode="json")}))
+
+    # -- task attempts as child runs --------------------------------------------------------
+
+    def _children(self, mlflow_run_id: str, experiment_id: str,
+                  task_id: str | None = None) -> dict[tuple[str, int], tuple[str, TaskAttempt]]:
+        """``(task_id, attempt) -> (child run id, attempt)`` for the run's task runs, every page."""
+        clauses = [f"tags.`{layout.PARENT_TAG}` = {_quoted(mlflow_run_id)}", f"tags.`{layout.KIND_TAG}` = 'task'"]
+        if task_id is not None:
+            clauses.append(f"tags.`{layout.TASK_ID_TAG}` = {_quoted(task_id)}")
+        found: dict[tuple[str, int], tuple[str, TaskAttempt, str]] = {}
+        for child in self.client.pages("runs/search", {"experiment_ids": [experiment_id], "max_results": 1000,
+                                                        "filter": " and ".join(clauses)}, "runs"):
+            tags = {t["key"]: t["value"] for t in child["data"].get("tags", [])}
+            attempt = TaskAttempt.model_validate(layout.read_document(tags, "task"))
+            if task_id is not None and attempt.task_id != task_id:
+                continue
+            key = (attempt.task_id, attempt.attempt)
+            final_at = tags.get(_FINAL_AT_TAG) or "~"  # "~" sorts after every number: running
+            current = found.get(key)
+            # Two processes may have made the same attempt's child run at once: the first final word
+            # stands, as in every store.
+            if current is None or (final_at, child["info"]["run_id"]) < (current[2], current[0]):
+                found[key] = (child["info"]["run_id"], attempt, final_at)
+        return {key: (child_id, attempt) for key, (child_id, attempt, _) in found.items()}
+
+    def record_tasks(self, run_id: str, attempts: list[TaskAttempt]) -> None:
+        """Insert each attempt as a child run, or update the stored one while it is still running; a
+        final attempt is never replaced."""
+        mlflow_run_id, experiment_id = self._ids(run_id)
+        only = {a.task_id for a in attempts}
+        stored = self._children(mlflow_run_id, experiment_id, next(iter(only)) if len(only) == 1 else None)
+        wanted: dict[tuple[str, int], tuple[str | None, TaskAttempt]] = {}
+        for attempt in attempts:
+            key = (attempt.task_id, attempt.attempt)
+            child_id, current = wanted.get(key) or (stored[key] if key in stored else (None, None))
+            merged = _merge_attempt(current, attempt)
+            if merged is not None:
+                wanted[key] = (child_id, merged)
+        _parallel(lambda item: self._write_attempt(run_id, mlflow_run_id, experiment_id, *item), wanted.values())
+
+    def _write_attempt(self, run_id: str, mlflow_run_id: str, experiment_id: str, child_id: str | None,
+                       attempt: TaskAttempt) -> None:
+        tags = {layout.KIND_TAG: "task", layout.PARENT_TAG: mlflow_run_id, layout.RUN_ID_TAG: run_id,
+                layout.TASK_ID_TAG: attempt.task_id[: layout.TAG_VALUE_LIMIT], layout.ATTEMPT_TAG: str(attempt.attempt),
+                layout.STATUS_TAG: attempt.status.value, layout.RUN_NAME_TAG: f"{attempt.name} #{attempt.attempt}",
+                **layout.document_tags("task", attempt.model_dump(mode="json"))}
+        if attempt.failure is not None:
+            tags[layout.REASON_TAG] = attempt.failure.reason.value
+            tags[layout.SENTENCE_TAG] = attempt.failure.summary[: layout.TAG_VALUE_LIMIT]
+        if attempt.status is not TaskStatus.RUNNING:
+            tags[_FINAL_AT_TAG] = str(time.time_ns())
+        if child_id is None:
+            child_id = self._adopt_injected_task_run(mlflow_run_id)
+        if child_id is None:
+            created = self.client.call("POST", "runs/create", {
+                "experiment_id": experiment_id, "run_name": tags[layout.RUN_NAME_TAG],
+                "start_time": layout.millis(attempt.started_at or utcnow()),
+                "tags": [{"key": k, "value": v} for k, v in tags.items()
+                         if k in (layout.KIND_TAG, layout.PARENT_TAG, layout.RUN_ID_TAG)]})
+            child_id = created["run"]["info"]["run_id"]
+        self._write(child_id, tags=tags)
+        if attempt.status is not TaskStatus.RUNNING:
+            self._set_status(child_id, attempt.status, attempt.ended_at)
+
+    def _adopt_injected_task_run(self, mlflow_run_id: str) -> str | None:
+        """KFP's MLflow plugin made this task's run (``MLFLOW_RUN_ID``) under our run: use it, once."""
+        with self._lock:
+            if self._adopted_task_run is not None:
+                return None
+            self._adopted_task_run = ""
+        injected = self._injected_run()
+        if injected is None:
+            return None
+        tags = {t["key"]: t["value"] for t in injected["data"].get("tags", [])}
+        if tags.get(layout.PARENT_TAG) != mlflow_run_id or tags.get(layout.KIND_TAG):
+            return None
+        self._adopted_task_run = str(injected["info"]["run_id"])
+        return self._adopted_task_run
+
+
+def _merge_attempt(current: TaskAttempt | None, new: TaskAttempt) -> TaskAttempt | None:
+    """What to store for an attempt given the stored one (``None``: leave it), as the embedded store does."""
+    if current is None:
+        return new
+    if current.status is not TaskStatus.RUNNING:
+        return None
+    if new.started_at is None and current.started_at is not None:
+        return new.model_copy(update={"started_at": current.started_at})
+    return new
+
+
+def _in_task_order(attempts: list[TaskAttempt]) -> list[TaskAttempt]:
+    """The embedded store's order: by start (unstarted last), then task id and attempt."""
+    return sorted(attempts, key=lambda a: (a.started_at is None, a.started_at or utcnow(), a.task_id, a.attempt))
