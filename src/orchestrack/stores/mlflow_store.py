@@ -94,6 +94,8 @@ class MlflowStore:
         self._located: dict[str, tuple[str, str]] = {}  # our run id -> (MLflow run id, experiment id)
         self._experiments: dict[str, str] = {}  # experiment name -> id
         self._adopted_task_run: str | None = None
+        #: Runs per ``runs/search`` page (MLflow allows up to 50,000; every page is read either way).
+        self.page_size = 1000
 
     def close(self) -> None:
         """Nothing to release: HTTP sessions close with their threads."""
@@ -429,7 +431,7 @@ class MlflowStore:
                 clauses.append(f"tags.`{tag}` = {_quoted(str(value))}")
         runs: list[dict[str, Any]] = []
         body = {"experiment_ids": experiments, "filter": " and ".join(clauses),
-                "order_by": ["attributes.start_time DESC"], "max_results": min(query.limit, 1000)}
+                "order_by": ["attributes.start_time DESC"], "max_results": min(query.limit, self.page_size)}
         for run in self.client.pages("runs/search", body, "runs"):
             runs.append(run)
             if len(runs) >= query.limit:
@@ -573,7 +575,7 @@ class MlflowStore:
         if task_id is not None:
             clauses.append(f"tags.`{layout.TASK_ID_TAG}` = {_quoted(task_id)}")
         found: dict[tuple[str, int], tuple[str, TaskAttempt, str]] = {}
-        for child in self.client.pages("runs/search", {"experiment_ids": [experiment_id], "max_results": 1000,
+        for child in self.client.pages("runs/search", {"experiment_ids": [experiment_id], "max_results": self.page_size,
                                                         "filter": " and ".join(clauses)}, "runs"):
             tags = {t["key"]: t["value"] for t in child["data"].get("tags", [])}
             attempt = TaskAttempt.model_validate(layout.read_document(tags, "task"))
@@ -616,14 +618,14 @@ class MlflowStore:
             tags[_FINAL_AT_TAG] = str(time.time_ns())
         if child_id is None:
             child_id = self._adopt_injected_task_run(mlflow_run_id)
-        if child_id is None:
+        if child_id is None:  # one request makes the child run with every tag; a final one needs one more
             created = self.client.call("POST", "runs/create", {
                 "experiment_id": experiment_id, "run_name": tags[layout.RUN_NAME_TAG],
                 "start_time": layout.millis(attempt.started_at or utcnow()),
-                "tags": [{"key": k, "value": v} for k, v in tags.items()
-                         if k in (layout.KIND_TAG, layout.PARENT_TAG, layout.RUN_ID_TAG)]})
+                "tags": [{"key": k, "value": v} for k, v in tags.items()]})
             child_id = created["run"]["info"]["run_id"]
-        self._write(child_id, tags=tags)
+        else:
+            self._write(child_id, tags=tags)
         if attempt.status is not TaskStatus.RUNNING:
             self._set_status(child_id, attempt.status, attempt.ended_at)
 
