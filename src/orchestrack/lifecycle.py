@@ -60,11 +60,18 @@ _lock = threading.Lock()
 
 
 def run_url(run_id: str, key: str, settings: Settings | None = None) -> str | None:
-    """The ``ui_url`` setting filled in for one run, or ``None`` when no run viewer is configured."""
-    template = (settings or load_settings()).ui_url
-    if not template:
+    """Where a person opens one run: the ``ui_url`` setting filled in, else the store's own page for
+    it (the MLflow UI's run page), else ``None``."""
+    settings = settings or load_settings()
+    if settings.ui_url:
+        return settings.ui_url.format(run_id=run_id, key=quote(key, safe=""))
+    try:
+        store = open_store(settings.resolved_tracking_uri, busy_timeout_s=settings.busy_timeout_s)
+        page = getattr(store, "run_page_url", None)
+        return page(run_id) if page is not None else None
+    except Exception as err:  # a link is never worth failing a task or a UI page for
+        log.debug("no run page for %s: %s", key, err)
         return None
-    return template.format(run_id=run_id, key=quote(key, safe=""))
 
 
 def run_id_for(key: str) -> str:

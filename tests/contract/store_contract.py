@@ -28,6 +28,10 @@ from orchestrack.record import (
 from orchestrack.stores.base import ArtifactStore, RunQuery, Store
 
 
+#: How many task attempts one write carries in the wide test (a 1,000-item map).
+WIDE_WRITE = 1000
+
+
 def make_record(key: str, **fields: object) -> RunRecord:
     return RunRecord(run_id=run_id_for(key), key=key, name=key, **fields)  # type: ignore[arg-type]
 
@@ -134,7 +138,7 @@ class StoreContract:
         run = store.open_run(make_record("p/wide"))
         attempts = [TaskAttempt(task_id=f"map[{i}]", name=f"map[{i}]", attempt=0 if i % 10 == 0 else 1,
                                 status=TaskStatus.SKIPPED if i % 10 == 0 else TaskStatus.SUCCEEDED,
-                                cached=i % 7 == 0) for i in range(1000)]
+                                cached=i % 7 == 0) for i in range(WIDE_WRITE)]
         store.record_tasks(run.run_id, attempts)
         got = store.get_run(run.run_id)
         assert sorted(got.tasks, key=lambda t: int(t.task_id[4:-1])) == attempts

@@ -15,7 +15,8 @@ from orchestrack.lifecycle import Run, run_id_for, run_url
 
 class OrchestrackRunLink(BaseOperatorLink):
     """The "orchestrack run" button on the operator's task: opens the run in the configured viewer
-    (``ORCHESTRACK_UI_URL``); without one there is no page to open and the link stays empty."""
+    (``ORCHESTRACK_UI_URL``), else on the MLflow UI when the store is MLflow; with neither there is no
+    page to open and the link stays empty."""
 
     name = "orchestrack run"
 

@@ -1,0 +1,244 @@
+"""What the MLflow store writes, read back with MLflow's own client, and opening by key from 16
+processes released at the same instant."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import orchestrack
+from orchestrack.errors import StoreError
+from orchestrack.record import CodeInfo, MetricPoint, TaskAttempt, TaskStatus, utcnow
+from orchestrack.stores.mlflow_rest import MlflowRestClient
+from orchestrack.stores.mlflow_store import MlflowStore
+from tests.contract.store_contract import make_record
+from tests.mlflow.conftest import delete_orchestrack_experiments
+from tests.servers import MlflowServer
+
+PROCESSES = 16
+
+
+def _children(client: Any, parent: Any) -> list[Any]:
+    return list(client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+                                   max_results=1000))
+
+
+def _mlflow_run(client: Any, store: MlflowStore, run_id: str) -> Any:
+    mlflow_run_id, _ = store._ids(run_id)
+    return client.get_run(mlflow_run_id)
+
+
+@pytest.fixture
+def tracked(store: MlflowStore, monkeypatch: pytest.MonkeyPatch) -> MlflowStore:
+    """orchestrack's public API pointed at this test's MLflow store."""
+    monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", store.uri)
+    monkeypatch.setenv("ORCHESTRACK_MLFLOW__EXPERIMENT", store.experiment_template)
+    monkeypatch.setenv("ORCHESTRACK_MLFLOW__CLAIMS", store.claims)
+    from orchestrack import stores
+
+    stores.close_all()
+    return store
+
+
+def test_a_run_reads_back_in_mlflow_as_mlflow_users_expect(tracked: MlflowStore, mlflow_client: Any) -> None:
+    run = orchestrack.start_run(key="nightly/2026-12-01", owner="ml-platform", purpose="tuning", pipeline="nightly",
+                                pipeline_version="41", code=CodeInfo(commit="c0ffee1", branch="main"),
+                                image="registry.example.com/train:1.4")
+    with run.task("load"):
+        orchestrack.log_params({"lr": 0.01, "layers": 4, "optimizer": "adam"})
+        for step, loss in enumerate([0.9, 0.5, 0.3]):
+            orchestrack.log_metrics({"loss": loss}, step=step)
+        orchestrack.log_metrics({"auc": 0.81}, slice="country=DE")
+        orchestrack.log_dataset("train", "s3://data/train.parquet", version="v7", rows=1200)
+    with pytest.raises(TimeoutError), run.task("train"):
+        raise TimeoutError("training step 412 exceeded 3600 s")
+    record = run.finish()
+    assert record is not None and record.status == "failed"
+
+    mlflow_run = _mlflow_run(mlflow_client, tracked, run.run_id)
+    tags = mlflow_run.data.tags
+    assert mlflow_run.info.status == "FAILED"
+    assert mlflow_client.get_experiment(mlflow_run.info.experiment_id).name == tracked.experiment_name(record)
+    assert tags["mlflow.runName"] == record.name and tags["mlflow.user"] == "ml-platform"
+    assert tags["mlflow.source.git.commit"] == "c0ffee1" and tags["mlflow.source.git.branch"] == "main"
+    assert (tags["orchestrack.key"], tags["orchestrack.status"], tags["orchestrack.purpose"]) == (
+        "nightly/2026-12-01", "failed", "tuning")
+    assert tags["orchestrack.reason"] == "timeout" and tags["orchestrack.sentence"] == record.failure.summary
+    assert tags["orchestrack.pipeline_version"] == "41" and tags["orchestrack.image"] == "registry.example.com/train:1.4"
+    assert mlflow_run.data.params == {"lr": "0.01", "layers": "4", "optimizer": "adam"}
+    history = mlflow_client.get_metric_history(mlflow_run.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 0.9), (1, 0.5), (2, 0.3)]
+    assert any(m.startswith("slices/country_DE/auc") for m in mlflow_run.data.metrics)
+
+    children = {c.data.tags["orchestrack.task_id"]: c for c in _children(mlflow_client, mlflow_run)}
+    assert {k: c.info.status for k, c in children.items()} == {"load": "FINISHED", "train": "FAILED"}
+    assert children["train"].data.tags["orchestrack.reason"] == "timeout"
+    assert children["load"].data.tags["mlflow.runName"] == "load #1"
+    inputs = mlflow_run.inputs.dataset_inputs  # what the MLflow UI shows as the run's datasets
+    assert [(i.dataset.name, i.dataset.source_type) for i in inputs] == [("train", "s3")]
+
+    # The same record as the embedded store would give.
+    again = orchestrack.get_run("nightly/2026-12-01")
+    assert again.metric_series["loss"][-1].value == 0.3 and again.slice_metrics == {"country=DE": {"auc": 0.81}}
+    assert [(t.task_id, t.status) for t in again.tasks] == [("load", "succeeded"), ("train", "failed")]
+
+
+def test_statuses_map_to_mlflow_and_a_closed_run_reopens(tracked: MlflowStore, mlflow_client: Any) -> None:
+    good = orchestrack.start_run(key="s/good", pipeline="s")
+    with good.task("a"):
+        pass
+    good.finish()
+    stopped = orchestrack.start_run(key="s/stopped", pipeline="s")
+    stopped.finish(status="cancelled")
+    assert _mlflow_run(mlflow_client, tracked, good.run_id).info.status == "FINISHED"
+    assert _mlflow_run(mlflow_client, tracked, stopped.run_id).info.status == "KILLED"
+    # A new attempt on a closed run (an Airflow "clear") opens it again, in MLflow too.
+    good.start_task("a", 2)
+    assert _mlflow_run(mlflow_client, tracked, good.run_id).info.status == "RUNNING"
+    assert orchestrack.get_run("s/good").status == "running"
+
+
+def test_values_go_in_few_requests(store: MlflowStore) -> None:
+    run = store.open_run(make_record("batch/1"))
+    calls: list[str] = []
+    original = store.client.call
+
+    def counting(method: str, endpoint: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(endpoint)
+        return original(method, endpoint, *args, **kwargs)
+
+    store.client.call = counting  # type: ignore[method-assign]
+    store.log_metrics(run.run_id, [MetricPoint(key="loss", value=1 / (s + 1), step=s) for s in range(2500)])
+    assert calls == ["runs/log-batch"] * 3  # MLflow takes 1,000 metrics a request
+    calls.clear()
+    store.log_params(run.run_id, {f"p{i}": i for i in range(250)})
+    assert calls == ["runs/get"] + ["runs/log-batch"] * 3  # and 100 params
+    assert len(store.get_run(run.run_id).metric_series["loss"]) == 2500
+
+
+def test_a_param_logged_again_takes_the_new_value(store: MlflowStore, mlflow_client: Any) -> None:
+    run = store.open_run(make_record("params/1"))
+    store.log_params(run.run_id, {"lr": 0.1, "epochs": "3"})
+    store.log_params(run.run_id, {"lr": 0.2})
+    store.log_params(run.run_id, {"lr": 0.1})
+    assert store.get_run(run.run_id).params == {"epochs": "3", "lr": 0.1}
+    store.log_params(run.run_id, {"lr": 0.3})
+    assert store.get_run(run.run_id).params["lr"] == 0.3
+    mlflow_run = _mlflow_run(mlflow_client, store, run.run_id)
+    assert mlflow_run.data.params["lr"] == "0.1"  # MLflow keeps a param's first value
+    assert mlflow_run.data.tags["orchestrack.param.lr"] == "0.3"
+
+
+def test_every_page_of_task_runs_is_read(store: MlflowStore) -> None:
+    store.page_size = 25
+    run = store.open_run(make_record("pages/1"))
+    attempts = [TaskAttempt(task_id=f"map[{i}]", name="map", attempt=1, status=TaskStatus.SUCCEEDED,
+                            started_at=utcnow()) for i in range(120)]
+    store.record_tasks(run.run_id, attempts)
+    assert len(store.get_run(run.run_id).tasks) == 120
+    assert len(store.get_progress(run.run_id)[1]) == 120
+
+
+def test_a_token_never_appears_in_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-Never-Logged-7")
+    from tests.servers import free_port
+
+    client = MlflowRestClient(f"http://127.0.0.1:{free_port()}", attempts=1)
+    with pytest.raises(StoreError) as caught:
+        client.call("GET", "experiments/get-by-name", experiment_name="x")
+    assert "tok-Never-Logged-7" not in str(caught.value)
+    assert "cannot reach the MLflow tracking server" in str(caught.value)
+
+
+def test_the_run_page_is_the_mlflow_ui(tracked: MlflowStore, server: MlflowServer) -> None:
+    run = orchestrack.start_run(key="ui/1", pipeline="ui")
+    mlflow_run_id, experiment_id = tracked._ids(run.run_id)
+    assert run.url == f"{server.url}/#/experiments/{experiment_id}/runs/{mlflow_run_id}"
+    with urllib.request.urlopen(run.url.split("#")[0], timeout=10) as page:  # MLflow serves its UI there
+        assert page.status == 200 and b"<html" in page.read(2000).lower()
+
+
+def test_the_cli_works_against_mlflow(tracked: MlflowStore, tmp_path: Path) -> None:
+    ok = orchestrack.start_run(key="cli/ok", pipeline="cli", owner="me")
+    with ok.task("train"):
+        orchestrack.log_metrics({"auc": 0.9})
+    ok.finish()
+    bad = orchestrack.start_run(key="cli/bad", pipeline="cli", owner="me")
+    with pytest.raises(FileNotFoundError), bad.task("load"):
+        raise FileNotFoundError("s3://data/missing.parquet")
+    bad.finish()
+    env = {"ORCHESTRACK_TRACKING_URI": tracked.uri, "ORCHESTRACK_MLFLOW__EXPERIMENT": tracked.experiment_template,
+           "ORCHESTRACK_MLFLOW__CLAIMS": tracked.claims, "PATH": str(Path(sys.executable).parent),
+           "HOME": str(tmp_path)}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "orchestrack", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    listed = cli("runs", "--pipeline", "cli")
+    assert "cli/ok" in listed and "cli/bad" in listed
+    assert "data-error" in cli("failures")
+    shown = cli("show", "cli/bad")
+    assert "data-error" in shown and "load" in shown
+    assert "auc" in cli("show", ok.run_id[:10])
+
+
+def _open_at_once(url: str, experiment: str, claims: str, key: str, barrier: Any, results: Any) -> None:
+    store = MlflowStore(url, experiment=experiment, claims=claims)
+    record = make_record(key)
+    barrier.wait()
+    stored = store.open_run(record)
+    store.record_tasks(stored.run_id, [TaskAttempt(task_id=f"worker-{multiprocessing.current_process().name}",
+                                                   name="worker", attempt=1, status=TaskStatus.SUCCEEDED)])
+    results.put(store._ids(stored.run_id))
+
+
+@pytest.mark.parametrize("server_name", ["mlflow3-postgresql", "mlflow3-sqlite", "mlflow2-sqlite"])
+def test_sixteen_processes_opening_one_key_at_once_make_one_mlflow_run(
+        server_name: str, mlflow_servers: dict[str, MlflowServer]) -> None:
+    from mlflow import MlflowClient
+
+    server = mlflow_servers[server_name]
+    delete_orchestrack_experiments(server.url)
+    unique = f"{time.time_ns()}"
+    key = f"race/{unique}"
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(PROCESSES), context.Queue()
+    processes = [context.Process(target=_open_at_once, args=(server.url, f"race-{unique}", f".claims-{unique}", key,
+                                                             barrier, results)) for _ in range(PROCESSES)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(180)
+        assert process.exitcode == 0
+    opened = {results.get(timeout=5) for _ in processes}
+    assert len(opened) == 1  # every process got the same MLflow run
+    client = MlflowClient(tracking_uri=server.url)
+    experiment = client.get_experiment_by_name(f"race-{unique}")
+    runs = client.search_runs([experiment.experiment_id], "tags.`orchestrack.record` = 'run'")
+    assert [r.info.run_id for r in runs] == [next(iter(opened))[0]]
+    assert len(_children(client, runs[0])) == PROCESSES
+    claim = client.get_experiment_by_name(f".claims-{unique}/{make_record(key).run_id}")
+    assert claim.lifecycle_stage == "deleted"  # hidden from the UI, its name still taken
+
+
+def test_a_claim_left_by_a_dead_opener_is_taken_over(store: MlflowStore, mlflow_client: Any) -> None:
+    record = make_record("orphan/1")
+    # An opener that died right after claiming: the claim exists, with no MLflow run id in it.
+    mlflow_client.create_experiment(f"{store.claims}/{record.run_id}")
+    store.claim_wait_s = 1.0
+    opened = store.open_run(record)
+    assert opened.key == "orphan/1"
+    second = mlflow_client.get_experiment_by_name(f"{store.claims}/{record.run_id}.2")
+    assert second is not None and second.lifecycle_stage == "deleted"
+    fresh = MlflowStore(store.uri, experiment=store.experiment_template, claims=store.claims)
+    assert fresh._ids(record.run_id) == store._ids(record.run_id)
