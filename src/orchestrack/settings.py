@@ -113,7 +113,8 @@ class MlflowSettings(BaseModel):
         try:
             template.format(pipeline="p", kind="k")
         except (KeyError, IndexError, ValueError) as err:
-            raise ValueError(f"experiment template {template!r} may use only {{pipeline}} and {{kind}} ({err})") from err
+            raise ValueError(f"experiment template {template!r} may use only {{pipeline}} and {{kind}} ({err!r})") \
+                from err
         return template
 
 

@@ -27,7 +27,6 @@ from orchestrack.record import (
 )
 from orchestrack.stores.base import ArtifactStore, RunQuery, Store
 
-
 #: How many task attempts one write carries in the wide test (a 1,000-item map).
 WIDE_WRITE = 1000
 

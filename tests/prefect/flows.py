@@ -161,6 +161,32 @@ def no_tasks() -> int:
     return 1
 
 
+@task
+def prepare(data_dir: str) -> str:
+    """Params, a metric series and a report file stored as an artifact."""
+    orchestrack.log_params({"model": "gbm", "learning_rate": 0.1})
+    for step, loss in enumerate([0.7, 0.4, 0.25]):
+        orchestrack.log_metrics({"loss": loss}, step=step)
+    report = Path(data_dir) / "report.txt"
+    report.write_text(f"shards under {data_dir}: one file per shard\n")
+    orchestrack.log_artifact(report, kind="report")
+    return data_dir
+
+
+@task
+def score_shard(shard: int, data_dir: str) -> int:
+    """A missing shard file raises FileNotFoundError (a data error)."""
+    rows = len((Path(data_dir) / f"shard-{shard:02d}.csv").read_text().splitlines())
+    orchestrack.log_metrics({"rows": float(rows)})
+    return rows
+
+
+@tracked_flow(name="score-shards", purpose="tuning")
+def score_shards(data_dir: str, shards: int) -> Any:
+    prepare(data_dir)
+    return score_shard.map(range(shards), data_dir=data_dir)  # returned futures: the flow fails if a shard failed
+
+
 def serve_hangs() -> None:
     """Serve `hangs` as a deployment: its runs go through a Prefect runner, as in production."""
     hangs.serve(name="hangs-served")

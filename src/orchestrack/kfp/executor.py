@@ -31,6 +31,8 @@ CLOSES_RUN = "ORCHESTRACK_CLOSES_RUN"
 #: Set by a process that runs a pipeline with kfp.local before 2.17 and closes its run afterwards
 #: (:mod:`orchestrack.kfp.local_runs`): a file where each tracked task writes the run's key.
 RUN_KEY_NOTE = "ORCHESTRACK_KFP_LOCAL_RUN_KEY_FILE"
+#: What KFP's MLflow plugin injects into every task's container: its tracking server and the task's nested run.
+PLUGIN_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")
 
 
 def _argument(name: str) -> str:
@@ -49,6 +51,7 @@ def main() -> None:
     # KFP's id of this task execution: each ParallelFor iteration has its own, under one task name.
     task_id = str(parameters.pop(TASK_ID_INPUT, "") or "")
     sys.argv[sys.argv.index("--executor_input") + 1] = json.dumps(executor_input)
+    track_into_plugin_mlflow()
     refuse_unshared_store()
 
     run = _open_run(run_id)
@@ -110,6 +113,19 @@ def _record_inputs(run: orchestrack.Run, name: str, parameters: dict[str, Any], 
                 run.log_dataset(input_name, item["uri"])
 
 
+@fail_open("KFP executor")
+def track_into_plugin_mlflow() -> None:
+    """With no store configured, a task of a cluster whose KFP MLflow plugin injected ``MLFLOW_TRACKING_URI``
+    and ``MLFLOW_RUN_ID`` tracks into that MLflow server (the MLflow store then writes into the plugin's runs)."""
+    from orchestrack.settings import load_settings
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not all(os.environ.get(variable) for variable in PLUGIN_VARIABLES) or load_settings().tracking_uri:
+        return
+    if uri.startswith(("http://", "https://")) or uri == "databricks":  # an MLflow tracking server
+        os.environ["ORCHESTRACK_TRACKING_URI"] = uri
+
+
 def refuse_unshared_store() -> None:
     """On a cluster every pod is its own machine: an embedded SQLite store would scatter the run."""
     if not os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -120,8 +136,9 @@ def refuse_unshared_store() -> None:
     if uri.startswith("sqlite:") or "://" not in uri:
         raise InvalidInputError(
             f"this KFP pod would track into a local SQLite store ({uri}), which no other pod can see; "
-            "point ORCHESTRACK_TRACKING_URI at a shared store (MLflow) when you compile the pipeline, "
-            "with credentials from a Kubernetes secret (see docs/kfp.md)")
+            "when you compile the pipeline, set ORCHESTRACK_TRACKING_URI=http(s)://<your MLflow tracking server> "
+            "and ORCHESTRACK_ARTIFACT_URI=s3://<bucket>/<prefix>, and give the pods MLFLOW_TRACKING_TOKEN and "
+            "AWS credentials from a Kubernetes secret (kfp-kubernetes use_secret_as_env; see docs/kfp.md)")
 
 
 @fail_open("KFP executor")

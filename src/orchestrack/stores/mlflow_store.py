@@ -107,7 +107,8 @@ class MlflowStore:
 
     def _experiment_by_name(self, name: str) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = self.client.call("GET", "experiments/get-by-name", experiment_name=name)["experiment"]
+            answer = self.client.call("GET", "experiments/get-by-name", experiment_name=name)
+            found: dict[str, Any] = answer["experiment"]
             return found
         except MlflowApiError as err:
             if err.error_code == "RESOURCE_DOES_NOT_EXIST":
@@ -447,7 +448,10 @@ class MlflowStore:
         tags = {t["key"]: t["value"] for t in data.get("tags", [])}
         if tags.get(layout.KIND_TAG) != "run":
             raise RunNotFoundError(f"MLflow run {info['run_id']} at {self.client.base_url} is not an orchestrack run")
-        metrics, slices, by_task, series_keys = {}, {}, {}, []
+        metrics: dict[str, float] = {}
+        slices: dict[str, dict[str, float]] = {}
+        by_task: dict[str, dict[str, float]] = {}
+        series_keys: list[tuple[str, str]] = []
         meanings = layout.metric_meanings(tags)
         for metric in data.get("metrics", []):
             meaning = meanings.get(metric["key"]) or {"key": metric["key"], "slice": None, "task": None}
@@ -599,7 +603,7 @@ class MlflowStore:
         wanted: dict[tuple[str, int], tuple[str | None, TaskAttempt]] = {}
         for attempt in attempts:
             key = (attempt.task_id, attempt.attempt)
-            child_id, current = wanted.get(key) or (stored[key] if key in stored else (None, None))
+            child_id, current = wanted.get(key) or stored.get(key) or (None, None)
             merged = _merge_attempt(current, attempt)
             if merged is not None:
                 wanted[key] = (child_id, merged)
