@@ -3,6 +3,8 @@ processes released at the same instant."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import subprocess
 import sys
@@ -244,3 +246,81 @@ def test_a_claim_left_by_a_dead_opener_is_taken_over(store: MlflowStore, mlflow_
     assert second is not None and second.lifecycle_stage == "deleted"
     fresh = MlflowStore(store.uri, experiment=store.experiment_template, claims=store.claims)
     assert fresh._ids(record.run_id) == store._ids(record.run_id)
+
+
+class Forwarder:
+    """A TCP forwarder to the MLflow server that can be cut and restored: an outage, for real sockets."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.connections: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: Any, sink: Any) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.close()
+
+    def cut(self) -> None:
+        self.up = False
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.close()
+        self.connections.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+
+def test_an_outage_spools_writes_and_replay_lands_them(store: MlflowStore, monkeypatch: pytest.MonkeyPatch,
+                                                       mlflow_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    forwarder = Forwarder(int(store.uri.rsplit(":", 1)[1]))
+    through = f"http://127.0.0.1:{forwarder.port}"
+    monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", through)
+    monkeypatch.setenv("ORCHESTRACK_MLFLOW__EXPERIMENT", store.experiment_template)
+    monkeypatch.setenv("ORCHESTRACK_MLFLOW__CLAIMS", store.claims)
+    monkeypatch.delenv("ORCHESTRACK_STRICT")  # the fail-open path: the task keeps its own outcome
+    caplog.set_level(logging.DEBUG, "orchestrack")
+    run = orchestrack.start_run(key="outage/1", pipeline="outage")
+    forwarder.cut()
+    with run.task("train"):  # MLflow is unreachable: the task still runs and succeeds
+        orchestrack.log_metrics({"auc": 0.93})
+    assert "spooled" in caplog.text
+    forwarder.restore()
+    replayed, problems = orchestrack.replay_spool()
+    assert problems == [] and replayed >= 3
+    record = orchestrack.get_run("outage/1")
+    assert record.metrics == {"auc": 0.93}
+    assert [(t.task_id, t.status) for t in record.tasks] == [("train", "succeeded")]
+    mlflow_run = _mlflow_run(mlflow_client, store, record.run_id)
+    assert mlflow_run.data.metrics["auc"] == 0.93 and mlflow_run.data.metrics["tasks/train/auc"] == 0.93

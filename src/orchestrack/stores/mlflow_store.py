@@ -394,11 +394,12 @@ class MlflowStore:
         """The run with this key, orchestrack run id, MLflow run id, or a unique run id prefix (8+)."""
         from orchestrack.lifecycle import run_id_for
 
-        for candidate in (run_id_for(key_or_run_id), key_or_run_id):
-            if self._locate(candidate) is not None:
-                return self.get_run(candidate)
+        if self._locate(run_id_for(key_or_run_id)) is not None:
+            return self.get_run(run_id_for(key_or_run_id))
         if not (len(key_or_run_id) >= 8 and all(c in "0123456789abcdef" for c in key_or_run_id)):
             return None
+        if len(key_or_run_id) == 32 and self._locate(key_or_run_id) is not None:
+            return self.get_run(key_or_run_id)
         if len(key_or_run_id) == 32:
             try:
                 run = self.client.call("GET", "runs/get", run_id=key_or_run_id)["run"]
