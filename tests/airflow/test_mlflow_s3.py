@@ -20,8 +20,8 @@ pytestmark = pytest.mark.mlflow_s3
 def test_a_dag_run_is_one_mlflow_run_with_its_artifacts_on_s3(
         dags_folder: Path, mlflow_server: MlflowServer, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.models.taskinstancekey import TaskInstanceKey
-
     from mlflow import MlflowClient
+
     from orchestrack.airflow.operator import OrchestrackRunLink
     from tests.airflow.dags.mlflow_s3 import MISSING_INPUT, MODEL_BYTES
 
