@@ -97,3 +97,8 @@ def has_its_own_exit_handler(holdout: str = "gs://bucket/holdout.parquet") -> No
     with dsl.ExitHandler(notify(), name="notify-the-team"):
         data = prepare(rows=10)
         evaluate(auc=0.5, holdout=holdout).after(data)
+
+
+@otk.pipeline(name="nightly-holdout", purpose="tuning", packages_to_install=[])
+def one_failing_task(holdout: str = "s3://bucket/holdout.parquet") -> None:
+    evaluate(auc=0.5, holdout=holdout)

@@ -64,7 +64,9 @@ def test_a_pod_on_a_cluster_refuses_a_local_sqlite_store(monkeypatch: pytest.Mon
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")  # what every pod sees
     with pytest.raises(RuntimeError, match="FAILURE"):
         pipelines.exits_non_zero(code=0)
-    assert "no other pod can see" in capfd.readouterr().out
+    out = capfd.readouterr().out
+    assert "no other pod can see" in out and "ORCHESTRACK_TRACKING_URI=http(s)://" in out
+    assert "ORCHESTRACK_ARTIFACT_URI=s3://<bucket>/<prefix>" in out and "use_secret_as_env" in out
 
 
 def run_failed_in_evaluate(pipeline: Any) -> orchestrack.RunRecord:
@@ -95,6 +97,7 @@ def test_a_component_that_exits_non_zero_fails_the_run() -> None:
 def test_compiled_yaml_has_the_exit_handler_settings_and_no_secrets(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", "http://mlflow.ml.svc:5000")
+    monkeypatch.setenv("ORCHESTRACK_S3__ENDPOINT_URL", "http://minio.kubeflow:9000")
     secret = "s3cr3t-token-value"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     from orchestrack import kfp as otk
@@ -119,6 +122,8 @@ def test_compiled_yaml_has_the_exit_handler_settings_and_no_secrets(tmp_path: Pa
     assert any("orchestrack.kfp.executor" in part for part in train_executor["command"])
     env = {item["name"]: item["value"] for item in train_executor["env"]}
     assert env["ORCHESTRACK_TRACKING_URI"] == "http://mlflow.ml.svc:5000"
+    assert env["ORCHESTRACK_S3__ENDPOINT_URL"] == "http://minio.kubeflow:9000"
+    assert env["ORCHESTRACK_KFP_PIPELINE"] == "nightly-train"  # the run's MLflow experiment, whoever opens it
     assert env["ORCHESTRACK_IMAGE"] == "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
     accelerator = train_executor["resources"]["accelerator"]
     assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1")

@@ -18,13 +18,22 @@ from kfp import dsl
 from kfp.dsl import pipeline_context, tasks_group
 
 from orchestrack.errors import OrchestrackError
-from orchestrack.kfp.executor import CLOSES_RUN, HIDDEN_INPUTS, RUN_ID_INPUT, TASK_ID_INPUT, TASK_NAME_INPUT
+from orchestrack.kfp.executor import (
+    CLOSES_RUN,
+    HIDDEN_INPUTS,
+    PIPELINE_VARIABLE,
+    RUN_ID_INPUT,
+    TASK_ID_INPUT,
+    TASK_NAME_INPUT,
+)
 from orchestrack.kfp.local_runs import TrackedPipeline, local_runner_runs_exit_handlers
 
 EXECUTOR = "orchestrack.kfp.executor"
 KFP_EXECUTOR = "kfp.dsl.executor_main"
-#: Settings that pods need to reach the store; secrets must come from Kubernetes secrets instead.
-FORWARDED = ("ORCHESTRACK_TRACKING_URI", "ORCHESTRACK_ARTIFACT_URI", "ORCHESTRACK_POLICY__STRICT")
+#: Settings that pods need to reach the store (MLflow, S3); never secrets: those come from Kubernetes secrets.
+FORWARDED = ("ORCHESTRACK_TRACKING_URI", "ORCHESTRACK_ARTIFACT_URI", "ORCHESTRACK_POLICY__STRICT",
+             "ORCHESTRACK_S3__ENDPOINT_URL", "ORCHESTRACK_S3__REGION", "ORCHESTRACK_MLFLOW__EXPERIMENT",
+             "ORCHESTRACK_MLFLOW__UI_URL")
 
 
 def kfp_version() -> str:
@@ -52,9 +61,13 @@ class TrackedComponent:
         task = self.inner(*args, **kwargs, **{RUN_ID_INPUT: dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                                TASK_NAME_INPUT: dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
                                                TASK_ID_INPUT: dsl.PIPELINE_TASK_ID_PLACEHOLDER})
-        if pipeline_context.Pipeline.get_default_pipeline() is None:
+        pipeline = pipeline_context.Pipeline.get_default_pipeline()
+        if pipeline is None:
             return task  # run on its own (kfp.local): already executed, nothing to configure
         _forward(task)
+        # The first task to open the run may run before open-run: the MLflow store picks the run's
+        # experiment from the pipeline's name (the name KFP shows) when it creates the run.
+        task.set_env_variable(PIPELINE_VARIABLE, pipeline.name)
         if self.image:
             task.set_env_variable("ORCHESTRACK_IMAGE", self.image)  # a container cannot see its own image
         _note_accelerators(task)
@@ -262,8 +275,10 @@ def open_run(run_id: str, run_name: str, pipeline_name: str, pipeline_version: s
              owner: str) -> None:
     """The pipeline's first task: open the run with what the pipeline knows."""
     import orchestrack
+    from orchestrack.kfp.executor import track_into_plugin_mlflow
     from orchestrack.record import OrchestratorInfo, OrchestratorKind
 
+    track_into_plugin_mlflow()
     orchestrack.start_run(key=f"kfp/{run_id}", owner=owner or None, purpose=purpose or None,
                           orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, pipeline=pipeline_name,
                                                         pipeline_version=pipeline_version or None, run_id=run_id,
@@ -281,8 +296,9 @@ def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Out
     """The exit task: close the run however the pipeline ended. On a cluster the final status has no
     error message, so the reason comes from what the failed tasks recorded."""
     import orchestrack
-    from orchestrack.kfp.executor import final_status_end
+    from orchestrack.kfp.executor import final_status_end, track_into_plugin_mlflow
 
+    track_into_plugin_mlflow()
     run = orchestrack.start_run(key=f"kfp/{run_id}")
     run.conclude(final_status_end(status.state, status.error_message))
     from orchestrack.report import markdown_summary
@@ -295,5 +311,7 @@ def finish_run(run_id: str) -> None:
     """The last task of a pipeline that returns outputs: it runs once every task upstream ended, however
     they ended, and closes the run as its tasks say (kfp gives such a task no final status)."""
     import orchestrack
+    from orchestrack.kfp.executor import track_into_plugin_mlflow
 
+    track_into_plugin_mlflow()
     orchestrack.start_run(key=f"kfp/{run_id}").finish()

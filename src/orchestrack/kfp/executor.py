@@ -31,6 +31,8 @@ CLOSES_RUN = "ORCHESTRACK_CLOSES_RUN"
 #: Set by a process that runs a pipeline with kfp.local before 2.17 and closes its run afterwards
 #: (:mod:`orchestrack.kfp.local_runs`): a file where each tracked task writes the run's key.
 RUN_KEY_NOTE = "ORCHESTRACK_KFP_LOCAL_RUN_KEY_FILE"
+#: Set at compile time on every tracked task: the name of the pipeline it is part of (as KFP shows it).
+PIPELINE_VARIABLE = "ORCHESTRACK_KFP_PIPELINE"
 #: What KFP's MLflow plugin injects into every task's container: its tracking server and the task's nested run.
 PLUGIN_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")
 
@@ -78,7 +80,8 @@ def main() -> None:
 @fail_open("KFP executor")
 def _open_run(run_id: str) -> orchestrack.Run | None:
     run = orchestrack.start_run(
-        key=f"kfp/{run_id}", orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=run_id),
+        key=f"kfp/{run_id}", orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=run_id,
+                                                           pipeline=os.environ.get(PIPELINE_VARIABLE) or None),
         image=os.environ.get("ORCHESTRACK_IMAGE"))
     if os.environ.get(RUN_KEY_NOTE):
         Path(os.environ[RUN_KEY_NOTE]).write_text(run.key)
