@@ -103,7 +103,11 @@ def test_compiled_yaml_has_the_exit_handler_settings_and_no_secrets(tmp_path: Pa
     from orchestrack import kfp as otk
 
     # kfp traces a pipeline when it is decorated: settings are read then, from the compiling environment.
-    @otk.pipeline(name="nightly-train", purpose="tuning")
+    # What a user does with kfp-kubernetes' use_secret_as_env: configure the tasks orchestrack adds too.
+    def configure(task: Any) -> None:
+        task.set_env_variable("MLFLOW_TRACKING_TOKEN_SECRET", "mlflow-token")
+
+    @otk.pipeline(name="nightly-train", purpose="tuning", configure_task=configure)
     def nightly(rows: int = 50, epochs: int = 2) -> None:
         data = pipelines.prepare(rows=rows)
         trained = pipelines.train(data=data.outputs["dataset"], epochs=epochs)
@@ -128,6 +132,10 @@ def test_compiled_yaml_has_the_exit_handler_settings_and_no_secrets(tmp_path: Pa
     accelerator = train_executor["resources"]["accelerator"]
     assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1")
     assert "{{$.pipeline_job_uuid}}" in text  # the KFP run id placeholder every task receives
+    for added in ("open-run", "close-run"):
+        added_env = {item["name"]: item["value"] for item in executors[f"exec-{added}"]["container"]["env"]}
+        assert added_env["MLFLOW_TRACKING_TOKEN_SECRET"] == "mlflow-token"
+        assert added_env["ORCHESTRACK_TRACKING_URI"] == "http://mlflow.ml.svc:5000"
 
 
 def test_parallel_for_iterations_are_tasks_of_their_own() -> None:

@@ -120,9 +120,12 @@ def _with_run_id_input(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = None, run_owner: str | None = None,
-             packages_to_install: list[str] | None = None, **kwargs: Any) -> Any:
+             packages_to_install: list[str] | None = None, configure_task: Callable[[Any], Any] | None = None,
+             **kwargs: Any) -> Any:
     """``dsl.pipeline`` (same arguments) that opens the run first and closes it however the pipeline
-    ends. ``packages_to_install`` is for the open and close tasks (default ``["orchestrack"]``).
+    ends. ``packages_to_install`` is for the open and close tasks (default ``["orchestrack"]``);
+    ``configure_task`` is called with each task orchestrack adds (open, close), e.g. to give it the
+    MLflow token from a Kubernetes secret as the user's own tasks get it.
 
     The run is closed by an exit handler wrapped around the pipeline's body. kfp allows neither an
     exit handler inside another nor outputs returned from inside one, so a pipeline that returns an
@@ -143,16 +146,21 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
         closer = dsl.component(close_run, packages_to_install=packages)
         finisher = dsl.component(finish_run, packages_to_install=packages)
 
+        def added(task: Any) -> Any:
+            """A task orchestrack adds: the settings forwarded, then the user's own configuration."""
+            _forward(task)
+            if configure_task is not None:
+                configure_task(task)
+            return task
+
         def open_task(version: str) -> None:
-            _forward(opener(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                            pipeline_name=name, pipeline_version=version, purpose=purpose or "",
-                            owner=run_owner or ""))
+            added(opener(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                         pipeline_name=name, pipeline_version=version, purpose=purpose or "", owner=run_owner or ""))
 
         def in_exit_handler(version: str) -> Any:
             @functools.wraps(target)
             def body(*args: Any, **call_kwargs: Any) -> Any:
-                exit_task = closer(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-                _forward(exit_task)
+                exit_task = added(closer(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER))
                 with dsl.ExitHandler(exit_task, name="orchestrack-run"):
                     open_task(version)
                     return target(*args, **call_kwargs)
@@ -171,8 +179,7 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
                         _close_from(exit_task)
                 else:
                     upstream = _top_level_tasks(root)
-                    finishing = finisher(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-                    _forward(finishing)
+                    finishing = added(finisher(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER))
                     finishing.after(*upstream).ignore_upstream_failure()
                 return result
 
