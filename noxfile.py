@@ -74,7 +74,7 @@ def run_pytest(session: nox.Session, suite: str, *args: str, env: dict[str, str]
     """Run pytest and fail loudly when it ran no test (pytest's exit code 5), instead of passing."""
     # Not session.create_tmp(): it points TMPDIR into the checkout, where tests would see our git repo.
     report = Path(session.virtualenv.location) / f"{suite}-junit.xml"
-    session.run("python", "-m", "pytest", *args, f"--junitxml={report}", *session.posargs,
+    session.run("python", "-m", "pytest", *args, f"--junitxml={report}", "--durations=8", *session.posargs,
                 success_codes=[0, 5], env={"ORCHESTRACK_STRICT": "1", **(env or {})})
     suites = ElementTree.parse(report).getroot().iter("testsuite")
     ran = sum(int(s.get("tests", 0)) - int(s.get("skipped", 0)) for s in suites)
@@ -189,8 +189,8 @@ def supported_versions_table() -> str:
 
 @nox.session(python=PYTHON)
 def mlflow(session: nox.Session) -> None:
-    """The MLflow store against real `mlflow server` processes: MLflow 3 on SQLite and on PostgreSQL,
-    MLflow 2 on SQLite; runs read back with MLflow's own client."""
+    """The MLflow store against real `mlflow server` processes: MLflow 3 on PostgreSQL and MLflow 2 on
+    SQLite; runs read back with MLflow's own client (MLflow 3 on SQLite: the adapters' suites)."""
     session.install("-e", ".[dev,mlflow,s3]", *MLFLOW_TEST_CLIENT)
     run_pytest(session, "mlflow", "tests/mlflow", env=mlflow_servers(session))
 

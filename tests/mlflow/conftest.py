@@ -1,5 +1,6 @@
-"""The MLflow store against real `mlflow server` processes (tests/servers.py): MLflow 3 on SQLite and
-on PostgreSQL, MLflow 2 on SQLite. Runs are read back with MLflow's own ``MlflowClient``."""
+"""The MLflow store against real `mlflow server` processes (tests/servers.py): MLflow 3 on PostgreSQL and
+MLflow 2 on SQLite (MLflow 3 on SQLite is what the adapter suites track into). Runs are read back with
+MLflow's own ``MlflowClient``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from orchestrack.stores.mlflow_store import MlflowStore
-from tests.servers import MLFLOW_SERVERS, MlflowServer
+from tests.servers import STORE_TEST_SERVERS, MlflowServer
 
 
 def delete_orchestrack_experiments(url: str) -> None:
@@ -23,7 +24,7 @@ def delete_orchestrack_experiments(url: str) -> None:
         client.call("POST", "experiments/delete", {"experiment_id": experiment["experiment_id"]})
 
 
-@pytest.fixture(params=[name for name, _, _ in MLFLOW_SERVERS])
+@pytest.fixture(params=STORE_TEST_SERVERS)
 def server(request: pytest.FixtureRequest, mlflow_servers: dict[str, MlflowServer]) -> MlflowServer:
     """Each MLflow server in turn."""
     return mlflow_servers[request.param]

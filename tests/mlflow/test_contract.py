@@ -16,8 +16,8 @@ class TestMlflowStore(StoreContract):
                                         monkeypatch: pytest.MonkeyPatch) -> None:
         # An MLflow server writes about 20 child runs a second (two requests each on its own
         # SQLAlchemy transaction), so the contract's 1,000 attempts take about a minute: they run
-        # against the PostgreSQL-backed server, and the others take the same test at a tenth of
-        # the width with pages of 25, so that paging is what they prove.
+        # against the PostgreSQL-backed server, and the MLflow 2 server takes the same test at a
+        # tenth of the width with pages of 25, so that paging is what it proves.
         if server.name != "mlflow3-postgresql":
             store.page_size = 25
             monkeypatch.setattr("tests.contract.store_contract.WIDE_WRITE", 100)

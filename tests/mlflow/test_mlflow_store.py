@@ -206,7 +206,7 @@ def _open_at_once(url: str, experiment: str, claims: str, key: str, barrier: Any
     results.put(store._ids(stored.run_id))
 
 
-@pytest.mark.parametrize("server_name", ["mlflow3-postgresql", "mlflow3-sqlite", "mlflow2-sqlite"])
+@pytest.mark.parametrize("server_name", ["mlflow3-postgresql", "mlflow2-sqlite"])
 def test_sixteen_processes_opening_one_key_at_once_make_one_mlflow_run(
         server_name: str, mlflow_servers: dict[str, MlflowServer]) -> None:
     from mlflow import MlflowClient

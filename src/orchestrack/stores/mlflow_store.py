@@ -48,8 +48,8 @@ R = TypeVar("R")
 #: Fields :meth:`MlflowStore.update_run` may change (the rest have log_* calls of their own).
 UPDATABLE = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at", "schema_version",
              "orchestrator", "code", "features", "environment", "failure", "incomplete")
-_CLAIM_RUN_TAG = layout.PREFIX + "mlflow_run_id"
-_CLAIM_EXPERIMENT_TAG = layout.PREFIX + "mlflow_experiment_id"
+#: On a claim: ``<MLflow run id> <experiment id>``, in one tag so that no reader sees half of it.
+_CLAIM_RUN_TAG = layout.PREFIX + "mlflow_run"
 _CLAIMANT_TAG = layout.PREFIX + "claimant"
 _FINAL_AT_TAG = layout.PREFIX + "final_at"
 
@@ -125,7 +125,8 @@ class MlflowStore:
                 return "free", generation, None, None
             tags = {t["key"]: t["value"] for t in claim.get("tags", [])}
             if tags.get(_CLAIM_RUN_TAG):
-                return "taken", generation, (tags[_CLAIM_RUN_TAG], tags[_CLAIM_EXPERIMENT_TAG]), None
+                mlflow_run_id, experiment_id = tags[_CLAIM_RUN_TAG].split()
+                return "taken", generation, (mlflow_run_id, experiment_id), None
             following = self._experiment_by_name(self._claim_name(run_id, generation + 1))
             if following is None:
                 return "pending", generation, None, tags.get(_CLAIMANT_TAG)
@@ -242,9 +243,8 @@ class MlflowStore:
             ids = self._search_by_run_id(record.run_id) or self._create_run(record)
             claim = self._experiment_by_name(self._claim_name(record.run_id, generation))
             assert claim is not None
-            for key, value in ((_CLAIM_RUN_TAG, ids[0]), (_CLAIM_EXPERIMENT_TAG, ids[1])):
-                self.client.call("POST", "experiments/set-experiment-tag",
-                                 {"experiment_id": claim["experiment_id"], "key": key, "value": value})
+            self.client.call("POST", "experiments/set-experiment-tag", {
+                "experiment_id": claim["experiment_id"], "key": _CLAIM_RUN_TAG, "value": f"{ids[0]} {ids[1]}"})
             self.client.call("POST", "experiments/delete", {"experiment_id": claim["experiment_id"]})
             with self._lock:
                 self._located[record.run_id] = ids
