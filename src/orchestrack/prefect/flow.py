@@ -121,11 +121,15 @@ class _TaskRunObserver:
     """Task-run state changes made in this process, as reports for the tracked flow runs they belong to.
 
     Reports are buffered and written by a daemon thread every :data:`FLUSH_INTERVAL_S` (one store
-    write per flow run and batch), and at once when the flow run ends.
+    write per flow run and batch), and at once when the flow run ends. Batches are written one at a
+    time, in order: the end's write waits for a batch the thread is still writing, so the run is
+    closed from every attempt, and no attempt is written by two batches at once (which would make
+    it twice in a store that inserts, such as an MLflow child run per attempt).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._writing = threading.Lock()  # held from taking a batch until it is written
         self._runs: dict[str, Run] = {}
         self._buffer: dict[str, list[TaskReport]] = {}
         self._tries: dict[str, dict[str, dict[int, datetime]]] = {}  # flow run -> task run -> try -> start
@@ -165,12 +169,13 @@ class _TaskRunObserver:
             self._wake.set()
 
     def _flush(self, flow_run_id: str) -> None:
-        with self._lock:
-            run, reports = self._runs.get(flow_run_id), self._buffer.get(flow_run_id) or []
-            if flow_run_id in self._buffer:
-                self._buffer[flow_run_id] = []
-        if run is not None and reports:
-            run.report_tasks(reports)
+        with self._writing:
+            with self._lock:
+                run, reports = self._runs.get(flow_run_id), self._buffer.get(flow_run_id) or []
+                if flow_run_id in self._buffer:
+                    self._buffer[flow_run_id] = []
+            if run is not None and reports:
+                run.report_tasks(reports)
 
     def _flush_forever(self) -> None:
         while True:
