@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 import time
 import uuid
@@ -213,6 +214,7 @@ class MlflowStore:
         """Create the MLflow run for ``record`` unless any process already did; return the stored run."""
         token = uuid.uuid4().hex
         pending_since: dict[int, float] = {}
+        polls = 0
         while True:
             state, generation, ids, claimant = self._claim_state(record.run_id)
             if state == "taken":
@@ -223,7 +225,9 @@ class MlflowStore:
             if state == "pending" and claimant != token:
                 first_seen = pending_since.setdefault(generation, time.monotonic())
                 if time.monotonic() - first_seen < self.claim_wait_s:
-                    time.sleep(0.05)
+                    # The holder publishes within a few requests; waiters back off so as not to slow it.
+                    polls += 1
+                    time.sleep(min(1.0, 0.05 * 1.5 ** polls) * (0.5 + random.random()))
                     continue
                 generation += 1  # its opener died between claiming and publishing: take over
             if state == "free" or (state == "pending" and claimant != token):
