@@ -194,6 +194,8 @@ def test_the_cli_works_against_mlflow(tracked: MlflowStore, tmp_path: Path) -> N
     shown = cli("show", "cli/bad")
     assert "data-error" in shown and "load" in shown
     assert "auc" in cli("show", ok.run_id[:10])
+    compared = cli("compare", "cli/ok", "cli/bad")
+    assert "auc" in compared and "data-error" in compared
 
 
 def _open_at_once(url: str, experiment: str, claims: str, key: str, barrier: Any, results: Any) -> None:
