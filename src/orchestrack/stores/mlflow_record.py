@@ -46,7 +46,8 @@ RUN_NAME_TAG = "mlflow.runName"
 TAG_VALUE_LIMIT = 5000
 PARAM_VALUE_LIMIT = 500
 NAME_LIMIT = 250
-BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}
+#: What one ``log-batch`` request may carry: 1,000 entities in all, of them at most 100 params and 100 tags.
+BATCH_ENTITIES, BATCH_PARAMS, BATCH_TAGS = 1000, 100, 100
 
 _NAME_OK = re.compile(r"^[\w./\- ]*$")
 _NAME_BAD_CHAR = re.compile(r"[^\w./\- ]")
@@ -155,7 +156,7 @@ def read_params(params: list[dict[str, str]], tags: dict[str, str]) -> dict[str,
         key, text = param["key"], param.get("value", "")
         values[key] = _reads_back_as(text)
     for key, text in tags.items():
-        if key.startswith(PREFIX + "param.") and not key.startswith(PREFIX + "param_name."):
+        if key.startswith(PREFIX + "param."):
             values[key[len(PREFIX) + 6:]] = json.loads(text)
         elif key.startswith(PREFIX + "param_name."):
             names[key[len(PREFIX) + 11:]] = text

@@ -345,9 +345,10 @@ class MlflowStore:
         param_items = [{"key": k, "value": v} for k, v in mlflow_params.items()]
         metric_items = list(metrics or [])
         while tag_items or param_items or metric_items:
-            body = {"run_id": mlflow_run_id, "tags": tag_items[:100], "params": param_items[:100],
-                    "metrics": metric_items[: 1000 - min(100, len(tag_items)) - min(100, len(param_items))]}
-            tag_items, param_items = tag_items[100:], param_items[100:]
+            some_tags, some_params = tag_items[: layout.BATCH_TAGS], param_items[: layout.BATCH_PARAMS]
+            body = {"run_id": mlflow_run_id, "tags": some_tags, "params": some_params,
+                    "metrics": metric_items[: layout.BATCH_ENTITIES - len(some_tags) - len(some_params)]}
+            tag_items, param_items = tag_items[len(some_tags):], param_items[len(some_params):]
             metric_items = metric_items[len(body["metrics"]):]
             self.client.call("POST", "runs/log-batch", body)
 
