@@ -454,3 +454,12 @@ def classify(log: TextIO, exit_code: int | None, task: str | None, as_json: bool
         _echo_json({"reason": failure.reason.value, "summary": failure.summary, "detail": failure.detail})
     else:
         click.echo(f"{failure.reason.value}: {failure.summary}")
+
+
+# -- quality gate (orchestrack gate) ------------------------------------------------------------
+
+
+# -- model registry (orchestrack promote, models, which) ----------------------------------------
+
+
+# -- run pages (orchestrack ui, report) ---------------------------------------------------------

@@ -229,6 +229,38 @@ class TaskAttempt(_Model):
         return (self.ended_at - self.started_at).total_seconds()
 
 
+class GateOutcome(StrEnum):
+    """What a quality gate decided of a run."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    HELD = "held"  # suspiciously good: kept from promotion until a person looks
+
+
+class GateCheck(_Model):
+    """One check of a quality gate: what was compared, with which numbers, and what it decided."""
+
+    kind: str = Field(description="min, max, baseline, require, sigma or ceiling.")
+    subject: str = Field(description="The metric (``auc``, ``auc[country=DE]``) or record field checked.")
+    outcome: GateOutcome
+    value: float | None = None
+    bound: float | None = None
+    reference: str | None = Field(default=None, description="The baseline run or the history compared against.")
+    sentence: str
+
+
+class GateDecision(_Model):
+    """A quality gate's decision on a run, with every check behind it."""
+
+    outcome: GateOutcome
+    summary: str = Field(description="One sentence: the decision and the check that decided it.")
+    checks: list[GateCheck] = Field(default_factory=list)
+    spec: str | None = Field(default=None, description="Where the gate spec came from (a path, or ``inline``).")
+    spec_sha256: str | None = None
+    baseline_run: str | None = Field(default=None, description="The run id the baseline checks compared against.")
+    decided_at: datetime = Field(default_factory=utcnow)
+
+
 class RunRecord(_Model):
     """One run: one pipeline execution with everything needed to understand or repeat it.
 
@@ -262,6 +294,7 @@ class RunRecord(_Model):
     artifacts: list[Artifact] = Field(default_factory=list)
     tasks: list[TaskAttempt] = Field(default_factory=list)
     failure: Failure | None = None
+    gate: GateDecision | None = Field(default=None, description="The latest quality gate decision, if any.")
     incomplete: list[str] = Field(default_factory=list)
 
     @property

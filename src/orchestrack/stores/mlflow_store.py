@@ -48,7 +48,7 @@ R = TypeVar("R")
 
 #: Fields :meth:`MlflowStore.update_run` may change (the rest have log_* calls of their own).
 UPDATABLE = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at", "schema_version",
-             "orchestrator", "code", "features", "environment", "failure", "incomplete")
+             "orchestrator", "code", "features", "environment", "failure", "gate", "incomplete")
 #: On a claim: ``<MLflow run id> <experiment id>``, in one tag so that no reader sees half of it.
 _CLAIM_RUN_TAG = layout.PREFIX + "mlflow_run"
 _CLAIMANT_TAG = layout.PREFIX + "claimant"
@@ -324,6 +324,9 @@ class MlflowStore:
             elif field == "environment":
                 tags[layout.PREFIX + "image"] = record.environment.image or ""
                 tags.update(layout.document_tags("environment", record.environment.model_dump(mode="json")))
+            elif field == "gate":
+                tags[layout.GATE_TAG] = record.gate.outcome.value if record.gate else ""
+                tags.update(layout.document_tags("gate", record.gate.model_dump(mode="json") if record.gate else None))
             elif field in ("features", "incomplete", "schema_version"):
                 value = getattr(record, field)
                 tags.update(layout.document_tags(field, value.model_dump(mode="json")
@@ -490,6 +493,7 @@ class MlflowStore:
             "features": layout.read_document(tags, "features", {}),
             "environment": layout.read_document(tags, "environment", {}),
             "failure": layout.read_document(tags, "failure"),
+            "gate": layout.read_document(tags, "gate"),
             "incomplete": layout.read_document(tags, "incomplete", []),
             "params": layout.read_params(data.get("params", []), tags), "tags": layout.user_tags(tags),
             "data": [d["snapshot"] for d in sorted(layout.documents_under(tags, "data"), key=lambda d: d["order"])],

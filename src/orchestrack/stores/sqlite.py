@@ -82,7 +82,7 @@ _TASK_ORDER = "ORDER BY started_at IS NULL, started_at, task_id, attempt"
 
 # Top-level record fields with their own column; everything else lives in the JSON ``doc``.
 _COLUMNS = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at")
-_DOC_FIELDS = ("schema_version", "orchestrator", "code", "features", "environment", "failure", "incomplete")
+_DOC_FIELDS = ("schema_version", "orchestrator", "code", "features", "environment", "failure", "gate", "incomplete")
 
 
 def _ts(value: datetime | str | None) -> str | None:
