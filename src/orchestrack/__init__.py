@@ -22,6 +22,7 @@ from orchestrack.errors import (
     RunNotFoundError,
     StoreError,
 )
+from orchestrack.gate import GateFailedError, GateHeldError, GateSpec, check_gate, gate_step, load_gate_spec
 from orchestrack.lifecycle import (
     Run,
     active_run,
@@ -46,6 +47,9 @@ from orchestrack.record import (
     Failure,
     FailureReason,
     Features,
+    GateCheck,
+    GateDecision,
+    GateOutcome,
     OrchestratorInfo,
     OrchestratorKind,
     Purpose,
@@ -59,9 +63,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION", "Artifact", "CodeInfo", "DataSnapshot", "Environment", "Failure", "FailureReason",
-    "Features", "InvalidInputError", "MissingExtraError", "NoActiveRunError", "OrchestrackError",
+    "Features", "GateCheck", "GateDecision", "GateFailedError", "GateHeldError", "GateOutcome", "GateSpec",
+    "InvalidInputError", "MissingExtraError", "NoActiveRunError", "OrchestrackError",
     "OrchestratorInfo", "OrchestratorKind", "PolicyError", "Purpose", "Rule", "Run", "RunNotFoundError",
     "RunRecord", "RunStatus", "StoreError", "TaskAttempt", "TaskStatus", "__version__", "active_run",
-    "classify_failure", "get_run", "log_artifact", "log_dataset", "log_features", "log_metrics", "log_params",
-    "register_rule", "replay_spool", "run_id_for", "search_runs", "set_tags", "start_run",
+    "check_gate", "classify_failure", "gate_step", "get_run", "load_gate_spec", "log_artifact", "log_dataset",
+    "log_features", "log_metrics", "log_params", "register_rule", "replay_spool", "run_id_for", "search_runs",
+    "set_tags", "start_run",
 ]

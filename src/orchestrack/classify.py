@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrack.errors import OrchestrackError
 from orchestrack.evidence import Evidence, redact
 from orchestrack.failure_rules import BUILTIN_RULES
 from orchestrack.record import Failure, FailureReason
@@ -66,6 +67,9 @@ def classify_failure(error: BaseException | None = None, *, text: str | None = N
 
         classify_failure(FileNotFoundError("data/train.parquet"), task="train").reason  # data-error
     """
+    carried = _carried_failure(error)
+    if carried is not None:
+        return carried.model_copy(update={"task": task or carried.task})
     evidence = Evidence(error, text, exit_code)
     for code_rule in _registry.code_rules:
         found = code_rule(error, evidence.text, exit_code)
@@ -88,6 +92,18 @@ def classify_failure(error: BaseException | None = None, *, text: str | None = N
         seen = f"exit code {exit_code}, no error text"
     return _failure(evidence, FailureReason.UNKNOWN, None, "failed for a reason orchestrack does not recognise",
                     seen or "no error text, exit code or exception", task)
+
+
+def _carried_failure(error: BaseException | None) -> Failure | None:
+    """The failure an orchestrack error already decided (a failed quality gate), in the error or its chain."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        failure = getattr(error, "failure", None)
+        if isinstance(failure, Failure) and isinstance(error, OrchestrackError):
+            return failure
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _all_rules() -> list[Rule]:

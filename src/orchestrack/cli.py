@@ -458,6 +458,37 @@ def classify(log: TextIO, exit_code: int | None, task: str | None, as_json: bool
 
 # -- quality gate (orchestrack gate) ------------------------------------------------------------
 
+#: ``orchestrack gate`` exit codes a CI job branches on (1 is any orchestrack error, 2 a usage error).
+GATE_EXIT_CODES = {"passed": 0, "failed": 3, "held": 4}
+GATE_STYLES = {"passed": "green", "failed": "bold red", "held": "bold yellow"}
+
+
+@main.command()
+@click.argument("run")
+@click.option("--spec", "spec_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The gate spec: a .yaml, .toml or .json file (docs/gate.md).")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@click.pass_obj
+def gate(tracking_uri: str | None, run: str, spec_path: Path, as_json: bool) -> None:
+    """Check RUN against a quality gate and record the decision on it.
+
+    Exit code 0: passed; 3: failed (the run is marked failed, reason metric-regression); 4: held for
+    review (a suspiciously good metric); 1: an error (bad spec, unknown run).
+    """
+    from orchestrack.gate import check_gate
+
+    decision = check_gate(run, spec_path, tracking_uri=tracking_uri)
+    if as_json:
+        _echo_json(decision.model_dump(mode="json"))
+    else:
+        console = _console()
+        _print_tables(console, [_table(
+            ("check", "subject", "value", "bound", "outcome", "sentence"),
+            [(c.kind, c.subject, c.value, c.bound, Text(c.outcome.value, style=GATE_STYLES[c.outcome.value]),
+              c.sentence) for c in decision.checks], title="Quality gate")])
+        console.print(Text(decision.summary, style=GATE_STYLES[decision.outcome.value]), soft_wrap=True)
+    raise click.exceptions.Exit(GATE_EXIT_CODES[decision.outcome.value])
+
 
 # -- model registry (orchestrack promote, models, which) ----------------------------------------
 

@@ -61,8 +61,11 @@ _lock = threading.Lock()
 
 def run_url(run_id: str, key: str, settings: Settings | None = None) -> str | None:
     """Where a person opens one run: the ``ui_url`` setting filled in, else the store's own page for
-    it (the MLflow UI's run page), else ``None``."""
+    it (the MLflow UI's run page), else ``None``. A ``ui_url`` without a ``{`` placeholder is the
+    address of ``orchestrack ui``: ``http://127.0.0.1:8765`` links to ``http://127.0.0.1:8765/runs/<run_id>``."""
     settings = settings or load_settings()
+    if settings.ui_url and "{" not in settings.ui_url:
+        return f"{settings.ui_url.rstrip('/')}/runs/{quote(run_id, safe='')}"
     if settings.ui_url:
         return settings.ui_url.format(run_id=run_id, key=quote(key, safe=""))
     try:
@@ -615,7 +618,8 @@ log_features = _fluent(Run.log_features)
 set_tags = _fluent(Run.set_tags)
 
 
-def _store(tracking_uri: str | None) -> Store:
+def store_for(tracking_uri: str | None) -> Store:
+    """The store behind ``tracking_uri`` (default: the configured one)."""
     settings = load_settings(**({"tracking_uri": tracking_uri} if tracking_uri else {}))
     return open_store(settings.resolved_tracking_uri, busy_timeout_s=settings.busy_timeout_s)
 
@@ -627,7 +631,7 @@ def get_run(key_or_run_id: str, *, tracking_uri: str | None = None) -> RunRecord
 
         orchestrack.get_run("nightly-train/2026-11-28").status
     """
-    store = _store(tracking_uri)
+    store = store_for(tracking_uri)
     record = store.find_run(key_or_run_id)
     if record is None:
         raise RunNotFoundError(
@@ -652,7 +656,7 @@ def search_runs(*, status: RunStatus | str | None = None, pipeline: str | None =
         reason=inputs.check_choice(reason, FailureReason, "failure reason", "search_runs") if reason else None,
         purpose=inputs.check_choice(purpose, Purpose, "purpose", "search_runs") if purpose else None,
         pipeline=pipeline, owner=owner, limit=limit)
-    return _store(tracking_uri).search_runs(query)
+    return store_for(tracking_uri).search_runs(query)
 
 
 __all__ = ["Run", "active_run", "get_run", "log_artifact", "log_dataset", "log_features",

@@ -49,7 +49,7 @@ class SchemaPolicy(BaseModel):
     @classmethod
     def _known_paths(cls, paths: list[str]) -> list[str]:
         for path in paths:
-            problem = _path_problem(path.split("."))
+            problem = path_problem(path.split("."))
             if problem:
                 raise ValueError(f"policy.mandatory path {path!r}: {problem} (dotted paths, e.g. code.commit)")
         return paths
@@ -77,7 +77,7 @@ class SchemaPolicy(BaseModel):
     def missing(self, record: RunRecord) -> list[str]:
         """The mandatory paths that ``record`` leaves empty, in policy order."""
         document = record.model_dump(mode="python")
-        return [path for path in self.mandatory if not _has_value(document, path.split("."))]
+        return [path for path in self.mandatory if not has_value(document, path.split("."))]
 
     def enforce(self, record: RunRecord, *, at_finish: bool) -> list[str]:
         """Return the missing paths; raise :class:`PolicyError` for them when strict.
@@ -119,7 +119,7 @@ class SchemaPolicy(BaseModel):
         return cleaned if re.match(self.name_pattern, cleaned) else f"run-{run_id[:8]}"
 
 
-def _path_problem(parts: list[str]) -> str | None:
+def path_problem(parts: list[str]) -> str | None:
     """Why ``parts`` is not a path into a run record, or ``None`` when it is."""
     model: Any = RunRecord
     for depth, part in enumerate(parts):
@@ -140,11 +140,11 @@ def _path_problem(parts: list[str]) -> str | None:
     return None
 
 
-def _has_value(node: Any, parts: list[str]) -> bool:
+def has_value(node: Any, parts: list[str]) -> bool:
     if not parts:
         return node not in (None, "", [], {})
     if isinstance(node, list):
-        return any(_has_value(item, parts) for item in node)
+        return any(has_value(item, parts) for item in node)
     if isinstance(node, dict):
-        return _has_value(node.get(parts[0]), parts[1:])
+        return has_value(node.get(parts[0]), parts[1:])
     return False

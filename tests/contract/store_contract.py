@@ -16,6 +16,9 @@ from orchestrack.record import (
     DataSnapshot,
     Failure,
     FailureReason,
+    GateCheck,
+    GateDecision,
+    GateOutcome,
     MetricPoint,
     OrchestratorInfo,
     Purpose,
@@ -175,6 +178,17 @@ class StoreContract:
         store.update_run(run.run_id, {"status": "running", "ended_at": None, "failure": None})
         again = store.get_run(run.run_id)
         assert again.status is RunStatus.RUNNING and again.ended_at is None and again.failure is None
+
+    def test_gate_decision_round_trips_and_clears(self, store: Store) -> None:
+        run = store.open_run(make_record("p/gate", orchestrator=OrchestratorInfo(pipeline="p")))
+        decision = GateDecision(outcome=GateOutcome.HELD, summary="Quality gate held the run for review: auc jumped.",
+                                checks=[GateCheck(kind="ceiling", subject="auc[country=DE]", value=0.999, bound=0.995,
+                                                  outcome=GateOutcome.HELD, sentence="auc = 0.999 is beyond 0.995.")],
+                                spec="gate.yaml", spec_sha256="ab" * 32)
+        store.update_run(run.run_id, {"gate": decision})
+        assert store.get_run(run.run_id).gate == decision
+        store.update_run(run.run_id, {"gate": None})
+        assert store.get_run(run.run_id).gate is None
 
     def test_update_unknown_run_raises(self, store: Store) -> None:
         with pytest.raises(RunNotFoundError):
