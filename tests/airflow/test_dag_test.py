@@ -182,3 +182,25 @@ def test_airflows_own_secrets_masker_is_found_on_this_minor() -> None:
     mask_secret("correct-horse-battery-staple")
     assert airflow_masked({"source": "postgresql://u:correct-horse-battery-staple@db/x", "lr": 0.1}) == {
         "source": "postgresql://u:***@db/x", "lr": 0.1}
+
+
+@pytest.mark.parametrize(("auc", "dag_state", "outcome"), [
+    (0.82, "success", "passed"), (0.6, "failed", "failed"), (0.999, "success", "held")])
+def test_the_gate_task_passes_fails_or_holds_the_run(dags_folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     auc: float, dag_state: str, outcome: str) -> None:
+    monkeypatch.setenv("ORCHESTRACK_CODE_DIR", str(Path(__file__).resolve().parents[2]))  # a git checkout
+    dag_run = load_dag(dags_folder, "gated.py").test(run_conf={"auc": auc})
+    assert dag_run.state == dag_state
+    record = only_run()
+    assert record.gate is not None and record.gate.outcome.value == outcome, record.gate
+    assert record.gate.spec is not None and record.gate.spec.endswith("gate.yaml")
+    gate_task = record.last_attempts()["gate"]
+    if outcome == "failed":
+        assert record.status is RunStatus.FAILED and record.failure is not None
+        assert record.failure.reason is FailureReason.METRIC_REGRESSION and record.failure.task == "gate"
+        assert "auc = 0.6 is below its minimum 0.75" in record.failure.summary
+        assert gate_task.status is TaskStatus.FAILED
+    else:
+        assert record.status is RunStatus.SUCCEEDED and gate_task.status is TaskStatus.SUCCEEDED
+    if outcome == "held":
+        assert "auc = 0.999 is beyond its ceiling 0.99" in record.gate.summary

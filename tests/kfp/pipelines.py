@@ -102,3 +102,20 @@ def has_its_own_exit_handler(holdout: str = "gs://bucket/holdout.parquet") -> No
 @otk.pipeline(name="nightly-holdout", purpose="tuning", packages_to_install=[])
 def one_failing_task(holdout: str = "s3://bucket/holdout.parquet") -> None:
     evaluate(auc=0.5, holdout=holdout)
+
+
+GATE = "metrics:\n  auc: {min: 0.75}\nsuspicious:\n  ceiling: {auc: 0.99}\n"
+quality_gate = otk.quality_gate(base_image="python:3.11", packages_to_install=[])
+
+
+@otk.component(base_image="python:3.11", packages_to_install=[])
+def scores(auc: float) -> None:
+    import orchestrack
+
+    orchestrack.log_metrics({"auc": auc})
+
+
+@otk.pipeline(name="gated-train", purpose="tuning", packages_to_install=[])
+def gated(auc: float = 0.82) -> None:
+    scored = scores(auc=auc)
+    quality_gate(spec=GATE).after(scored)

@@ -192,3 +192,22 @@ def test_an_own_exit_handler_with_a_plain_exit_task_is_refused_with_the_fix() ->
         def plain_exit_task() -> None:
             with dsl.ExitHandler(pipelines.plain_notify()):
                 pipelines.prepare(rows=3)
+
+
+@pytest.mark.parametrize(("auc", "outcome"), [(0.82, "passed"), (0.6, "failed"), (0.999, "held")])
+def test_the_quality_gate_component_passes_fails_or_holds_the_run(auc: float, outcome: str) -> None:
+    if outcome == "failed":
+        with pytest.raises(RuntimeError, match="FAILURE"):
+            pipelines.gated(auc=auc)
+    else:
+        pipelines.gated(auc=auc)
+    record = only_run()
+    assert record.gate is not None and record.gate.outcome.value == outcome
+    gate_task = next(t for t in record.tasks if t.name == "check-gate")
+    if outcome == "failed":
+        assert record.status is RunStatus.FAILED and record.failure is not None
+        assert record.failure.reason is FailureReason.METRIC_REGRESSION and record.failure.task == "check-gate"
+        assert "auc = 0.6 is below its minimum 0.75" in record.failure.summary
+        assert gate_task.status is TaskStatus.FAILED
+    else:
+        assert record.status is RunStatus.SUCCEEDED and gate_task.status is TaskStatus.SUCCEEDED

@@ -196,3 +196,20 @@ if __name__ == "__main__":
     import sys
 
     serve_hangs() if sys.argv[1] == "serve" else hangs(sys.argv[1])
+
+
+GATE = {"metrics": {"auc": {"min": 0.75}}, "suspicious": {"ceiling": {"auc": 0.99}}}
+
+
+@task
+def evaluate(auc: float) -> float:
+    orchestrack.log_metrics({"auc": auc})
+    return auc
+
+
+@tracked_flow(purpose="tuning")
+def gated(auc: float = 0.82) -> dict[str, Any]:
+    from orchestrack.prefect import quality_gate
+
+    evaluate(auc)
+    return quality_gate(GATE)

@@ -306,3 +306,21 @@ def test_a_flow_without_tasks_is_recorded() -> None:
     assert flows.no_tasks() == 1
     record = only_run()
     assert record.status is RunStatus.SUCCEEDED and record.tasks == []
+
+
+@pytest.mark.parametrize(("auc", "outcome"), [(0.82, "passed"), (0.6, "failed"), (0.999, "held")])
+def test_the_quality_gate_task_passes_fails_or_holds_the_run(auc: float, outcome: str) -> None:
+    state = flows.gated(auc=auc, return_state=True)
+    assert state.is_failed() is (outcome == "failed")
+    record = only_run()
+    assert record.gate is not None and record.gate.outcome.value == outcome
+    gate_task = next(t for t in record.tasks if t.name.startswith("quality-gate"))
+    if outcome == "failed":
+        assert record.status is RunStatus.FAILED and record.failure is not None
+        assert record.failure.reason is FailureReason.METRIC_REGRESSION
+        assert record.failure.task is not None and record.failure.task.startswith("quality-gate")
+        assert "auc = 0.6 is below its minimum 0.75" in record.failure.summary
+        assert gate_task.status is TaskStatus.FAILED
+    else:
+        assert record.status is RunStatus.SUCCEEDED and gate_task.status is TaskStatus.SUCCEEDED
+        assert state.result()["outcome"] == outcome

@@ -17,17 +17,17 @@ from typing import Any
 
 from orchestrack.errors import MissingExtraError
 
-__all__ = ["TrackRunOperator"]
+__all__ = ["QualityGateOperator", "TrackRunOperator"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TrackRunOperator":
+    if name in __all__:
         try:
-            from orchestrack.airflow.operator import TrackRunOperator
+            from orchestrack.airflow import operator
         except ModuleNotFoundError as err:
             if err.name and err.name.split(".")[0] == "airflow":
                 raise MissingExtraError(
                     "orchestrack.airflow needs Apache Airflow 3: pip install 'orchestrack[airflow]'") from err
             raise
-        return TrackRunOperator
+        return getattr(operator, name)
     raise AttributeError(f"module 'orchestrack.airflow' has no attribute {name!r}")

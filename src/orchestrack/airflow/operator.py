@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
@@ -60,6 +61,51 @@ class TrackRunOperator(BaseOperator):
                 if asset_uri:
                     run.log_dataset(getattr(asset, "name", None) or asset_uri, asset_uri)
         return run.key
+
+
+class QualityGateOperator(BaseOperator):
+    """The quality gate as a DAG task: put it after the tasks that log the metrics it checks.
+
+    ``spec`` is a gate spec file (a relative path is found next to the DAG file), YAML text or a
+    mapping (docs/gate.md). A failed gate fails this task, and so the run, with reason
+    ``metric-regression``; a held run passes the task with a warning unless ``fail_on_held``. The
+    decision is pushed to XCom and recorded on the run.
+
+    Example::
+
+        gate = QualityGateOperator(task_id="gate", spec="gate.yaml")
+        train >> gate
+    """
+
+    ui_color = "#f7e8c8"
+    operator_extra_links = (OrchestrackRunLink(),)
+
+    def __init__(self, *, spec: Any, fail_on_held: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.fail_on_held = fail_on_held
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        """Check the DAG run's run against the spec; raise when the gate failed."""
+        from orchestrack.errors import InvalidInputError
+        from orchestrack.gate import gate_step
+
+        tracker = tracker_of(self)
+        if tracker is None:
+            raise InvalidInputError(f"QualityGateOperator {self.task_id!r} is in DAG {self.dag_id!r}, which has no "
+                                    "TrackRunOperator: add one upstream of the DAG's first task so runs are tracked")
+        run = open_tracked_run(tracker, context["ti"], context=context)
+        decision = gate_step(_beside_dag_file(self.spec, self), fail_on_held=self.fail_on_held, run=run)
+        return decision.model_dump(mode="json")
+
+
+def _beside_dag_file(spec: Any, task: Any) -> Any:
+    """A relative spec path that is not found from the working directory, looked up next to the DAG file."""
+    if not isinstance(spec, str) or "\n" in spec or Path(spec).is_absolute() or Path(spec).exists():
+        return spec
+    fileloc = getattr(getattr(task, "dag", None), "fileloc", None)
+    beside = Path(fileloc).parent / spec if fileloc else None
+    return str(beside) if beside is not None and beside.exists() else spec
 
 
 def tracker_of(task: Any) -> TrackRunOperator | None:

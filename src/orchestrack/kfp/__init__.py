@@ -22,7 +22,7 @@ from typing import Any
 
 from orchestrack.errors import MissingExtraError
 
-__all__ = ["component", "pipeline"]
+__all__ = ["component", "pipeline", "quality_gate"]
 
 
 def __getattr__(name: str) -> Any:

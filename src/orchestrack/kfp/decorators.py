@@ -102,6 +102,31 @@ def component(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
     return decorate(func) if func is not None else decorate
 
 
+def check_gate(spec: str, fail_on_held: bool = False) -> str:
+    """Check the pipeline run's run against ``spec`` (YAML or JSON text, or a path in the image);
+    return the outcome. A failed gate fails the step, and the run, with ``metric-regression``."""
+    import orchestrack
+
+    return orchestrack.gate_step(spec, fail_on_held=fail_on_held).outcome.value
+
+
+def quality_gate(**component_kwargs: Any) -> TrackedComponent:
+    """The quality gate as a KFP component (``dsl.component`` arguments; ``packages_to_install``
+    defaults to ``["orchestrack"]``). Its output is ``passed`` or ``held``; a failed gate fails it.
+
+    Example::
+
+        gate = otk.quality_gate(base_image="python:3.11")
+
+        @otk.pipeline(name="nightly-train")
+        def nightly():
+            trained = train()
+            gate(spec=GATE_YAML).after(trained)
+    """
+    component_kwargs.setdefault("packages_to_install", ["orchestrack"])
+    return component(check_gate, **component_kwargs)  # type: ignore[no-any-return]
+
+
 def _with_run_id_input(func: Callable[..., Any]) -> Callable[..., Any]:
     """A copy of ``func`` whose signature has one more input, the KFP run id (its source is unchanged:
     the executor removes the input before the function is called)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrack.errors import MissingExtraError
 
-__all__ = ["reap_lost_runs", "tracked_flow"]
+__all__ = ["quality_gate", "reap_lost_runs", "tracked_flow"]
 
 
 def __getattr__(name: str) -> Any:

@@ -81,6 +81,25 @@ def tracked_flow(__fn: Any = None, *, purpose: str | None = None, run_owner: str
     return decorate(__fn) if __fn is not None else decorate
 
 
+def _check_gate(spec: Any, fail_on_held: bool = False) -> dict[str, Any]:
+    """Check the flow run's run against ``spec``; raises when the gate failed (see :func:`quality_gate`)."""
+    from prefect.runtime import flow_run
+
+    from orchestrack.gate import gate_step
+
+    if not flow_run.id:
+        raise orchestrack.InvalidInputError("quality_gate is a Prefect task: call it inside a tracked_flow")
+    run = orchestrack.start_run(key=run_key(flow_run.id))  # attaches: the flow's hook opened it
+    return gate_step(spec, fail_on_held=fail_on_held, run=run).model_dump(mode="json")
+
+
+#: The quality gate as a Prefect task: ``quality_gate("gate.yaml")`` inside a :func:`tracked_flow`
+#: checks the flow run's run against the spec (a path, YAML text or a mapping; docs/gate.md), records
+#: the decision and returns it; a failed gate fails the task (and the flow) with ``metric-regression``,
+#: a held run passes with a warning unless ``fail_on_held=True``.
+quality_gate = prefect.task(_check_gate, name="quality-gate", retries=0)
+
+
 class _Hooks:
     """Flow state hooks in, lifecycle calls out; fail-open like every adapter hook."""
 
