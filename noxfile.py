@@ -6,6 +6,7 @@ environment in seconds from its cache.
 
 from __future__ import annotations
 
+import os
 import shutil
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -87,6 +88,22 @@ def core(session: nox.Session) -> None:
     """The core: record, lifecycle, embedded store contract, CLI, multi-process and example tests."""
     session.install("-e", ".[dev]")
     run_pytest(session, "core", "tests/unit", "tests/contract", "tests/integration")
+
+
+#: Debian's Chromium and its driver, for the UI's browser tests (selenium is told where they are,
+#: so selenium-manager never downloads a browser).
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@nox.session(python=PYTHON)
+def ui(session: nox.Session) -> None:
+    """The run pages (`orchestrack ui`, `orchestrack report`) as a person sees them, in headless Chromium."""
+    session.install("-e", ".[dev]", "selenium>=4.20")
+    if not CHROMIUM.exists() and hasattr(os, "geteuid") and os.geteuid() == 0:
+        session.run("apt-get", "update", "-q", external=True)
+        session.run("apt-get", "install", "-y", "-q", "chromium", "chromium-driver", external=True,
+                    env={"DEBIAN_FRONTEND": "noninteractive"})
+    run_pytest(session, "ui", "tests/ui")
 
 
 #: What an adapter's tests need besides the orchestrator. kfp: pip, as every lightweight component's
@@ -180,7 +197,7 @@ def edge_minors(orchestrator: str) -> list[str]:
 #: orchestrator, and the newest with its dependencies' floors. The minors between (Airflow 3.1 and
 #: 3.2, kfp 2.14) are sessions too, run by hand before a release (`scripts/test -s airflow-3.1`):
 #: with them, the whole took past 30 minutes on two cores once the MLflow suites came.
-nox.options.sessions = ["lint", "core", "s3", "mlflow", *(f"{o}-{m}" for o in MATRIX for m in edge_minors(o)),
+nox.options.sessions = ["lint", "core", "ui", "s3", "mlflow", *(f"{o}-{m}" for o in MATRIX for m in edge_minors(o)),
                         *(f"{o}-lowest-deps" for o in MATRIX)]
 
 

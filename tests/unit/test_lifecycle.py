@@ -247,3 +247,13 @@ def test_folder_artifacts_default_to_kind_folder(tmp_path: Path) -> None:
     (tmp_path / "model" / "weights.bin").write_bytes(b"w")
     artifact = orchestrack.start_run(key="folder").log_artifact(tmp_path / "model")
     assert artifact is not None and artifact.kind == "folder" and artifact.size_bytes == 1
+
+
+def test_run_url_of_a_plain_ui_address_is_its_run_page() -> None:
+    from orchestrack.lifecycle import run_url
+    from orchestrack.settings import load_settings
+
+    plain = load_settings(ui_url="http://127.0.0.1:8765/")
+    assert run_url("abc123", "nightly/1", plain) == "http://127.0.0.1:8765/runs/abc123"
+    template = load_settings(ui_url="https://dash.example/r?id={run_id}&k={key}")
+    assert run_url("abc123", "nightly/1", template) == "https://dash.example/r?id=abc123&k=nightly%2F1"

@@ -1,0 +1,365 @@
+"""The UI's pages as pure functions: run records in, one HTML string out.
+
+Every value from a record goes through :func:`html.escape` (:func:`cell`); only :class:`Html`
+fragments built here are trusted. The same functions make the server's pages (linking
+``/assets/ui.css``) and the offline report (CSS inlined, no link to anything outside the file), told
+apart by a :class:`Site`.
+
+Example::
+
+    html = run_page(orchestrack.get_run("nightly-train/2026-11-28"), SERVER)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from html import escape
+from importlib.resources import files
+from typing import Any
+from urllib.parse import quote
+
+from orchestrack.cli import _duration, _run_seconds, _size, comparison_rows
+from orchestrack.record import FailureReason, GateDecision, Purpose, RunRecord, RunStatus, TaskAttempt
+from orchestrack.ui.charts import line_chart
+
+#: The run-list filters, in form order (each is also a ``search_runs`` argument).
+FILTERS = ("pipeline", "status", "reason", "purpose", "owner")
+CHOICES: dict[str, type[Enum]] = {"status": RunStatus, "reason": FailureReason, "purpose": Purpose}
+#: The report's policy: nothing may load, styles only from the file itself.
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
+class Html(str):
+    """A fragment of markup built here, safe to insert as is."""
+
+
+def asset(name: str) -> str:
+    """The text of a file shipped in ``orchestrack/ui/assets``."""
+    return files("orchestrack.ui").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Site:
+    """How pages link: to the server's routes, or within one offline report file."""
+
+    served: bool
+    #: Run ids shown in the same report file (their sections are linked by anchor).
+    in_report: frozenset[str] = field(default_factory=frozenset)
+
+    def run_link(self, run_id: str) -> str | None:
+        """Where a run's page is, if it can be opened from here."""
+        if self.served:
+            return f"/runs/{quote(run_id, safe='')}"
+        return f"#run-{run_id}" if run_id in self.in_report else None
+
+    def artifact_link(self, run_id: str, name: str) -> str | None:
+        """Where an artifact downloads from (only the server serves bytes)."""
+        return f"/artifacts/{quote(run_id, safe='')}/{quote(name, safe='')}" if self.served else None
+
+
+SERVER = Site(served=True)
+
+
+# -- small pieces -------------------------------------------------------------------------------
+
+
+def cell(value: Any) -> Html:
+    """A value as escaped text: ``-`` for none, floats to 6 significant digits, enums by value."""
+    if isinstance(value, Html):
+        return value
+    if value is None or value == "":
+        return Html('<span class="none">-</span>')
+    if isinstance(value, bool):
+        return Html("true" if value else "false")
+    if isinstance(value, float):
+        return Html(f"{value:.6g}")
+    if isinstance(value, Enum):
+        return Html(escape(str(value.value)))
+    return Html(escape(str(value)))
+
+
+def link(href: str | None, text: Any) -> Html:
+    """``text`` linked to ``href`` (plain text when there is no link)."""
+    return Html(f'<a href="{escape(href)}">{cell(text)}</a>') if href else cell(text)
+
+
+def badge(value: Enum | str | None) -> Html:
+    """A status, reason or gate outcome as a coloured label."""
+    if value is None:
+        return cell(None)
+    text = str(value.value if isinstance(value, Enum) else value)
+    return Html(f'<span class="badge {escape(text)}">{escape(text)}</span>')
+
+
+def when(moment: datetime | None) -> str | None:
+    """A UTC timestamp with seconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else None
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, cls: str = "",
+          row_classes: Sequence[str] | None = None) -> Html:
+    """A table; ``row_classes`` gives each row a CSS class. Empty when there are no rows."""
+    body = []
+    for index, row in enumerate(rows):
+        attr = f' class="{escape(row_classes[index])}"' if row_classes and row_classes[index] else ""
+        body.append(f"<tr{attr}>{''.join(f'<td>{cell(value)}</td>' for value in row)}</tr>")
+    if not body:
+        return Html("")
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    return Html(f'<table class="{escape(cls)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def fields(pairs: Iterable[tuple[str, Any]]) -> Html:
+    """A ``field: value`` list of the pairs whose value is set."""
+    items = [f"<dt>{escape(name)}</dt><dd>{cell(value)}</dd>" for name, value in pairs
+             if value is not None and value != "" and value != []]
+    return Html(f'<dl class="fields">{"".join(items)}</dl>') if items else Html("")
+
+
+def section(title: str, content: str, *, anchor: str | None = None) -> Html:
+    """A titled section, left out when it has no content."""
+    if not content:
+        return Html("")
+    ident = f' id="{escape(anchor)}"' if anchor else ""
+    return Html(f"<section{ident}><h2>{escape(title)}</h2>{content}</section>")
+
+
+def document(title: str, body: str, site: Site) -> Html:
+    """A whole page: the server's links its stylesheet and script; a report inlines its CSS."""
+    if site.served:
+        head = '<link rel="stylesheet" href="/assets/ui.css"><script src="/assets/ui.js" defer></script>'
+        nav = ('<nav><a href="/" class="brand">orchestrack</a><a href="/">Runs</a>'
+               '<a href="/failures">Failures</a></nav>')
+    else:
+        head = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}"><style>{asset("ui.css")}</style>'
+        nav = '<nav><span class="brand">orchestrack report</span></nav>'
+    return Html(f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+                f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+                f"<title>{escape(title)}</title>{head}</head><body>{nav}<main>{body}</main></body></html>")
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def filter_form(filters: Mapping[str, str]) -> Html:
+    """The run-list filters as a GET form, showing the values in force."""
+    controls = []
+    for name in FILTERS:
+        value = filters.get(name, "")
+        if name in CHOICES:
+            options = "".join(
+                f'<option value="{escape(m.value)}"{" selected" if m.value == value else ""}>{escape(m.value)}</option>'
+                for m in CHOICES[name])
+            control = f'<select name="{name}" id="f-{name}"><option value="">any</option>{options}</select>'
+        else:
+            control = f'<input name="{name}" id="f-{name}" value="{escape(value)}">'
+        controls.append(f'<label for="f-{name}">{name}</label>{control}')
+    return Html(f'<form class="filters" method="get" action="/">{"".join(controls)}'
+                '<button type="submit">Filter</button><a href="/">clear</a></form>')
+
+
+def runs_page(records: Sequence[RunRecord], filters: Mapping[str, str], site: Site = SERVER) -> Html:
+    """The run list with its filter form; ticked runs open in the compare page."""
+    rows = [(Html(f'<input type="checkbox" name="run" value="{escape(r.run_id)}" aria-label="compare">'),
+             link(site.run_link(r.run_id), r.run_id[:8]), r.name, r.orchestrator.pipeline, r.purpose,
+             badge(r.status), badge(r.failure.reason) if r.failure else None,
+             badge(r.gate.outcome) if r.gate else None, when(r.started_at), _duration(_run_seconds(r)), r.owner)
+            for r in records]
+    listing = table(("", "run", "name", "pipeline", "purpose", "status", "reason", "gate", "started",
+                     "duration", "owner"), rows, cls="runs")
+    body = (f"<h1>Runs</h1>{filter_form(filters)}"
+            + (f'<form method="get" action="/compare">{listing}'
+               '<button type="submit">Compare ticked runs</button></form>'
+               if listing else '<p class="empty">No runs match.</p>'))
+    return document("Runs - orchestrack", body, site)
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+def run_header(record: RunRecord, site: Site) -> Html:
+    """Identity, status and where the run ran."""
+    info = record.orchestrator
+    # Only a web address becomes a link (never javascript: or data:), and only on the server.
+    web = bool(info.url and info.url.lower().startswith(("http://", "https://")))
+    url = link(info.url, info.url) if site.served and web else info.url
+    return Html(f'<h1>{escape(record.name)} {badge(record.status)}</h1>' + fields([
+        ("key", record.key), ("run id", record.run_id), ("purpose", record.purpose), ("owner", record.owner),
+        ("started", when(record.started_at)), ("ended", when(record.ended_at)),
+        ("duration", _duration(_run_seconds(record))), ("orchestrator", info.kind), ("pipeline", info.pipeline),
+        ("pipeline version", info.pipeline_version), ("orchestrator run", info.run_id), ("orchestrator page", url),
+        ("incomplete", ", ".join(record.incomplete) or None)]))
+
+
+def failure_box(record: RunRecord) -> Html:
+    """The run's failure label and sentence, prominent."""
+    failure = record.failure
+    if failure is None:
+        return Html("")
+    label = failure.reason.value + (f" ({failure.detail})" if failure.detail else "")
+    evidence = f"<pre>{escape(failure.evidence)}</pre>" if failure.evidence else ""
+    return Html(f'<div class="failure"><strong>Failure: {escape(label)}</strong>'
+                f'<p class="sentence">{escape(failure.summary)}</p>'
+                + fields([("task", failure.task), ("error type", failure.error_type),
+                          ("exit code", failure.exit_code)]) + f"{evidence}</div>")
+
+
+def gate_section(gate: GateDecision | None, site: Site) -> Html:
+    """The quality gate's decision and every check with its numbers."""
+    if gate is None:
+        return Html("")
+    checks = table(("check", "subject", "outcome", "value", "bound", "reference", "sentence"),
+                   [(c.kind, c.subject, badge(c.outcome), c.value, c.bound, c.reference,
+                     Html(f'<span class="sentence">{escape(c.sentence)}</span>')) for c in gate.checks], cls="gate")
+    about = fields([("spec", gate.spec), ("spec sha256", (gate.spec_sha256 or "")[:12] or None),
+                    ("baseline run", link(site.run_link(gate.baseline_run), gate.baseline_run)
+                     if gate.baseline_run else None), ("decided", when(gate.decided_at))])
+    return section("Gate", f'<p>{badge(gate.outcome)} <span class="sentence">{escape(gate.summary)}</span></p>'
+                           f"{about}{checks}")
+
+
+def task_rows(tasks: Sequence[TaskAttempt]) -> list[tuple[Any, ...]]:
+    """One row per task attempt, with its failure sentence."""
+    return [(t.name if t.task_id == t.name else f"{t.name} ({t.task_id[:12]})", t.attempt,
+             badge(t.status), "cached" if t.cached else None, when(t.started_at), _duration(t.duration_s),
+             t.hostname, badge(t.failure.reason) if t.failure else None,
+             Html(f'<span class="sentence">{escape(t.failure.summary)}</span>') if t.failure else None)
+            for t in tasks]
+
+
+def environment_fields(record: RunRecord) -> Html:
+    """Where the code ran (never environment variables: the record keeps none)."""
+    env = record.environment
+    gpus = ", ".join(f"{g.index}: {g.name}" + (f" ({g.memory_total_mb} MiB)" if g.memory_total_mb else "")
+                     for g in env.gpus) or None
+    packages = ", ".join(f"{name} {version}" for name, version in sorted(env.packages.items())) or None
+    return fields([("python", env.python), ("image", env.image), ("hostname", env.hostname),
+                   ("platform", env.platform), ("gpus", gpus), ("cuda", env.cuda), ("driver", env.driver),
+                   ("packages", packages)])
+
+
+def charts(record: RunRecord) -> Html:
+    """One line chart per metric series."""
+    return Html("".join(f'<figure class="series"><figcaption>{escape(key)}</figcaption>{line_chart(key, points)}'
+                        "</figure>" for key, points in sorted(record.metric_series.items()) if points))
+
+
+def run_sections(record: RunRecord, site: Site) -> Html:
+    """Everything about one run, as the body of its page or one part of a report."""
+    code = record.code
+    extra_features = record.features.model_dump(exclude={"columns", "target"})
+    slices = [(label, key, value) for label, values in sorted(record.slice_metrics.items())
+              for key, value in sorted(values.items())]
+    by_task = [(task, key, value) for task, values in sorted(record.task_metrics.items())
+               for key, value in sorted(values.items())]
+    parts = [
+        run_header(record, site), failure_box(record), gate_section(record.gate, site),
+        section("Code", fields([("commit", code.commit), ("branch", code.branch), ("dirty", code.dirty),
+                                ("repository", code.repository)])),
+        section("Data", table(("name", "uri", "version", "rows", "size", "task"),
+                              [(d.name, d.uri, d.version, d.rows, _size(d.size_bytes), d.task) for d in record.data])),
+        section("Features", fields([("columns", ", ".join(record.features.columns) or None),
+                                    ("target", record.features.target), *extra_features.items()])),
+        section("Environment", environment_fields(record)),
+        section("Params", table(("param", "value"), sorted(record.params.items()), cls="params")),
+        section("Metrics", table(("metric", "value"), sorted(record.metrics.items()), cls="metrics")),
+        section("Metrics over steps", charts(record)),
+        section("Slice metrics", table(("slice", "metric", "value"), slices)),
+        section("Task metrics", table(("task", "metric", "value"), by_task)),
+        section("Tasks", table(("task", "attempt", "status", "", "started", "duration", "host", "reason",
+                                "failure"), task_rows(record.tasks), cls="tasks")),
+        section("Artifacts", table(("name", "kind", "size", "sha256", "task"),
+                                   [(link(site.artifact_link(record.run_id, a.name), a.name), a.kind,
+                                     _size(a.size_bytes), a.sha256[:12], a.task) for a in record.artifacts])),
+        section("Tags", table(("tag", "value"), sorted(record.tags.items()))),
+    ]
+    return Html("".join(parts))
+
+
+def run_page(record: RunRecord, site: Site = SERVER) -> Html:
+    """The page of one run."""
+    return document(f"{record.name} - orchestrack", f'<article class="run">{run_sections(record, site)}</article>',
+                    site)
+
+
+# -- compare ------------------------------------------------------------------------------------
+
+
+def compare_table(records: Sequence[RunRecord], site: Site) -> Html:
+    """The CLI's comparison (:func:`orchestrack.cli.comparison_rows`); differing rows get class ``differs``."""
+    rows = comparison_rows(records)
+    heads = "".join(f"<th>{link(site.run_link(r.run_id), r.name)}<br><code>{escape(r.run_id[:8])}</code></th>"
+                    for r in records)
+    body = "".join(
+        f'<tr class="{"differs" if row["differs"] else "same"}"><td>{"≠" if row["differs"] else ""}</td>'
+        f'<td>{escape(row["section"])}</td><td>{escape(row["field"])}</td>'
+        + "".join(f"<td>{cell(value)}</td>" for value in row["values"]) + "</tr>" for row in rows)
+    differing = sum(1 for row in rows if row["differs"])
+    return Html(f'<p>{differing} of {len(rows)} fields differ.</p>'
+                f'<table class="compare"><thead><tr><th></th><th>section</th><th>field</th>{heads}</tr></thead>'
+                f"<tbody>{body}</tbody></table>")
+
+
+def compare_page(records: Sequence[RunRecord], site: Site = SERVER) -> Html:
+    """Runs side by side, differences highlighted."""
+    toggle = ('<label class="toggle"><input type="checkbox" id="only-differences"> only differences</label>'
+              if site.served else "")
+    return document("Compare - orchestrack", f"<h1>Compare {len(records)} runs</h1>{toggle}"
+                    f"{compare_table(records, site)}", site)
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+def failure_groups(records: Sequence[RunRecord], examples: int) -> list[tuple[str, int, list[RunRecord]]]:
+    """``(reason, count, newest examples)`` per failure reason, most frequent first (as ``orchestrack failures``)."""
+    def reason_of(record: RunRecord) -> str:
+        return record.failure.reason.value if record.failure else FailureReason.UNKNOWN.value
+
+    newest = sorted(records, key=lambda r: r.ended_at or r.started_at, reverse=True)
+    counts = Counter(reason_of(r) for r in newest)
+    return [(reason, count, [r for r in newest if reason_of(r) == reason][:examples])
+            for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def failures_page(records: Sequence[RunRecord], site: Site = SERVER, *, examples: int = 3,
+                  pipeline: str | None = None) -> Html:
+    """Failed and cancelled runs counted by reason, with the newest examples of each."""
+    groups = failure_groups(records, examples)
+    scope = f" of pipeline {escape(pipeline)}" if pipeline else ""
+    if not groups:
+        return document("Failures - orchestrack", f'<h1>Failures</h1><p class="empty">No failed or cancelled runs'
+                        f"{scope}.</p>", site)
+    total = len(records)
+    parts = [f"<h1>Failures</h1><p>{total} failed or cancelled run{'' if total == 1 else 's'}{scope}.</p>",
+             table(("reason", "count", "share"),
+                   [(badge(reason), count, f"{100 * count / total:.0f}%") for reason, count, _ in groups])]
+    for reason, count, picked in groups:
+        parts.append(section(f"{reason} ({count})", table(("run", "name", "task", "failure", "ended"), [
+            (link(site.run_link(r.run_id), r.run_id[:8]), r.name, r.failure.task if r.failure else None,
+             Html(f'<span class="sentence">{escape(r.failure.summary)}</span>') if r.failure else None,
+             when(r.ended_at)) for r in picked], cls="failures"), anchor=f"reason-{reason}"))
+    return document("Failures - orchestrack", "".join(parts), site)
+
+
+# -- errors and the offline report --------------------------------------------------------------
+
+
+def error_page(status: int, message: str, site: Site = SERVER) -> Html:
+    """A short page for a 4xx/5xx answer."""
+    return document(f"{status} - orchestrack", f'<h1>{status}</h1><p class="error">{escape(message)}</p>', site)
+
+
+def report(records: Sequence[RunRecord]) -> Html:
+    """One self-contained HTML file: a run's page, or several runs' pages after their comparison."""
+    site = Site(served=False, in_report=frozenset(r.run_id for r in records))
+    if len(records) == 1:
+        return run_page(records[0], site)
+    runs = "".join(f'<article class="run" id="run-{escape(r.run_id)}">{run_sections(r, site)}</article>'
+                   for r in records)
+    return document(f"Report of {len(records)} runs - orchestrack",
+                    f"<h1>Compare {len(records)} runs</h1>{compare_table(records, site)}{runs}", site)
