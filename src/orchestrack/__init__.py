@@ -16,9 +16,11 @@ from orchestrack.classify import Rule, classify_failure, register_rule
 from orchestrack.errors import (
     InvalidInputError,
     MissingExtraError,
+    ModelNotFoundError,
     NoActiveRunError,
     OrchestrackError,
     PolicyError,
+    PromotionRefusedError,
     RunNotFoundError,
     StoreError,
 )
@@ -58,16 +60,18 @@ from orchestrack.record import (
     TaskAttempt,
     TaskStatus,
 )
+from orchestrack.registry import ModelVersion, open_registry, promote, which
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION", "Artifact", "CodeInfo", "DataSnapshot", "Environment", "Failure", "FailureReason",
     "Features", "GateCheck", "GateDecision", "GateFailedError", "GateHeldError", "GateOutcome", "GateSpec",
-    "InvalidInputError", "MissingExtraError", "NoActiveRunError", "OrchestrackError",
-    "OrchestratorInfo", "OrchestratorKind", "PolicyError", "Purpose", "Rule", "Run", "RunNotFoundError",
-    "RunRecord", "RunStatus", "StoreError", "TaskAttempt", "TaskStatus", "__version__", "active_run",
-    "check_gate", "classify_failure", "gate_step", "get_run", "load_gate_spec", "log_artifact", "log_dataset",
-    "log_features", "log_metrics", "log_params", "register_rule", "replay_spool", "run_id_for", "search_runs",
-    "set_tags", "start_run",
+    "InvalidInputError", "MissingExtraError", "ModelNotFoundError", "ModelVersion", "NoActiveRunError",
+    "OrchestrackError", "OrchestratorInfo", "OrchestratorKind", "PolicyError", "PromotionRefusedError",
+    "Purpose", "Rule", "Run", "RunNotFoundError", "RunRecord", "RunStatus", "StoreError", "TaskAttempt",
+    "TaskStatus", "__version__", "active_run", "check_gate", "classify_failure", "gate_step", "get_run",
+    "load_gate_spec", "log_artifact", "log_dataset", "log_features", "log_metrics", "log_params",
+    "open_registry", "promote", "register_rule", "replay_spool", "run_id_for", "search_runs", "set_tags",
+    "start_run", "which",
 ]

@@ -492,5 +492,202 @@ def gate(tracking_uri: str | None, run: str, spec_path: Path, as_json: bool) -> 
 
 # -- model registry (orchestrack promote, models, which) ----------------------------------------
 
+#: How a gate outcome shows in the registry's tables.
+_OUTCOME_STYLES = {"passed": "green", "failed": "red", "held": "yellow"}
+
+
+def _outcome(version: orchestrack.ModelVersion) -> Text:
+    """A version's gate outcome, coloured, ``forced`` appended when it was promoted past a refusal."""
+    text = Text(version.gate.value, style=_OUTCOME_STYLES[version.gate.value]) if version.gate else _cell(None)
+    return text.append(" (forced)", style="bold red") if version.forced else text
+
+
+def _tracking_uri_in_force(tracking_uri: str | None) -> str:
+    from orchestrack.settings import load_settings
+
+    return load_settings(**({"tracking_uri": tracking_uri} if tracking_uri else {})).resolved_tracking_uri
+
+
+def _version_fields(version: orchestrack.ModelVersion) -> Table:
+    data = ", ".join(f"{name}={value or '?'}" for name, value in version.data_versions.items()) or None
+    return _fields(f"Model {version.name} version {version.version}", [
+        ("aliases", ", ".join(version.aliases) or None), ("run", version.run_name), ("run key", version.run_key),
+        ("run id", version.run_id), ("artifact", version.artifact), ("sha256", version.sha256),
+        ("size", _size(version.size_bytes)), ("uri", version.uri), ("gate", _outcome(version)),
+        ("gate summary", version.gate_summary), ("commit", _short(version.code_commit, 10)), ("data", data),
+        ("note", version.note), ("created", _when(version.created_at, seconds=True)),
+        ("registry", version.registry_url)])
+
+
+@main.command("promote")
+@click.argument("run")
+@click.option("--model", required=True, help="The registered model's name (made on its first promotion).")
+@click.option("--alias", help="Point this alias (e.g. champion) at the new version, moving it off the old one.")
+@click.option("--artifact", help="The artifact to promote (default: the run's only artifact of kind 'model').")
+@click.option("--force", is_flag=True,
+              help="Promote although the run's gate failed, held it or never ran, or the run did not succeed; "
+                   "the version records that it was forced.")
+@click.option("--note", help="Why this version is promoted; kept with the version.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
+@click.pass_obj
+def promote_command(tracking_uri: str | None, run: str, model: str, alias: str | None, artifact: str | None,
+                    force: bool, note: str | None, as_json: bool) -> None:
+    """Register RUN's model artifact as the next version of a model, if its quality gate passed.
+
+    RUN is a key, a run id or a run-id prefix of 8+ characters. A run that was never gated, failed
+    or was held by its gate, or did not succeed, is refused (exit code 1) unless --force.
+    """
+    version = orchestrack.promote(run, model, alias=alias, artifact=artifact, force=force, note=note,
+                                  tracking_uri=tracking_uri)
+    if as_json:
+        _echo_json(version.model_dump(mode="json"))
+        return
+    console = _console()
+    _print_tables(console, [_version_fields(version)])
+    aliases = f" ({', '.join(version.aliases)})" if version.aliases else ""
+    console.print(Text(f"Promoted run {version.run_key} to {version.name} version {version.version}{aliases}.",
+                       style="bold"), soft_wrap=True)
+
+
+@main.command("models")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the models (or the model's versions) as JSON.")
+@click.pass_obj
+def models_command(tracking_uri: str | None, name: str | None, as_json: bool) -> None:
+    """List registered models with their latest version and aliases; with NAME, that model's versions."""
+    from orchestrack.errors import ModelNotFoundError
+    from orchestrack.registry import open_registry
+
+    registry = open_registry(tracking_uri)
+    if name is not None:
+        versions = registry.versions(name)
+        if not versions:
+            known = ", ".join(registry.models()) or "none yet"
+            raise ModelNotFoundError(f"no model named {name!r} in {_tracking_uri_in_force(tracking_uri)} "
+                                     f"(registered models: {known}); promote a run with `orchestrack promote RUN "
+                                     f"--model {name}`")
+        if as_json:
+            _echo_json([version.model_dump(mode="json") for version in versions])
+            return
+        _console().print(_table(
+            ("version", "aliases", "run", "run id", "gate", "commit", "artifact", "sha256", "created (UTC)"),
+            [(v.version, ", ".join(v.aliases) or None, v.run_name, v.run_id[:8], _outcome(v),
+              _short(v.code_commit, 10), v.artifact, _short(v.sha256), _when(v.created_at)) for v in versions],
+            title=f"Model {name}"))
+        return
+    listing = [(model, registry.versions(model)) for model in registry.models()]
+    if as_json:
+        _echo_json([{"name": model, "versions": len(versions),
+                     "latest": versions[0].model_dump(mode="json") if versions else None,
+                     "aliases": {alias: v.version for v in versions for alias in v.aliases}}
+                    for model, versions in listing])
+        return
+    console = _console()
+    if not listing:
+        console.print("No models registered yet; promote a run with `orchestrack promote RUN --model NAME`.",
+                      style="dim")
+        return
+    console.print(_table(
+        ("model", "latest", "versions", "aliases", "latest run", "gate", "created (UTC)"),
+        [(model, versions[0].version if versions else None, len(versions),
+          ", ".join(f"{alias}: v{v.version}" for v in versions for alias in v.aliases) or None,
+          versions[0].run_name if versions else None, _outcome(versions[0]) if versions else None,
+          _when(versions[0].created_at) if versions else None) for model, versions in listing]))
+
+
+@main.command("which")
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the runs and model versions as JSON.")
+@click.pass_obj
+def which_command(tracking_uri: str | None, path: Path, as_json: bool) -> None:
+    """Which runs produced FILE (a file or folder, matched by content), and which model versions it is."""
+    from orchestrack.errors import RunNotFoundError
+    from orchestrack.registry import file_sha256, open_registry, runs_with_sha256
+
+    sha256 = file_sha256(path)
+    found = runs_with_sha256(sha256, tracking_uri=tracking_uri)
+    versions = open_registry(tracking_uri).find_versions(sha256)
+    if not found and not versions:
+        raise RunNotFoundError(
+            f"no run in {_tracking_uri_in_force(tracking_uri)} has an artifact with the content of {str(path)!r} "
+            f"(sha256 {sha256}); it was not logged with log_artifact, was changed since, or lives in another "
+            "store (--tracking-uri, ORCHESTRACK_TRACKING_URI)")
+    if as_json:
+        _echo_json({"path": str(path), "sha256": sha256, "runs": [
+            {"run_id": r.run_id, "key": r.key, "name": r.name, "status": r.status.value,
+             "started_at": _iso(r.started_at), "artifact": a.model_dump(mode="json")} for r, a in found],
+            "model_versions": [v.model_dump(mode="json") for v in versions]})
+        return
+    console = _console()
+    console.print(f"{path} (sha256 {sha256[:12]}): {_plural(len(found), 'run artifact')}, "
+                  f"{_plural(len(versions), 'model version')}.", soft_wrap=True)
+    console.print()
+    _print_tables(console, [
+        _table(("run id", "name", "key", "status", "artifact", "kind", "started (UTC)"),
+               [(r.run_id[:8], r.name, r.key, _status(r.status), a.name, a.kind, _when(r.started_at))
+                for r, a in found], title="Runs"),
+        _table(("model", "version", "aliases", "run", "gate", "created (UTC)"),
+               [(v.name, v.version, ", ".join(v.aliases) or None, v.run_name, _outcome(v), _when(v.created_at))
+                for v in versions], title="Model versions"),
+    ])
+
 
 # -- run pages (orchestrack ui, report) ---------------------------------------------------------
+
+
+@main.command("ui")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any but a loopback one requires the access token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port to listen on (0: any free one).")
+@click.option("--token", envvar="ORCHESTRACK_UI_TOKEN", show_envvar=True,
+              help="Access token every request must carry (off the loopback, default: a new one, printed once).")
+@click.pass_obj
+def ui_command(tracking_uri: str | None, host: str, port: int, token: str | None) -> None:
+    """Serve read-only pages of the runs (list, run, compare, failures, artifacts) at http://HOST:PORT/."""
+    import logging
+    import secrets
+    import socket
+
+    from orchestrack.settings import load_settings
+    from orchestrack.ui.server import UiConfig, is_loopback, make_server
+
+    orchestrack.search_runs(limit=1, tracking_uri=tracking_uri)  # a bad store fails here, not on every page
+    generated = not token and not is_loopback(host)
+    token = secrets.token_urlsafe(24) if generated else (token or None)
+    try:
+        server = make_server(host, port, UiConfig(tracking_uri, load_settings().resolved_artifact_uri, token))
+    except OSError as err:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror or err}; "
+                                   "choose another --port or --host") from err
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    address = f"http://{f'[{shown}]' if ':' in shown else shown}:{server.server_address[1]}/"
+    if generated:
+        click.echo(f"orchestrack ui: {address}?token={token}")
+    else:
+        click.echo(f"orchestrack ui: {address}" + (" (the access token of --token / ORCHESTRACK_UI_TOKEN "
+                                                   "is required)" if token else ""))
+    access = logging.getLogger("orchestrack.ui")
+    access.setLevel(logging.INFO)
+    access.addHandler(logging.StreamHandler())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@main.command("report")
+@click.argument("run_refs", metavar="RUN [RUN...]", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
+              show_default=True, help="The HTML file to write.")
+@click.pass_obj
+def report_command(tracking_uri: str | None, run_refs: tuple[str, ...], output: Path) -> None:
+    """Write the page of RUN, or the pages of several runs after their comparison, to one self-contained
+    HTML file (styles inlined, nothing loaded from elsewhere: it opens offline)."""
+    from orchestrack.ui.pages import report
+
+    records = [orchestrack.get_run(ref, tracking_uri=tracking_uri) for ref in dict.fromkeys(run_refs)]
+    output.write_text(report(records), encoding="utf-8")
+    click.echo(f"{_plural(len(records), 'run')} -> {output}")

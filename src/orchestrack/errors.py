@@ -34,3 +34,14 @@ class StoreError(OrchestrackError, OSError):
 
 class MissingExtraError(OrchestrackError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class PromotionRefusedError(OrchestrackError):
+    """A run may not become a model version yet: never gated, gate failed or held, or not succeeded.
+
+    The message says why (quoting the gate's summary) and how to proceed (run the gate, or force).
+    """
+
+
+class ModelNotFoundError(OrchestrackError, LookupError):
+    """No registered model, model version or alias has the given name."""

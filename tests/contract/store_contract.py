@@ -93,6 +93,17 @@ class StoreContract:
         assert [(d.name, d.version) for d in got.data] == [("train", "v2"), ("eval", None)]
         assert got.artifacts == [artifact]
 
+    def test_find_artifacts_by_sha256(self, store: Store) -> None:
+        old, new = store.open_run(make_record("p/which-1")), store.open_run(make_record("p/which-2"))
+        model = Artifact(name="model.pt", kind="model", uri="file:///m", sha256="cd" * 32, size_bytes=3)
+        store.log_artifact(old.run_id, model)
+        store.log_artifact(new.run_id, model.model_copy(update={"name": "copy.pt"}))
+        store.log_artifact(new.run_id, Artifact(name="other", uri="file:///o", sha256="ef" * 32, size_bytes=1))
+        found = store.find_artifacts("cd" * 32)
+        assert sorted((record.key, artifact.name) for record, artifact in found) == [
+            ("p/which-1", "model.pt"), ("p/which-2", "copy.pt")]
+        assert store.find_artifacts("00" * 32) == []
+
     def test_task_attempts_upsert(self, store: Store) -> None:
         run = store.open_run(make_record("p/tasks"))
         start = utcnow()

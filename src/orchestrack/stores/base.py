@@ -79,6 +79,10 @@ class Store(Protocol):
     def log_artifact(self, run_id: str, artifact: Artifact) -> None:
         """Record an artifact already put in the artifact store; the same name is replaced."""
 
+    def find_artifacts(self, sha256: str) -> list[tuple[RunRecord, Artifact]]:
+        """Every run artifact whose content has this sha256, as ``(run, artifact)``, newest run first
+        (``orchestrack which``)."""
+
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         """Set tags."""
 

@@ -6,6 +6,7 @@ manifest (relative path -> sha256, size); the folder's sha256 is the manifest's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -38,6 +39,32 @@ def folder_files(folder: Path) -> list[tuple[str, Path]]:
 def folder_manifest(files: dict[str, dict[str, object]]) -> bytes:
     """A folder artifact's manifest (relative path -> sha256, size); its sha256 is the folder's."""
     return json.dumps({"kind": "folder", "files": files}, sort_keys=True).encode()
+
+
+def folder_document(folder: Path, each: Callable[[Path], tuple[str, int]] = hash_file) -> tuple[bytes, int]:
+    """A folder artifact's manifest and total size; ``each`` hashes (and may store) every file."""
+    files: dict[str, dict[str, object]] = {}
+    total = 0
+    for relative, resolved in folder_files(folder):
+        sha256, size = each(resolved)
+        files[relative] = {"sha256": sha256, "size": size}
+        total += size
+    return folder_manifest(files), total
+
+
+def content_sha256(path: Path) -> tuple[str, int]:
+    """``(sha256, size_bytes)`` that a stored artifact of ``path`` is recorded with, without storing it: a
+    file's own hash, a folder's manifest hash (so ``orchestrack which`` finds both).
+
+    Example::
+
+        sha256, size = content_sha256(Path("model/"))
+    """
+    path = Path(path)
+    if path.is_dir():
+        document, total = folder_document(path)
+        return hashlib.sha256(document).hexdigest(), total
+    return hash_file(path)
 
 
 def read_manifest(document: bytes) -> dict[str, dict[str, object]] | None:
@@ -97,13 +124,7 @@ class LocalArtifactStore:
         return self._blob(sha256).as_uri(), sha256, size
 
     def _put_folder(self, folder: Path) -> tuple[str, str, int]:
-        manifest: dict[str, dict[str, object]] = {}
-        total = 0
-        for relative, resolved in folder_files(folder):
-            sha256, size = self._store_file(resolved)
-            manifest[relative] = {"sha256": sha256, "size": size}
-            total += size
-        document = folder_manifest(manifest)
+        document, total = folder_document(folder, self._store_file)
         with tempfile.NamedTemporaryFile(delete=False, suffix=".json") as handle:
             handle.write(document)
         try:

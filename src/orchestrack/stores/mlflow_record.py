@@ -40,6 +40,8 @@ TASK_ID_TAG = PREFIX + "task_id"
 ATTEMPT_TAG = PREFIX + "attempt"
 #: On experiments orchestrack writes runs into, so searches can find them all.
 EXPERIMENT_TAG = PREFIX + "experiment"
+#: ``orchestrack.sha256.<sha256>`` = ``true`` on a run with an artifact of that content (``orchestrack which``).
+SHA256_TAG_PREFIX = PREFIX + "sha256."
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 

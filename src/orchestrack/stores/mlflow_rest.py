@@ -143,11 +143,14 @@ class MlflowRestClient:
         return MlflowApiError(f"MLflow at {self.base_url} refused {endpoint}: {code}: {message}{hint}",
                               code, response.status_code)
 
-    def pages(self, endpoint: str, body: dict[str, Any], items: str) -> Iterator[dict[str, Any]]:
-        """Every item of a paged POST search (``runs/search``, ``experiments/search``), page after page."""
+    def pages(self, endpoint: str, body: dict[str, Any], items: str, *, method: str = "POST"
+              ) -> Iterator[dict[str, Any]]:
+        """Every item of a paged search, page after page: a POST with ``body`` (``runs/search``,
+        ``experiments/search``), or a GET with ``body`` as the query (``model-versions/search``,
+        ``registered-models/search``)."""
         body = dict(body)
         while True:
-            answer = self.call("POST", endpoint, body)
+            answer = self.call("POST", endpoint, body) if method == "POST" else self.call(method, endpoint, **body)
             yield from answer.get(items, [])
             token = answer.get("next_page_token")
             if not token:

@@ -202,6 +202,16 @@ class MlflowStore:
             return None
         return f"{self.ui_url}/#/experiments/{ids[1]}/runs/{ids[0]}"
 
+    def mlflow_ids(self, run_id: str) -> tuple[str, str]:
+        """``(MLflow run id, experiment id)`` of one of our runs (the model registry links versions to
+        it); raises ``RunNotFoundError``.
+
+        Example::
+
+            mlflow_run_id, experiment_id = store.mlflow_ids(record.run_id)
+        """
+        return self._ids(run_id)
+
     def _ids(self, run_id: str) -> tuple[str, str]:
         ids = self._locate(run_id)
         if ids is None:
@@ -577,8 +587,25 @@ class MlflowStore:
         mlflow_run_id, _ = self._ids(run_id)
         name = layout.short_hash(artifact.name)
         order = self._keep_order(mlflow_run_id, "artifact", name)
-        self._write(mlflow_run_id, tags=layout.document_tags(
-            f"artifact.{name}", {"order": order, "artifact": artifact.model_dump(mode="json")}))
+        tags = layout.document_tags(f"artifact.{name}", {"order": order, "artifact": artifact.model_dump(mode="json")})
+        if artifact.sha256:  # searchable by content: MLflow can filter runs on a tag, not inside a document
+            tags[layout.SHA256_TAG_PREFIX + artifact.sha256] = "true"
+        self._write(mlflow_run_id, tags=tags)
+
+    def find_artifacts(self, sha256: str) -> list[tuple[RunRecord, Artifact]]:
+        """Every run artifact with this sha256, as ``(run, artifact)``, newest run first (every page)."""
+        experiments = self._orchestrack_experiments()
+        if not experiments or not sha256:
+            return []
+        body = {"experiment_ids": experiments, "max_results": self.page_size,
+                "order_by": ["attributes.start_time DESC"],
+                "filter": f"tags.`{layout.SHA256_TAG_PREFIX}{sha256}` = 'true' and tags.`{layout.KIND_TAG}` = 'run'"}
+        runs = list(self.client.pages("runs/search", body, "runs"))
+        records = _parallel(lambda run: self._assemble(
+            run, self._children(run["info"]["run_id"], run["info"]["experiment_id"]), with_series=True), runs)
+        unique = {record.run_id: record for record in reversed(records)}  # a retried create made a twin
+        return [(record, artifact) for record in sorted(unique.values(), key=lambda r: r.started_at, reverse=True)
+                for artifact in record.artifacts if artifact.sha256 == sha256]
 
     # -- task attempts as child runs --------------------------------------------------------
 

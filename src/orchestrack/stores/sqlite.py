@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS data (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id T
     name TEXT NOT NULL, uri TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (run_id, name, uri));
 CREATE TABLE IF NOT EXISTS artifacts (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
     name TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (run_id, name));
+CREATE INDEX IF NOT EXISTS artifacts_sha256 ON artifacts (json_extract(doc, '$.sha256'));
 CREATE TABLE IF NOT EXISTS tasks (run_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER NOT NULL,
     status TEXT NOT NULL, started_at TEXT, doc TEXT NOT NULL, PRIMARY KEY (run_id, task_id, attempt));
 """
@@ -233,6 +234,24 @@ class SQLiteStore:
             except sqlite3.Error as err:
                 raise self._explain(err, "read") from err
 
+    @contextmanager
+    def transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` write transaction on this store's connection, for tables other
+        modules keep in the same file (the model registry); ``action`` completes "cannot ... the
+        embedded store" in an error.
+
+        Example::
+
+            with store.transaction("register a model in") as connection:
+                connection.execute("INSERT INTO ...")
+        """
+        with self._write(action) as connection:
+            yield connection
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read-only statement on this store's connection."""
+        return [tuple(row) for row in self._read(sql, args)]
+
     def close(self) -> None:
         """Close the connection (a later call reconnects)."""
         with self._lock:
@@ -330,6 +349,14 @@ class SQLiteStore:
         rows = self._read(f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC LIMIT ?",
                           (*args, query.limit))
         return self._assemble_many(rows)
+
+    def find_artifacts(self, sha256: str) -> list[tuple[RunRecord, Artifact]]:
+        """Every run artifact with this sha256, as ``(run, artifact)``, newest run first."""
+        # The same expression as the artifacts_sha256 index, so SQLite answers from the index.
+        rows = self._read("SELECT * FROM runs WHERE run_id IN (SELECT run_id FROM artifacts "
+                          "WHERE json_extract(doc, '$.sha256') = ?) ORDER BY started_at DESC, rowid DESC", (sha256,))
+        return [(record, artifact) for record in self._assemble_many(rows)
+                for artifact in record.artifacts if artifact.sha256 == sha256]
 
     def _assemble(self, row: Any) -> RunRecord:
         return self._assemble_many([row])[0]
