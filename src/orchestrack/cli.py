@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from enum import Enum
@@ -31,6 +30,7 @@ from rich.text import Text
 import orchestrack
 from orchestrack.errors import OrchestrackError
 from orchestrack.record import FailureReason, Purpose, RunRecord, RunStatus, TaskAttempt
+from orchestrack.views import comparison_rows, duration_text, failure_groups, reason_of, run_seconds, size_text
 
 #: Width used when stdout is not a terminal and COLUMNS is unset (CI logs are wide; 80 squashes tables).
 PIPE_WIDTH = 160
@@ -137,41 +137,6 @@ def _task_label(task: TaskAttempt) -> str:
     return task.name if task.task_id == task.name else f"{task.name} ({task.task_id[:12]})"
 
 
-def _duration(seconds: float | None) -> str | None:
-    """``35ms``, ``4.2s``, ``3m 05s``, ``2h 07m`` or ``1d 03h``."""
-    if seconds is None:
-        return None
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours:02d}h"
-
-
-def _run_seconds(record: RunRecord) -> float | None:
-    """How long a finished run took."""
-    return (record.ended_at - record.started_at).total_seconds() if record.ended_at else None
-
-
-def _size(size_bytes: int | None) -> str | None:
-    """A byte count in binary units."""
-    if size_bytes is None:
-        return None
-    value = float(size_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size_bytes} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return None  # pragma: no cover - the loop always returns
-
-
 def _short(text: str | None, length: int = 12) -> str | None:
     """The first ``length`` characters of an id, hash or version."""
     return text[:length] if text else text
@@ -180,11 +145,6 @@ def _short(text: str | None, length: int = 12) -> str | None:
 def _plural(count: int, word: str) -> str:
     """``1 run``, ``2 runs``."""
     return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _reason(record: RunRecord) -> str | None:
-    """The run's failure label, if any."""
-    return record.failure.reason.value if record.failure else None
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -223,8 +183,8 @@ def runs(tracking_uri: str | None, status: str | None, pipeline: str | None, rea
         return
     columns = ("run id", "name", "pipeline", "purpose", "status", "reason", "started (UTC)", "duration", "owner")
     console.print(_table(columns, [
-        (r.run_id[:8], r.name, r.orchestrator.pipeline, r.purpose, _status(r.status), _reason(r),
-         _when(r.started_at), _duration(_run_seconds(r)), r.owner) for r in found]))
+        (r.run_id[:8], r.name, r.orchestrator.pipeline, r.purpose, _status(r.status), reason_of(r),
+         _when(r.started_at), duration_text(run_seconds(r)), r.owner) for r in found]))
 
 
 @main.command()
@@ -242,7 +202,7 @@ def show(tracking_uri: str | None, run: str, as_json: bool) -> None:
     _print_tables(console, [_fields(f"Run {record.name}", [
         ("key", record.key), ("run id", record.run_id), ("status", _status(record.status)),
         ("purpose", record.purpose), ("owner", record.owner), ("started", _when(record.started_at, seconds=True)),
-        ("ended", _when(record.ended_at, seconds=True)), ("duration", _duration(_run_seconds(record))),
+        ("ended", _when(record.ended_at, seconds=True)), ("duration", duration_text(run_seconds(record))),
         ("orchestrator", info.kind), ("pipeline", info.pipeline), ("pipeline version", info.pipeline_version),
         ("orchestrator run", info.run_id), ("url", info.url),
     ])])
@@ -278,17 +238,18 @@ def _record_tables(record: RunRecord) -> list[Table]:
         _fields("Environment", [("python", env.python), ("image", env.image), ("hostname", env.hostname),
                                 ("platform", env.platform), ("gpus", gpus), ("cuda", cuda), ("packages", packages)]),
         _table(("name", "uri", "version", "rows", "size"),
-               [(d.name, d.uri, _short(d.version), d.rows, _size(d.size_bytes)) for d in record.data], title="Data"),
+               [(d.name, d.uri, _short(d.version), d.rows, size_text(d.size_bytes)) for d in record.data],
+               title="Data"),
         _fields("Features", [("columns", ", ".join(record.features.columns)), ("target", record.features.target),
                              *features.items()] if record.features.columns or features else []),
         _table(("param", "value"), sorted(record.params.items()), title="Params"),
         _table(("metric", "slice", "value", "series"), metric_rows, title="Metrics"),
         _table(("name", "kind", "size", "sha256", "uri"),
-               [(a.name, a.kind, _size(a.size_bytes), _short(a.sha256) or None, a.uri) for a in record.artifacts],
+               [(a.name, a.kind, size_text(a.size_bytes), _short(a.sha256) or None, a.uri) for a in record.artifacts],
                title="Artifacts"),
         _table(("task", "attempt", "status", "duration", "hostname", "reason", "summary"),
                [(_task_label(t), t.attempt, _status(t.status).append(" (cached)" if t.cached else ""),
-                 _duration(t.duration_s), t.hostname, t.failure.reason.value if t.failure else None,
+                 duration_text(t.duration_s), t.hostname, t.failure.reason.value if t.failure else None,
                  t.failure.summary if t.failure else None)
                 for t in record.tasks], title="Tasks"),
         _table(("tag", "value"), sorted(record.tags.items()), title="Tags"),
@@ -318,39 +279,6 @@ def compare(tracking_uri: str | None, run_refs: tuple[str, ...], as_json: bool) 
     _console().print(_table(columns, cells, styles=styles))
 
 
-def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
-    """One row per compared field: ``{"section", "field", "values" (one per run), "differs"}``."""
-    def union(keys: Iterable[Iterable[str]]) -> list[str]:
-        return sorted(set().union(*keys))
-
-    def data_versions(record: RunRecord, name: str) -> str | None:
-        versions = [d.version or "?" for d in record.data if d.name == name]
-        return ", ".join(versions) if versions else None
-
-    fields: list[tuple[str, str, list[Any]]] = [
-        ("run", "status", [r.status.value for r in records]),
-        ("run", "failure reason", [_reason(r) for r in records]),
-        ("run", "purpose", [r.purpose.value if r.purpose else None for r in records]),
-        ("code", "commit", [r.code.commit for r in records]),
-    ]
-    fields += [("params", key, [r.params.get(key) for r in records]) for key in union(r.params for r in records)]
-    fields += [("metrics", key, [r.metrics.get(key) for r in records]) for key in union(r.metrics for r in records)]
-    fields += [("data", name, [data_versions(r, name) for r in records])
-               for name in union((d.name for d in r.data) for r in records)]
-    fields += [("environment", "python", [r.environment.python for r in records]),
-               ("environment", "image", [r.environment.image for r in records])]
-    fields += [("environment", name, [r.environment.packages.get(name) for r in records])
-               for name in union(r.environment.packages for r in records)]
-    return [{"section": section, "field": field, "values": values, "differs": _differs(values)}
-            for section, field, values in fields]
-
-
-def _differs(values: Sequence[Any]) -> bool:
-    """True when not all values are the same (``True`` and ``1`` count as different)."""
-    first = (type(values[0]) is bool, values[0])
-    return any((type(value) is bool, value) != first for value in values[1:])
-
-
 @main.command()
 @click.option("--pipeline", help="Only runs of this pipeline.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True,
@@ -366,13 +294,9 @@ def failures(tracking_uri: str | None, pipeline: str | None, limit: int, example
                                                    tracking_uri=tracking_uri)]
     found.sort(key=lambda r: r.ended_at or r.started_at, reverse=True)
     found = found[:limit]
-    counts = Counter(_reason(r) or FailureReason.UNKNOWN.value for r in found)
-    by_reason = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-    picked: dict[str, list[RunRecord]] = {reason: [] for reason in by_reason}
-    for record in found:
-        bucket = picked[_reason(record) or FailureReason.UNKNOWN.value]
-        if len(bucket) < examples:
-            bucket.append(record)
+    groups = failure_groups(found, examples)
+    by_reason = {reason: count for reason, count, _ in groups}
+    picked = {reason: records for reason, _, records in groups}
     if as_json:
         _echo_json({"total": len(found), "by_reason": by_reason, "examples": {
             reason: [{"run_id": r.run_id, "name": r.name, "task": r.failure.task if r.failure else None,
@@ -493,12 +417,11 @@ def gate(tracking_uri: str | None, run: str, spec_path: Path, as_json: bool) -> 
 # -- model registry (orchestrack promote, models, which) ----------------------------------------
 
 #: How a gate outcome shows in the registry's tables.
-_OUTCOME_STYLES = {"passed": "green", "failed": "red", "held": "yellow"}
 
 
 def _outcome(version: orchestrack.ModelVersion) -> Text:
     """A version's gate outcome, coloured, ``forced`` appended when it was promoted past a refusal."""
-    text = Text(version.gate.value, style=_OUTCOME_STYLES[version.gate.value]) if version.gate else _cell(None)
+    text = Text(version.gate.value, style=GATE_STYLES[version.gate.value]) if version.gate else _cell(None)
     return text.append(" (forced)", style="bold red") if version.forced else text
 
 
@@ -513,7 +436,7 @@ def _version_fields(version: orchestrack.ModelVersion) -> Table:
     return _fields(f"Model {version.name} version {version.version}", [
         ("aliases", ", ".join(version.aliases) or None), ("run", version.run_name), ("run key", version.run_key),
         ("run id", version.run_id), ("artifact", version.artifact), ("sha256", version.sha256),
-        ("size", _size(version.size_bytes)), ("uri", version.uri), ("gate", _outcome(version)),
+        ("size", size_text(version.size_bytes)), ("uri", version.uri), ("gate", _outcome(version)),
         ("gate summary", version.gate_summary), ("commit", _short(version.code_commit, 10)), ("data", data),
         ("note", version.note), ("created", _when(version.created_at, seconds=True)),
         ("registry", version.registry_url)])

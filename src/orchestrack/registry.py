@@ -414,14 +414,6 @@ class MlflowRegistry:
 # -- choosing the registry ----------------------------------------------------------------------
 
 
-def _store(tracking_uri: str | None) -> Store:
-    from orchestrack.settings import load_settings
-    from orchestrack.stores import open_store
-
-    settings = load_settings(**({"tracking_uri": tracking_uri} if tracking_uri else {}))
-    return open_store(settings.resolved_tracking_uri, busy_timeout_s=settings.busy_timeout_s)
-
-
 def registry_for(store: Store) -> ModelRegistry:
     """The model registry that belongs to ``store``."""
     from orchestrack.stores.mlflow_store import MlflowStore
@@ -443,7 +435,9 @@ def open_registry(tracking_uri: str | None = None) -> ModelRegistry:
 
         champion = orchestrack.registry.open_registry().alias("churn", "champion")
     """
-    return registry_for(_store(tracking_uri))
+    from orchestrack.lifecycle import store_for
+
+    return registry_for(store_for(tracking_uri))
 
 
 # -- promote ----------------------------------------------------------------------------------
@@ -542,7 +536,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 def runs_with_sha256(sha256: str, *, tracking_uri: str | None = None) -> list[tuple[RunRecord, Artifact]]:
     """Every run artifact whose content has this sha256, newest run first."""
-    return _store(tracking_uri).find_artifacts(sha256)
+    from orchestrack.lifecycle import store_for
+
+    return store_for(tracking_uri).find_artifacts(sha256)
 
 
 def which(path: str | os.PathLike[str], *, tracking_uri: str | None = None) -> list[tuple[RunRecord, Artifact]]:

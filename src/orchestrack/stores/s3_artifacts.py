@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrack.capture import hash_file
 from orchestrack.errors import InvalidInputError, StoreError
-from orchestrack.stores.local_artifacts import folder_files, folder_manifest, read_manifest
+from orchestrack.stores.local_artifacts import folder_document, read_manifest
 
 #: Files above this size are uploaded and downloaded in parts, several at once.
 MULTIPART_BYTES = 64 * 1024 * 1024
@@ -106,12 +106,12 @@ class S3ArtifactStore:
         return f"s3://{self.bucket}/{key}", sha256, size
 
     def _put_folder(self, folder: Path, progress: Progress | None) -> tuple[str, str, int]:
-        manifest: dict[str, dict[str, object]] = {}
-        for relative, resolved in folder_files(folder):
+        def upload(resolved: Path) -> tuple[str, int]:
             sha256, size = hash_file(resolved)
             self._upload(resolved, self._blob_key(sha256), progress)
-            manifest[relative] = {"sha256": sha256, "size": size}
-        document = folder_manifest(manifest)
+            return sha256, size
+
+        document, total = folder_document(folder, upload)
         sha256 = hashlib.sha256(document).hexdigest()
         key = self._manifest_key(sha256)
         if not self._exists(key):
@@ -119,7 +119,7 @@ class S3ArtifactStore:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=document)
             except Exception as err:
                 raise self._error("upload", key, err) from err
-        return f"s3://{self.bucket}/{key}", sha256, sum(int(str(e["size"])) for e in manifest.values())
+        return f"s3://{self.bucket}/{key}", sha256, total
 
     def fetch(self, uri: str, destination: Path, progress: Progress | None = None) -> Path:
         """Download an artifact (a file, or a folder by its manifest) to ``destination``."""

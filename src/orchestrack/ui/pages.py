@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,9 +21,9 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
 
-from orchestrack.cli import _duration, _run_seconds, _size, comparison_rows
 from orchestrack.record import FailureReason, GateDecision, Purpose, RunRecord, RunStatus, TaskAttempt
 from orchestrack.ui.charts import line_chart
+from orchestrack.views import comparison_rows, duration_text, failure_groups, run_seconds, size_text
 
 #: The run-list filters, in form order (each is also a ``search_runs`` argument).
 FILTERS = ("pipeline", "status", "reason", "purpose", "owner")
@@ -167,7 +166,7 @@ def runs_page(records: Sequence[RunRecord], filters: Mapping[str, str], site: Si
     rows = [(Html(f'<input type="checkbox" name="run" value="{escape(r.run_id)}" aria-label="compare">'),
              link(site.run_link(r.run_id), r.run_id[:8]), r.name, r.orchestrator.pipeline, r.purpose,
              badge(r.status), badge(r.failure.reason) if r.failure else None,
-             badge(r.gate.outcome) if r.gate else None, when(r.started_at), _duration(_run_seconds(r)), r.owner)
+             badge(r.gate.outcome) if r.gate else None, when(r.started_at), duration_text(run_seconds(r)), r.owner)
             for r in records]
     listing = table(("", "run", "name", "pipeline", "purpose", "status", "reason", "gate", "started",
                      "duration", "owner"), rows, cls="runs")
@@ -190,7 +189,7 @@ def run_header(record: RunRecord, site: Site) -> Html:
     return Html(f'<h1>{escape(record.name)} {badge(record.status)}</h1>' + fields([
         ("key", record.key), ("run id", record.run_id), ("purpose", record.purpose), ("owner", record.owner),
         ("started", when(record.started_at)), ("ended", when(record.ended_at)),
-        ("duration", _duration(_run_seconds(record))), ("orchestrator", info.kind), ("pipeline", info.pipeline),
+        ("duration", duration_text(run_seconds(record))), ("orchestrator", info.kind), ("pipeline", info.pipeline),
         ("pipeline version", info.pipeline_version), ("orchestrator run", info.run_id), ("orchestrator page", url),
         ("incomplete", ", ".join(record.incomplete) or None)]))
 
@@ -225,7 +224,7 @@ def gate_section(gate: GateDecision | None, site: Site) -> Html:
 def task_rows(tasks: Sequence[TaskAttempt]) -> list[tuple[Any, ...]]:
     """One row per task attempt, with its failure sentence."""
     return [(t.name if t.task_id == t.name else f"{t.name} ({t.task_id[:12]})", t.attempt,
-             badge(t.status), "cached" if t.cached else None, when(t.started_at), _duration(t.duration_s),
+             badge(t.status), "cached" if t.cached else None, when(t.started_at), duration_text(t.duration_s),
              t.hostname, badge(t.failure.reason) if t.failure else None,
              Html(f'<span class="sentence">{escape(t.failure.summary)}</span>') if t.failure else None)
             for t in tasks]
@@ -261,7 +260,8 @@ def run_sections(record: RunRecord, site: Site) -> Html:
         section("Code", fields([("commit", code.commit), ("branch", code.branch), ("dirty", code.dirty),
                                 ("repository", code.repository)])),
         section("Data", table(("name", "uri", "version", "rows", "size", "task"),
-                              [(d.name, d.uri, d.version, d.rows, _size(d.size_bytes), d.task) for d in record.data])),
+                              [(d.name, d.uri, d.version, d.rows, size_text(d.size_bytes), d.task)
+                               for d in record.data])),
         section("Features", fields([("columns", ", ".join(record.features.columns) or None),
                                     ("target", record.features.target), *extra_features.items()])),
         section("Environment", environment_fields(record)),
@@ -274,7 +274,7 @@ def run_sections(record: RunRecord, site: Site) -> Html:
                                 "failure"), task_rows(record.tasks), cls="tasks")),
         section("Artifacts", table(("name", "kind", "size", "sha256", "task"),
                                    [(link(site.artifact_link(record.run_id, a.name), a.name), a.kind,
-                                     _size(a.size_bytes), a.sha256[:12], a.task) for a in record.artifacts])),
+                                     size_text(a.size_bytes), a.sha256[:12], a.task) for a in record.artifacts])),
         section("Tags", table(("tag", "value"), sorted(record.tags.items()))),
     ]
     return Html("".join(parts))
@@ -290,7 +290,7 @@ def run_page(record: RunRecord, site: Site = SERVER) -> Html:
 
 
 def compare_table(records: Sequence[RunRecord], site: Site) -> Html:
-    """The CLI's comparison (:func:`orchestrack.cli.comparison_rows`); differing rows get class ``differs``."""
+    """The comparison (:func:`orchestrack.views.comparison_rows`); differing rows get class ``differs``."""
     rows = comparison_rows(records)
     heads = "".join(f"<th>{link(site.run_link(r.run_id), r.name)}<br><code>{escape(r.run_id[:8])}</code></th>"
                     for r in records)
@@ -313,17 +313,6 @@ def compare_page(records: Sequence[RunRecord], site: Site = SERVER) -> Html:
 
 
 # -- failures -----------------------------------------------------------------------------------
-
-
-def failure_groups(records: Sequence[RunRecord], examples: int) -> list[tuple[str, int, list[RunRecord]]]:
-    """``(reason, count, newest examples)`` per failure reason, most frequent first (as ``orchestrack failures``)."""
-    def reason_of(record: RunRecord) -> str:
-        return record.failure.reason.value if record.failure else FailureReason.UNKNOWN.value
-
-    newest = sorted(records, key=lambda r: r.ended_at or r.started_at, reverse=True)
-    counts = Counter(reason_of(r) for r in newest)
-    return [(reason, count, [r for r in newest if reason_of(r) == reason][:examples])
-            for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
 
 
 def failures_page(records: Sequence[RunRecord], site: Site = SERVER, *, examples: int = 3,

@@ -1,0 +1,94 @@
+"""What people are shown of runs, the same in the terminal (``orchestrack``) and on the run pages
+(``orchestrack ui``, ``orchestrack report``): durations and sizes in words, the rows of a comparison,
+failures grouped by reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from orchestrack.record import FailureReason, RunRecord
+
+
+def duration_text(seconds: float | None) -> str | None:
+    """``35ms``, ``4.2s``, ``3m 05s``, ``2h 07m`` or ``1d 03h``."""
+    if seconds is None:
+        return None
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def run_seconds(record: RunRecord) -> float | None:
+    """How long a finished run took."""
+    return (record.ended_at - record.started_at).total_seconds() if record.ended_at else None
+
+
+def size_text(size_bytes: int | None) -> str | None:
+    """A byte count in binary units."""
+    if size_bytes is None:
+        return None
+    value = float(size_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size_bytes} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return None  # pragma: no cover - the loop always returns
+
+
+def reason_of(record: RunRecord) -> str | None:
+    """The run's failure label, if any."""
+    return record.failure.reason.value if record.failure else None
+
+
+def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """One row per compared field: ``{"section", "field", "values" (one per run), "differs"}``."""
+    def union(keys: Iterable[Iterable[str]]) -> list[str]:
+        return sorted(set().union(*keys))
+
+    def data_versions(record: RunRecord, name: str) -> str | None:
+        versions = [d.version or "?" for d in record.data if d.name == name]
+        return ", ".join(versions) if versions else None
+
+    fields: list[tuple[str, str, list[Any]]] = [
+        ("run", "status", [r.status.value for r in records]),
+        ("run", "failure reason", [reason_of(r) for r in records]),
+        ("run", "purpose", [r.purpose.value if r.purpose else None for r in records]),
+        ("code", "commit", [r.code.commit for r in records]),
+    ]
+    fields += [("params", key, [r.params.get(key) for r in records]) for key in union(r.params for r in records)]
+    fields += [("metrics", key, [r.metrics.get(key) for r in records]) for key in union(r.metrics for r in records)]
+    fields += [("data", name, [data_versions(r, name) for r in records])
+               for name in union((d.name for d in r.data) for r in records)]
+    fields += [("environment", "python", [r.environment.python for r in records]),
+               ("environment", "image", [r.environment.image for r in records])]
+    fields += [("environment", name, [r.environment.packages.get(name) for r in records])
+               for name in union(r.environment.packages for r in records)]
+    return [{"section": section, "field": field, "values": values, "differs": differs(values)}
+            for section, field, values in fields]
+
+
+def differs(values: Sequence[Any]) -> bool:
+    """True when not all values are the same (``True`` and ``1`` count as different)."""
+    first = (type(values[0]) is bool, values[0])
+    return any((type(value) is bool, value) != first for value in values[1:])
+
+
+def failure_groups(records: Sequence[RunRecord], examples: int) -> list[tuple[str, int, list[RunRecord]]]:
+    """``(reason, count, newest examples)`` per failure reason, most frequent first (``unknown`` for
+    a failed run without a failure)."""
+    newest = sorted(records, key=lambda r: r.ended_at or r.started_at, reverse=True)
+    labels = [reason_of(r) or FailureReason.UNKNOWN.value for r in newest]
+    counts = Counter(labels)
+    return [(reason, count, [r for r, label in zip(newest, labels, strict=True) if label == reason][:examples])
+            for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
