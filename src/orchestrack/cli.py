@@ -609,8 +609,10 @@ def ui_command(tracking_uri: str | None, host: str, port: int, token: str | None
 def report_command(tracking_uri: str | None, run_refs: tuple[str, ...], output: Path) -> None:
     """Write the page of RUN, or the pages of several runs after their comparison, to one self-contained
     HTML file (styles inlined, nothing loaded from elsewhere: it opens offline)."""
+    from orchestrack.registry import open_registry, versions_of_run
     from orchestrack.ui.pages import report
 
     records = [orchestrack.get_run(ref, tracking_uri=tracking_uri) for ref in dict.fromkeys(run_refs)]
-    output.write_text(report(records), encoding="utf-8")
+    registry = open_registry(tracking_uri)
+    output.write_text(report(records, {r.run_id: versions_of_run(r, registry) for r in records}), encoding="utf-8")
     click.echo(f"{_plural(len(records), 'run')} -> {output}")

@@ -440,6 +440,16 @@ def open_registry(tracking_uri: str | None = None) -> ModelRegistry:
     return registry_for(store_for(tracking_uri))
 
 
+def versions_of_run(record: RunRecord, registry: ModelRegistry) -> list[ModelVersion]:
+    """The model versions registered from ``record``'s artifacts, newest first."""
+    found: dict[tuple[str, int], ModelVersion] = {}
+    for sha256 in {a.sha256 for a in record.artifacts if a.sha256}:
+        for version in registry.find_versions(sha256):
+            if version.run_id == record.run_id:
+                found[(version.name, version.version)] = version
+    return sorted(found.values(), key=lambda v: v.created_at, reverse=True)
+
+
 # -- promote ----------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from orchestrack.record import FailureReason, GateDecision, Purpose, RunRecord, RunStatus, TaskAttempt
+from orchestrack.registry import ModelVersion
 from orchestrack.ui.charts import line_chart
 from orchestrack.views import comparison_rows, duration_text, failure_groups, run_seconds, size_text
 
@@ -54,6 +55,10 @@ class Site:
         if self.served:
             return f"/runs/{quote(run_id, safe='')}"
         return f"#run-{run_id}" if run_id in self.in_report else None
+
+    def model_link(self, name: str) -> str | None:
+        """Where a model's page is (only the server has one)."""
+        return f"/models/{quote(name, safe='')}" if self.served else None
 
     def artifact_link(self, run_id: str, name: str) -> str | None:
         """Where an artifact downloads from (only the server serves bytes)."""
@@ -132,7 +137,7 @@ def document(title: str, body: str, site: Site) -> Html:
     if site.served:
         head = '<link rel="stylesheet" href="/assets/ui.css"><script src="/assets/ui.js" defer></script>'
         nav = ('<nav><a href="/" class="brand">orchestrack</a><a href="/">Runs</a>'
-               '<a href="/failures">Failures</a></nav>')
+               '<a href="/failures">Failures</a><a href="/models">Models</a></nav>')
     else:
         head = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}"><style>{asset("ui.css")}</style>'
         nav = '<nav><span class="brand">orchestrack report</span></nav>'
@@ -247,7 +252,16 @@ def charts(record: RunRecord) -> Html:
                         "</figure>" for key, points in sorted(record.metric_series.items()) if points))
 
 
-def run_sections(record: RunRecord, site: Site) -> Html:
+def versions_section(versions: Sequence[ModelVersion], site: Site) -> Html:
+    """The model versions promoted from this run."""
+    return section("Model versions", table(
+        ("model", "version", "aliases", "artifact", "gate", "created"),
+        [(link(site.model_link(v.name), v.name), v.version, ", ".join(v.aliases) or None, v.artifact,
+          Html(badge(v.gate) + (' <span class="forced">forced</span>' if v.forced else "")), when(v.created_at))
+         for v in versions], cls="versions"))
+
+
+def run_sections(record: RunRecord, site: Site, versions: Sequence[ModelVersion] = ()) -> Html:
     """Everything about one run, as the body of its page or one part of a report."""
     code = record.code
     extra_features = record.features.model_dump(exclude={"columns", "target"})
@@ -257,6 +271,7 @@ def run_sections(record: RunRecord, site: Site) -> Html:
                for key, value in sorted(values.items())]
     parts = [
         run_header(record, site), failure_box(record), gate_section(record.gate, site),
+        versions_section(versions, site),
         section("Code", fields([("commit", code.commit), ("branch", code.branch), ("dirty", code.dirty),
                                 ("repository", code.repository)])),
         section("Data", table(("name", "uri", "version", "rows", "size", "task"),
@@ -280,10 +295,36 @@ def run_sections(record: RunRecord, site: Site) -> Html:
     return Html("".join(parts))
 
 
-def run_page(record: RunRecord, site: Site = SERVER) -> Html:
-    """The page of one run."""
-    return document(f"{record.name} - orchestrack", f'<article class="run">{run_sections(record, site)}</article>',
-                    site)
+def run_page(record: RunRecord, site: Site = SERVER, versions: Sequence[ModelVersion] = ()) -> Html:
+    """The page of one run (``versions``: the model versions promoted from it)."""
+    return document(f"{record.name} - orchestrack",
+                    f'<article class="run">{run_sections(record, site, versions)}</article>', site)
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+def models_page(latest: Sequence[ModelVersion], site: Site = SERVER) -> Html:
+    """Every registered model with its newest version."""
+    if not latest:
+        return document("Models - orchestrack", '<h1>Models</h1><p class="empty">No model has been promoted yet '
+                        "(<code>orchestrack promote RUN --model NAME</code>).</p>", site)
+    return document("Models - orchestrack", "<h1>Models</h1>" + table(
+        ("model", "latest version", "aliases", "run", "gate", "created"),
+        [(link(site.model_link(v.name), v.name), v.version, ", ".join(v.aliases) or None,
+          link(site.run_link(v.run_id), v.run_name or v.run_id[:8]), badge(v.gate), when(v.created_at))
+         for v in latest], cls="models"), site)
+
+
+def model_page(name: str, versions: Sequence[ModelVersion], site: Site = SERVER) -> Html:
+    """One model's versions, each with the run that justifies it."""
+    rows = [(v.version, ", ".join(v.aliases) or None, link(site.run_link(v.run_id), v.run_name or v.run_id[:8]),
+             Html(badge(v.gate) + (' <span class="forced">forced</span>' if v.forced else "")),
+             Html(f'<span class="sentence">{escape(v.gate_summary)}</span>') if v.gate_summary else None,
+             (v.code_commit or "")[:10] or None, v.artifact, when(v.created_at)) for v in versions]
+    return document(f"{name} - orchestrack", f"<h1>Model {escape(name)}</h1>" + table(
+        ("version", "aliases", "run", "gate", "gate decision", "commit", "artifact", "created"), rows,
+        cls="versions"), site)
 
 
 # -- compare ------------------------------------------------------------------------------------
@@ -343,12 +384,14 @@ def error_page(status: int, message: str, site: Site = SERVER) -> Html:
     return document(f"{status} - orchestrack", f'<h1>{status}</h1><p class="error">{escape(message)}</p>', site)
 
 
-def report(records: Sequence[RunRecord]) -> Html:
-    """One self-contained HTML file: a run's page, or several runs' pages after their comparison."""
+def report(records: Sequence[RunRecord], versions: Mapping[str, Sequence[ModelVersion]] | None = None) -> Html:
+    """One self-contained HTML file: a run's page, or several runs' pages after their comparison
+    (``versions``: the model versions promoted from each run, by run id)."""
     site = Site(served=False, in_report=frozenset(r.run_id for r in records))
+    promoted = versions or {}
     if len(records) == 1:
-        return run_page(records[0], site)
-    runs = "".join(f'<article class="run" id="run-{escape(r.run_id)}">{run_sections(r, site)}</article>'
-                   for r in records)
+        return run_page(records[0], site, promoted.get(records[0].run_id, ()))
+    runs = "".join(f'<article class="run" id="run-{escape(r.run_id)}">'
+                   f"{run_sections(r, site, promoted.get(r.run_id, ()))}</article>" for r in records)
     return document(f"Report of {len(records)} runs - orchestrack",
                     f"<h1>Compare {len(records)} runs</h1>{compare_table(records, site)}{runs}", site)

@@ -27,8 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import orchestrack
-from orchestrack.errors import InvalidInputError, OrchestrackError, RunNotFoundError
+from orchestrack.errors import InvalidInputError, ModelNotFoundError, OrchestrackError, RunNotFoundError
 from orchestrack.record import RunRecord, RunStatus
+from orchestrack.registry import ModelVersion, open_registry, versions_of_run
 from orchestrack.ui import pages
 from orchestrack.ui.artifacts import artifact_source, chunks, folder_members, write_zip
 
@@ -124,7 +125,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             self._route(url.path, query)
-        except RunNotFoundError as err:
+        except (RunNotFoundError, ModelNotFoundError) as err:
             self._error(HTTPStatus.NOT_FOUND, str(err))
         except InvalidInputError as err:
             self._error(HTTPStatus.BAD_REQUEST, str(err))
@@ -176,7 +177,16 @@ class Handler(BaseHTTPRequestHandler):
         if path in routes:
             routes[path](query)
         elif path.startswith("/runs/") and len(path) > len("/runs/"):
-            self._send(HTTPStatus.OK, pages.run_page(self._get(unquote(path[len("/runs/"):]))))
+            record = self._get(unquote(path[len("/runs/"):]))
+            self._send(HTTPStatus.OK, pages.run_page(record, versions=self._versions_of(record)))
+        elif path == "/models":
+            registry = open_registry(self.server.config.tracking_uri)
+            latest = [versions[0] for versions in map(registry.versions, registry.models()) if versions]
+            self._send(HTTPStatus.OK, pages.models_page(latest))
+        elif path.startswith("/models/") and len(path) > len("/models/"):
+            name = unquote(path[len("/models/"):])
+            self._send(HTTPStatus.OK, pages.model_page(name, open_registry(self.server.config.tracking_uri)
+                                                       .versions(name)))
         elif path.startswith("/artifacts/"):
             self._artifact(path[len("/artifacts/"):])
         elif path.startswith("/assets/") and path[len("/assets/"):] in ASSETS:
@@ -184,6 +194,15 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, pages.asset(name), ASSETS[name])
         else:
             self._error(HTTPStatus.NOT_FOUND, "No such page.")
+
+    def _versions_of(self, record: RunRecord) -> list[ModelVersion]:
+        """The model versions promoted from ``record`` (none when the registry cannot be read: the run
+        page still shows)."""
+        try:
+            return versions_of_run(record, open_registry(self.server.config.tracking_uri))
+        except Exception as err:
+            log.warning("orchestrack ui: cannot read the model registry for run %s: %s", record.run_id, err)
+            return []
 
     def _get(self, ref: str) -> RunRecord:
         return orchestrack.get_run(ref, tracking_uri=self.server.config.tracking_uri)
