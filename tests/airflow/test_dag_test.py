@@ -11,6 +11,7 @@ import pytest
 import orchestrack
 from orchestrack import FailureReason, RunStatus, TaskStatus
 from tests.airflow.conftest import UPSTREAM_EXAMPLES, upstream_example_sources
+from tests.promotion import assert_promotion
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +205,5 @@ def test_the_gate_task_passes_fails_or_holds_the_run(dags_folder: Path, monkeypa
         assert record.status is RunStatus.SUCCEEDED and gate_task.status is TaskStatus.SUCCEEDED
     if outcome == "held":
         assert "auc = 0.999 is beyond its ceiling 0.99" in record.gate.summary
+    assert_promotion(record, outcome)
+

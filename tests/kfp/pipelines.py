@@ -109,10 +109,12 @@ quality_gate = otk.quality_gate(base_image="python:3.11", packages_to_install=[]
 
 
 @otk.component(base_image="python:3.11", packages_to_install=[])
-def scores(auc: float) -> None:
+def scores(auc: float, model: dsl.Output[dsl.Model]) -> None:
     import orchestrack
 
     orchestrack.log_metrics({"auc": auc})
+    with open(model.path, "w") as handle:
+        handle.write(f'{{"auc": {auc}}}')
 
 
 @otk.pipeline(name="gated-train", purpose="tuning", packages_to_install=[])

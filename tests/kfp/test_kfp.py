@@ -14,6 +14,7 @@ from orchestrack import FailureReason, RunStatus, TaskStatus
 from orchestrack.kfp.decorators import kfp_version
 from orchestrack.kfp.local_runs import local_runner_runs_exit_handlers
 from tests.kfp import pipelines
+from tests.promotion import assert_promotion
 
 pytestmark = pytest.mark.integration
 
@@ -211,3 +212,4 @@ def test_the_quality_gate_component_passes_fails_or_holds_the_run(auc: float, ou
         assert gate_task.status is TaskStatus.FAILED
     else:
         assert record.status is RunStatus.SUCCEEDED and gate_task.status is TaskStatus.SUCCEEDED
+    assert_promotion(record, outcome, artifact="model")

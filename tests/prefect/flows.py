@@ -203,7 +203,12 @@ GATE = {"metrics": {"auc": {"min": 0.75}}, "suspicious": {"ceiling": {"auc": 0.9
 
 @task
 def evaluate(auc: float) -> float:
+    import tempfile
+
     orchestrack.log_metrics({"auc": auc})
+    model = Path(tempfile.mkdtemp()) / "model.json"
+    model.write_text(f'{{"auc": {auc}}}')
+    orchestrack.log_artifact(model, kind="model")
     return auc
 
 

@@ -19,6 +19,7 @@ import orchestrack
 from orchestrack import FailureReason, RunStatus, TaskStatus
 from orchestrack.prefect import tracked_flow
 from tests.prefect import flows
+from tests.promotion import assert_promotion
 
 pytestmark = pytest.mark.integration
 
@@ -324,3 +325,4 @@ def test_the_quality_gate_task_passes_fails_or_holds_the_run(auc: float, outcome
     else:
         assert record.status is RunStatus.SUCCEEDED and gate_task.status is TaskStatus.SUCCEEDED
         assert state.result()["outcome"] == outcome
+    assert_promotion(record, outcome)

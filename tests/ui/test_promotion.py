@@ -4,6 +4,7 @@ the too-good run is held and refused promotion; the run and model pages show all
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,13 +103,13 @@ def story_server(promoted: Story) -> Iterator[Server]:
 
 def open_listed(browser: Any, name: str) -> None:
     """Click the run named ``name`` in the runs table, as a person would."""
-    browser.find_element(By.XPATH, f"//table[contains(@class,'runs')]//tr[td[3][normalize-space()='{name}']]//a").click()
+    row = f"//table[contains(@class,'runs')]//tr[td[3][normalize-space()='{name}']]"
+    browser.find_element(By.XPATH, f"{row}//a").click()
 
 
 def test_the_runs_end_as_the_gate_decided(promoted: Story) -> None:
     listed = cli(promoted, "runs", "--pipeline", "churn", "--limit", "3", "--json")
     assert listed.returncode == 0, listed.stderr
-    import json
 
     by_key = {r["key"]: r for r in json.loads(listed.stdout)}
     assert by_key[promoted.good]["status"] == "succeeded" and by_key[promoted.good]["gate"]["outcome"] == "passed"

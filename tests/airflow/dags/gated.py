@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime
+from pathlib import Path
 
 from airflow.sdk import DAG, get_current_context, task
 
@@ -19,6 +21,9 @@ with DAG("gated", start_date=datetime(2026, 1, 1), schedule=None, catchup=False,
         auc = float(get_current_context()["params"]["auc"])
         orchestrack.log_metrics({"auc": auc})
         orchestrack.log_metrics({"auc": auc - 0.02}, slice={"country": "DE"})
+        model = Path(tempfile.mkdtemp()) / "model.json"
+        model.write_text(f'{{"auc": {auc}}}')
+        orchestrack.log_artifact(model, kind="model")
 
     gate = QualityGateOperator(task_id="gate", spec="gate.yaml")
     track >> train() >> gate
