@@ -2,8 +2,9 @@
 
 Three steps, each a tracked task: prepare (reads one day's partition of raw events), train
 (logistic regression by gradient descent, standard library only) and evaluate (AUC overall and per
-country). Run it for a day whose partition exists and it succeeds; for a day whose partition is
-missing and the run ends failed, labelled ``data-error`` with one sentence saying what happened.
+country), and with ``--gate SPEC`` a fourth: the quality gate. Run it for a day whose partition
+exists and it succeeds; for a day whose partition is missing and the run ends failed, labelled
+``data-error`` with one sentence saying what happened.
 
     python examples/python_pipeline/churn_pipeline.py --day 2026-11-28 --data-dir /tmp/churn
 """
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--purpose", default="baseline")
     parser.add_argument("--lr", type=float, default=0.5)
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--gate", type=Path, help="a quality gate spec to check the run against (gate.yaml)")
     parser.add_argument("--execution", default=None,
                         help="this execution's id (an orchestrator's run id); default: the current UTC time")
     parser.add_argument("--write-sample-data", type=int, metavar="ROWS",
@@ -117,6 +119,9 @@ def main() -> None:
             weights = train(rows, lr=args.lr, epochs=args.epochs, seed=7)
         with run.task("evaluate"):
             evaluate(rows, weights)
+        if args.gate:
+            with run.task("gate"):  # a failed gate fails this task and the run: metric-regression
+                orchestrack.gate_step(args.gate)
     finally:
         run.finish()
 

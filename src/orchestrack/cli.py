@@ -39,6 +39,7 @@ STATUS_STYLES = {
     "succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "blue",
     "upstream_failed": "red", "skipped": "dim",
 }
+GATE_STYLES = {"passed": "green", "failed": "bold red", "held": "bold yellow"}
 DIFF_STYLE = "bold yellow"
 DIFF_MARK = "≠"
 
@@ -181,9 +182,11 @@ def runs(tracking_uri: str | None, status: str | None, pipeline: str | None, rea
     if not found:
         console.print("No runs match.", style="dim")
         return
-    columns = ("run id", "name", "pipeline", "purpose", "status", "reason", "started (UTC)", "duration", "owner")
+    columns = ("run id", "name", "pipeline", "purpose", "status", "reason", "gate", "started (UTC)", "duration",
+               "owner")
     console.print(_table(columns, [
         (r.run_id[:8], r.name, r.orchestrator.pipeline, r.purpose, _status(r.status), reason_of(r),
+         Text(r.gate.outcome.value, style=GATE_STYLES[r.gate.outcome.value]) if r.gate else None,
          _when(r.started_at), duration_text(run_seconds(r)), r.owner) for r in found]))
 
 
@@ -212,9 +215,37 @@ def show(tracking_uri: str | None, run: str, as_json: bool) -> None:
         console.print(Text.assemble(("Failure: ", "bold"), (label, "bold red")), soft_wrap=True)
         console.print(Text(failure.summary), soft_wrap=True)
         console.print()
-    _print_tables(console, _record_tables(record))
+    if record.gate is not None:
+        gate = record.gate
+        console.print(Text.assemble(("Quality gate: ", "bold"), (gate.outcome.value, GATE_STYLES[gate.outcome.value])),
+                      soft_wrap=True)
+        console.print(Text(gate.summary), soft_wrap=True)
+        console.print()
+    _print_tables(console, [*_record_tables(record), _gate_table(record), _versions_table(record, tracking_uri)])
     if record.incomplete:
         console.print(Text("incomplete: " + ", ".join(record.incomplete), style="yellow"), soft_wrap=True)
+
+
+def _gate_table(record: RunRecord) -> Table:
+    """Every check of the run's quality gate decision, with its numbers."""
+    checks = record.gate.checks if record.gate else []
+    return _table(("check", "subject", "value", "bound", "outcome", "sentence"),
+                  [(c.kind, c.subject, c.value, c.bound, Text(c.outcome.value, style=GATE_STYLES[c.outcome.value]),
+                    c.sentence) for c in checks], title="Quality gate checks")
+
+
+def _versions_table(record: RunRecord, tracking_uri: str | None) -> Table:
+    """The model versions promoted from the run (none shown when the registry cannot be read)."""
+    from orchestrack.registry import open_registry, versions_of_run
+
+    try:
+        versions = versions_of_run(record, open_registry(tracking_uri)) if record.artifacts else []
+    except Exception as err:  # the run is still worth showing
+        click.echo(f"(model versions not shown: {' '.join(str(err).split())})", err=True)
+        versions = []
+    return _table(("model", "version", "aliases", "artifact", "created (UTC)"),
+                  [(v.name, v.version, ", ".join(v.aliases) or None, v.artifact, _when(v.created_at))
+                   for v in versions], title="Model versions")
 
 
 def _record_tables(record: RunRecord) -> list[Table]:
@@ -384,7 +415,6 @@ def classify(log: TextIO, exit_code: int | None, task: str | None, as_json: bool
 
 #: ``orchestrack gate`` exit codes a CI job branches on (1 is any orchestrack error, 2 a usage error).
 GATE_EXIT_CODES = {"passed": 0, "failed": 3, "held": 4}
-GATE_STYLES = {"passed": "green", "failed": "bold red", "held": "bold yellow"}
 
 
 @main.command()

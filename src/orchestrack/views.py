@@ -64,6 +64,7 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
         ("run", "status", [r.status.value for r in records]),
         ("run", "failure reason", [reason_of(r) for r in records]),
         ("run", "purpose", [r.purpose.value if r.purpose else None for r in records]),
+        ("run", "gate", [r.gate.outcome.value if r.gate else None for r in records]),
         ("code", "commit", [r.code.commit for r in records]),
     ]
     fields += [("params", key, [r.params.get(key) for r in records]) for key in union(r.params for r in records)]

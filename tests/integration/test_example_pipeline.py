@@ -55,4 +55,11 @@ def test_run_example_script_shows_both_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "succeeded" in result.stdout and "failed" in result.stdout
     assert "Failure: data-error" in result.stdout and "Task 'prepare' could not find its input" in result.stdout
-    assert len(orchestrack.search_runs(pipeline="churn-train")) == 2
+    runs = orchestrack.search_runs(pipeline="churn-train")
+    assert len(runs) == 2
+    good = next(r for r in runs if r.status == "succeeded")
+    assert good.gate is not None and good.gate.outcome == "passed", good.gate
+    assert [t.name for t in good.tasks] == ["prepare", "train", "evaluate", "gate"]
+    versions = orchestrack.open_registry().versions("churn")
+    assert [(v.version, v.run_id, v.aliases) for v in versions] == [(1, good.run_id, ["champion"])]
+    assert "Model churn" in result.stdout

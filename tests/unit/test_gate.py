@@ -297,3 +297,24 @@ def test_the_gate_command_reports_a_bad_spec_as_one_line_error(tmp_path: Path) -
     assert result.exit_code == 1
     assert "metrics.auc.minimum (line 2): unknown key" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_show_and_runs_tell_the_gate_decision_and_the_versions_promoted(spec_file: Path, tmp_path: Path) -> None:
+    history()
+    key = make_run("cli/shown", auc=0.81).key
+    check_gate(key, spec_file)
+    model = tmp_path / "model.json"
+    model.write_text("{}")
+    run = orchestrack.start_run(key=key)
+    run.store.log_artifact(run.run_id, orchestrack.Artifact(name="model.json", kind="model", uri=model.as_uri(),
+                                                            sha256="ab" * 32, size_bytes=2))
+    orchestrack.promote(key, "churn", alias="champion")
+    runner = CliRunner()
+    shown = runner.invoke(main, ["show", key], catch_exceptions=False).stdout
+    assert "Quality gate: passed" in shown and "Quality gate checks" in shown
+    assert "auc = 0.81 is at or above its minimum 0.75." in " ".join(shown.split())
+    versions = shown[shown.index("Model versions"):]
+    assert "churn" in versions and "champion" in versions
+    listed = runner.invoke(main, ["runs", "--pipeline", "churn"], catch_exceptions=False).stdout
+    line = next(row for row in listed.splitlines() if "cli/shown" in row)
+    assert "passed" in line
