@@ -95,7 +95,7 @@ def coerce_params(params: Mapping[str, Any], where: str) -> dict[str, Scalar]:
     """Check keys and coerce values of a params mapping."""
     if not isinstance(params, Mapping):
         raise InvalidInputError(f"params must be a mapping of name to value, got {type(params).__name__} ({where})")
-    return {check_name(k, "param name", where): coerce_param(k, v, where) for k, v in params.items()}
+    return {check_name(k, "param name", where): masked(k, coerce_param(k, v, where)) for k, v in params.items()}
 
 
 def check_metric(key: str, value: Any, where: str) -> float:
@@ -123,20 +123,38 @@ def slice_label(slice_: str | Mapping[str, Any] | None, where: str) -> str | Non
     return check_name(slice_, "metric slice", where)
 
 
-_SENSITIVE_KEYS = ("password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "private_key",
-                   "credential", "authorization", "auth")
+#: Words that make a param or tag name secret-looking (matched as whole words of the name, so
+#: ``tokenizer``, ``max_tokens`` and ``author`` stay readable while ``hf_token`` and ``apiKey`` do not).
+_SECRET_WORDS = frozenset({"password", "passwd", "pwd", "passphrase", "secret", "token", "apikey", "accesskey",
+                           "privatekey", "secretkey", "sessionkey", "credential", "credentials", "authorization",
+                           "auth", "cookie"})
+MASK = "***"
+
+
+def is_secret_name(name: object) -> bool:
+    """True when ``name`` (a param, tag or variable name) says its value is a secret."""
+    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name)).lower())
+    pairs = {a + b for a, b in zip(words, words[1:], strict=False)}
+    return not _SECRET_WORDS.isdisjoint({*words, *pairs})
+
+
+def masked(name: object, value: Any) -> Any:
+    """A value as it may be stored or shown: ``***`` under a secret-looking name; secrets inside text
+    (cloud access keys, bearer tokens, JWTs, private keys, ``user:password@`` in URLs) replaced by ``***``."""
+    if is_secret_name(name):
+        return MASK
+    if isinstance(value, str):
+        from orchestrack.evidence import redact
+
+        return redact(value)
+    return value
 
 
 def mask_sensitive(values: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Params or conf with the values of sensitive-looking keys replaced by ``***``.
-
-    Adapters pass orchestrator params (Airflow params and conf, Prefect flow parameters) through it.
-    """
-    result: dict[str, Any] = {}
-    for key, value in (values or {}).items():
-        lowered = str(key).lower()
-        result[str(key)] = "***" if any(word in lowered for word in _SENSITIVE_KEYS) else value
-    return result
+    """Params or conf with secrets masked (:func:`masked`); the core masks every param and tag this
+    way, adapters also pass orchestrator params (Airflow params and conf, Prefect flow parameters)
+    through it before they are coerced."""
+    return {str(key): masked(key, value) for key, value in (values or {}).items()}
 
 
 def check_artifact_name(name: str, where: str) -> str:
@@ -158,5 +176,5 @@ def coerce_tags(tags: Mapping[str, Any], where: str) -> dict[str, str]:
     for key, value in tags.items():
         check_name(key, "tag name", where)
         text = coerce_param(key, value, where)
-        result[key] = "" if text is None else str(text)
+        result[key] = "" if text is None else masked(key, str(text))
     return result
