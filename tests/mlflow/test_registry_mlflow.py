@@ -41,8 +41,9 @@ def model() -> str:
     return f"churn-{uuid.uuid4().hex[:8]}"
 
 
-def make_run(key: str, content: str, gate: GateOutcome | None = GateOutcome.PASSED) -> RunRecord:
-    run = orchestrack.start_run(key=key, pipeline="churn")
+def make_run(key: str, content: str, gate: GateOutcome | None = GateOutcome.PASSED, pipeline: str = "churn"
+             ) -> RunRecord:
+    run = orchestrack.start_run(key=key, pipeline=pipeline)
     folder = Path(key.replace("/", "_"))
     folder.mkdir()
     (folder / "model.pt").write_text(content)
@@ -155,3 +156,52 @@ def test_the_cli_promotes_lists_and_answers_which(tracked: MlflowStore, model: s
     assert [(v["version"], v["aliases"]) for v in json.loads(listed.stdout)] == [(1, ["champion"])]
     which = runner.invoke(main, ["which", str(Path("churn_1") / "model.pt"), "--json"], catch_exceptions=False)
     assert [r["key"] for r in json.loads(which.stdout)["runs"]] == ["churn/1"]
+
+
+def test_gate_promotion_and_run_pages_over_mlflow(tracked: MlflowStore, model: str, tmp_path: Path) -> None:
+    """The gate reads its baseline and history from MLflow, the champion from MLflow's registry, and
+    `orchestrack ui` serves the runs and versions from there."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from orchestrack.gate import check_gate
+
+    pipeline = f"gated-{uuid.uuid4().hex[:8]}"
+    for index, auc in enumerate((0.80, 0.81, 0.79, 0.80, 0.805)):
+        run = orchestrack.start_run(key=f"{pipeline}/{index}", pipeline=pipeline,
+                                    purpose="baseline" if index == 0 else "tuning")
+        run.log_metrics({"auc": auc})
+        run.finish()
+    good = make_run(f"{pipeline}/good", "good", gate=None, pipeline=pipeline)
+    orchestrack.start_run(key=good.key).log_metrics({"auc": 0.81})
+    spec = {"metrics": {"auc": {"min": 0.75}}, "baseline": {"max_regression": {"auc": 0.02}}}
+    passed = check_gate(good.key, spec)
+    assert passed.outcome is GateOutcome.PASSED and passed.baseline_run == orchestrack.get_run(f"{pipeline}/0").run_id
+    assert next(c for c in passed.checks if c.kind == "sigma").reference.startswith("5 earlier runs")  # type: ignore[union-attr]
+    orchestrack.promote(good.key, model, alias="champion")
+    leaky = make_run(f"{pipeline}/leaky", "leaky", gate=None, pipeline=pipeline)
+    orchestrack.start_run(key=leaky.key).log_metrics({"auc": 0.95})
+    held = check_gate(leaky.key, {**spec, "baseline": {"run": "champion", "model": model,
+                                                       "max_regression": {"auc": 0.02}}})
+    assert held.outcome is GateOutcome.HELD and held.baseline_run == good.run_id  # the champion, from MLflow
+    with pytest.raises(PromotionRefusedError, match="held"):
+        orchestrack.promote(leaky.key, model)
+    assert orchestrack.get_run(leaky.key).gate == held  # the decision round-trips through MLflow's tags
+
+    env = {k: v for k, v in os.environ.items()}
+    server = subprocess.Popen([sys.executable, "-m", "orchestrack", "ui", "--port", "0"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        base = server.stdout.readline().strip().split(" ")[-1].rstrip("/")
+        with urllib.request.urlopen(f"{base}/runs/{good.run_id}", timeout=60) as response:
+            page = response.read().decode()
+        assert "Quality gate passed" in page and model in page and "champion" in page
+        with urllib.request.urlopen(f"{base}/models/{model}", timeout=60) as response:
+            listing = response.read().decode()
+        assert f"{pipeline}/good" in listing
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
