@@ -154,13 +154,9 @@ class GateSpec(_SpecModel):
     @field_validator("require")
     @classmethod
     def _record_paths(cls, paths: list[str]) -> list[str]:
-        from orchestrack.policy import path_problem
+        from orchestrack.policy import record_paths
 
-        for path in paths:
-            problem = path_problem(path.split("."))
-            if problem:
-                raise ValueError(f"{path!r}: {problem} (dotted record paths, e.g. code.commit or data.version)")
-        return paths
+        return record_paths(paths, "record path")
 
     def better(self, key: str) -> str:
         """``higher`` or ``lower``: which way ``key`` improves."""

@@ -48,11 +48,7 @@ class SchemaPolicy(BaseModel):
     @field_validator("mandatory")
     @classmethod
     def _known_paths(cls, paths: list[str]) -> list[str]:
-        for path in paths:
-            problem = path_problem(path.split("."))
-            if problem:
-                raise ValueError(f"policy.mandatory path {path!r}: {problem} (dotted paths, e.g. code.commit)")
-        return paths
+        return record_paths(paths, "policy.mandatory path")
 
     @field_validator("name_pattern")
     @classmethod
@@ -117,6 +113,15 @@ class SchemaPolicy(BaseModel):
         # A generated name is ours to fix: keep the allowed characters rather than refuse the run.
         cleaned = re.sub(r"[^A-Za-z0-9 ._:/@+=,-]", "-", name).lstrip(" ._:/@+=,-")[:200]
         return cleaned if re.match(self.name_pattern, cleaned) else f"run-{run_id[:8]}"
+
+
+def record_paths(paths: list[str], label: str) -> list[str]:
+    """``paths`` when each is a dotted path into a run record; else a ``ValueError`` naming the first bad one."""
+    for path in paths:
+        problem = path_problem(path.split("."))
+        if problem:
+            raise ValueError(f"{label} {path!r}: {problem} (dotted record paths, e.g. code.commit or data.version)")
+    return paths
 
 
 def path_problem(parts: list[str]) -> str | None:

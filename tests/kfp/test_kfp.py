@@ -14,7 +14,7 @@ from orchestrack import FailureReason, RunStatus, TaskStatus
 from orchestrack.kfp.decorators import kfp_version
 from orchestrack.kfp.local_runs import local_runner_runs_exit_handlers
 from tests.kfp import pipelines
-from tests.promotion import assert_promotion
+from tests.promotion import assert_gated_run
 
 pytestmark = pytest.mark.integration
 
@@ -202,14 +202,4 @@ def test_the_quality_gate_component_passes_fails_or_holds_the_run(auc: float, ou
             pipelines.gated(auc=auc)
     else:
         pipelines.gated(auc=auc)
-    record = only_run()
-    assert record.gate is not None and record.gate.outcome.value == outcome
-    gate_task = next(t for t in record.tasks if t.name == "check-gate")
-    if outcome == "failed":
-        assert record.status is RunStatus.FAILED and record.failure is not None
-        assert record.failure.reason is FailureReason.METRIC_REGRESSION and record.failure.task == "check-gate"
-        assert "auc = 0.6 is below its minimum 0.75" in record.failure.summary
-        assert gate_task.status is TaskStatus.FAILED
-    else:
-        assert record.status is RunStatus.SUCCEEDED and gate_task.status is TaskStatus.SUCCEEDED
-    assert_promotion(record, outcome, artifact="model")
+    assert_gated_run(only_run(), outcome, "check-gate", artifact="model")
