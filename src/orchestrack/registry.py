@@ -565,4 +565,4 @@ def which(path: str | os.PathLike[str], *, tracking_uri: str | None = None) -> l
 
 __all__ = ["EmbeddedRegistry", "MlflowRegistry", "ModelRegistry", "ModelVersion", "check_alias", "check_model_name",
            "file_sha256", "open_registry", "pick_artifact", "promote", "refusal", "registry_for",
-           "runs_with_sha256", "which"]
+           "runs_with_sha256", "versions_of_run", "which"]
