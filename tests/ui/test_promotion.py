@@ -132,6 +132,8 @@ def test_the_run_pages_show_gate_promotion_regression_and_hold(browser: Any, sto
     assert "Quality gate passed" in browser.find_element(By.CSS_SELECTOR, "main").text
     screenshot(browser, "promotion-good")
 
+    browser.find_element(By.LINK_TEXT, "Models").click()
+    assert "churn" in browser.find_element(By.CSS_SELECTOR, "table.models").text
     browser.find_element(By.LINK_TEXT, "churn").click()
     model_rows = browser.find_elements(By.CSS_SELECTOR, "table.versions tbody tr")
     assert len(model_rows) == 1 and "churn/good" in model_rows[0].text and "champion" in model_rows[0].text

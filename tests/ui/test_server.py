@@ -114,3 +114,10 @@ def test_report_writes_one_file(runs: Runs, tmp_path: Path) -> None:
                             env=runs.env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "2 runs" in result.stdout and out.exists()
+
+
+def test_the_model_pages_list_what_was_promoted_and_404_an_unknown_model(ui_server: Server, runs: Runs) -> None:
+    status, _, body = request(ui_server, "/models")
+    assert status == 200 and b"No model has been promoted yet" in body  # the fixture promotes nothing
+    status, _, body = request(ui_server, "/models/no-such-model")
+    assert status == 404 and b"No model named &#x27;no-such-model&#x27; has a version" in body

@@ -185,8 +185,11 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, pages.models_page(latest))
         elif path.startswith("/models/") and len(path) > len("/models/"):
             name = unquote(path[len("/models/"):])
-            self._send(HTTPStatus.OK, pages.model_page(name, open_registry(self.server.config.tracking_uri)
-                                                       .versions(name)))
+            versions = open_registry(self.server.config.tracking_uri).versions(name)
+            if not versions:
+                raise ModelNotFoundError(f"No model named {name!r} has a version; promote a run to it with "
+                                         f"`orchestrack promote RUN --model {name}`.")
+            self._send(HTTPStatus.OK, pages.model_page(name, versions))
         elif path.startswith("/artifacts/"):
             self._artifact(path[len("/artifacts/"):])
         elif path.startswith("/assets/") and path[len("/assets/"):] in ASSETS:
