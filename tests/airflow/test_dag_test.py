@@ -95,6 +95,8 @@ def test_the_run_link_opens_the_configured_viewer(monkeypatch: pytest.MonkeyPatc
     expected_id = orchestrack.run_id_for("airflow/train/manual__1")
     assert link.get_link(None, ti_key=ti_key) == (
         f"https://runs.example.com/run/{expected_id}?key=airflow%2Ftrain%2Fmanual__1")
+    monkeypatch.setenv("ORCHESTRACK_UI_URL", "http://127.0.0.1:8765")  # `orchestrack ui`'s address
+    assert link.get_link(None, ti_key=ti_key) == f"http://127.0.0.1:8765/runs/{expected_id}"
 
 
 def airflow_task_instances(dag_run: Any) -> dict[str, tuple[str, int]]:

@@ -51,11 +51,13 @@ def test_a_succeeding_pipeline_is_one_run_closed_by_the_exit_handler() -> None:
         assert "accelerator_type" not in train.details and images == {"prepare": None, "train": None}
 
 
-def test_the_exit_task_writes_a_markdown_summary(tmp_path: Path) -> None:
+def test_the_exit_task_writes_a_markdown_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRACK_UI_URL", "http://127.0.0.1:8765")  # `orchestrack ui`'s address
     pipelines.nightly(rows=5, epochs=1)
     summaries = [p.read_text() for p in (tmp_path / "pipeline-root").rglob("summary") if p.is_file()]
     if FULL_LOCAL_RUNNER:
         assert summaries and "status: **succeeded**" in summaries[0] and "auc = 0.91" in summaries[0]
+        assert f"(http://127.0.0.1:8765/runs/{only_run().run_id})" in summaries[0]  # links to the run page
     else:  # no exit task runs locally before kfp 2.17: the calling process closed the run, without one
         assert summaries == [] and only_run().status is RunStatus.SUCCEEDED
 

@@ -33,7 +33,7 @@ KFP_EXECUTOR = "kfp.dsl.executor_main"
 #: Settings that pods need to reach the store (MLflow, S3); never secrets: those come from Kubernetes secrets.
 FORWARDED = ("ORCHESTRACK_TRACKING_URI", "ORCHESTRACK_ARTIFACT_URI", "ORCHESTRACK_POLICY__STRICT",
              "ORCHESTRACK_S3__ENDPOINT_URL", "ORCHESTRACK_S3__REGION", "ORCHESTRACK_MLFLOW__EXPERIMENT",
-             "ORCHESTRACK_MLFLOW__UI_URL")
+             "ORCHESTRACK_MLFLOW__UI_URL", "ORCHESTRACK_UI_URL")
 
 
 def kfp_version() -> str:
