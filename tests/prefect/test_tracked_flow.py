@@ -316,3 +316,15 @@ def test_the_quality_gate_task_passes_fails_or_holds_the_run(auc: float, outcome
     if outcome != "failed":
         assert state.result()["outcome"] == outcome  # the task returns the decision
     assert_gated_run(only_run(), outcome, "quality-gate")
+
+
+def test_the_run_artifact_links_to_orchestrack_ui(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    monkeypatch.setenv("ORCHESTRACK_UI_URL", "http://127.0.0.1:8765")  # `orchestrack ui`'s address
+    state = flows.succeeds(return_state=True)
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["orchestrack-run"])))
+    published = [str(a.data) for a in artifacts if a.flow_run_id == state.state_details.flow_run_id]
+    assert published and f"(http://127.0.0.1:8765/runs/{only_run().run_id})" in published[0]
