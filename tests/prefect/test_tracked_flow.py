@@ -325,6 +325,7 @@ def test_the_run_artifact_links_to_orchestrack_ui(monkeypatch: pytest.MonkeyPatc
     state = flows.succeeds(return_state=True)
     assert state.is_completed()
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["orchestrack-run"])))
+        only_ours = ArtifactFilter(key=ArtifactFilterKey(any_=["orchestrack-run"]))
+        artifacts = client.read_artifacts(artifact_filter=only_ours)
     published = [str(a.data) for a in artifacts if a.flow_run_id == state.state_details.flow_run_id]
     assert published and f"(http://127.0.0.1:8765/runs/{only_run().run_id})" in published[0]
