@@ -29,7 +29,7 @@ from rich.text import Text
 
 import orchestrack
 from orchestrack.errors import OrchestrackError
-from orchestrack.record import FailureReason, Purpose, RunRecord, RunStatus, TaskAttempt
+from orchestrack.record import FailureReason, GateDecision, Purpose, RunRecord, RunStatus, TaskAttempt
 from orchestrack.views import comparison_rows, duration_text, failure_groups, reason_of, run_seconds, size_text
 
 #: Width used when stdout is not a terminal and COLUMNS is unset (CI logs are wide; 80 squashes tables).
@@ -221,17 +221,17 @@ def show(tracking_uri: str | None, run: str, as_json: bool) -> None:
                       soft_wrap=True)
         console.print(Text(gate.summary), soft_wrap=True)
         console.print()
-    _print_tables(console, [*_record_tables(record), _gate_table(record), _versions_table(record, tracking_uri)])
+    _print_tables(console, [*_record_tables(record), _gate_table(record.gate), _versions_table(record, tracking_uri)])
     if record.incomplete:
         console.print(Text("incomplete: " + ", ".join(record.incomplete), style="yellow"), soft_wrap=True)
 
 
-def _gate_table(record: RunRecord) -> Table:
-    """Every check of the run's quality gate decision, with its numbers."""
-    checks = record.gate.checks if record.gate else []
+def _gate_table(decision: GateDecision | None, title: str = "Quality gate checks") -> Table:
+    """Every check of a quality gate decision, with its numbers."""
+    checks = decision.checks if decision else []
     return _table(("check", "subject", "value", "bound", "outcome", "sentence"),
                   [(c.kind, c.subject, c.value, c.bound, Text(c.outcome.value, style=GATE_STYLES[c.outcome.value]),
-                    c.sentence) for c in checks], title="Quality gate checks")
+                    c.sentence) for c in checks], title=title)
 
 
 def _versions_table(record: RunRecord, tracking_uri: str | None) -> Table:
@@ -436,18 +436,12 @@ def gate(tracking_uri: str | None, run: str, spec_path: Path, as_json: bool) -> 
         _echo_json(decision.model_dump(mode="json"))
     else:
         console = _console()
-        _print_tables(console, [_table(
-            ("check", "subject", "value", "bound", "outcome", "sentence"),
-            [(c.kind, c.subject, c.value, c.bound, Text(c.outcome.value, style=GATE_STYLES[c.outcome.value]),
-              c.sentence) for c in decision.checks], title="Quality gate")])
+        _print_tables(console, [_gate_table(decision, "Quality gate")])
         console.print(Text(decision.summary, style=GATE_STYLES[decision.outcome.value]), soft_wrap=True)
     raise click.exceptions.Exit(GATE_EXIT_CODES[decision.outcome.value])
 
 
 # -- model registry (orchestrack promote, models, which) ----------------------------------------
-
-#: How a gate outcome shows in the registry's tables.
-
 
 def _outcome(version: orchestrack.ModelVersion) -> Text:
     """A version's gate outcome, coloured, ``forced`` appended when it was promoted past a refusal."""
