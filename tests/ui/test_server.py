@@ -121,3 +121,41 @@ def test_the_model_pages_list_what_was_promoted_and_404_an_unknown_model(ui_serv
     assert status == 200 and b"No model has been promoted yet" in body  # the fixture promotes nothing
     status, _, body = request(ui_server, "/models/no-such-model")
     assert status == 404 and b"No model named &#x27;no-such-model&#x27; has a version" in body
+
+
+@pytest.fixture(scope="module")
+def wide_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """10,000 runs of 10 pipelines, one of them with a 1,000-task map, served by `orchestrack ui`."""
+    import os
+
+    from orchestrack import stores
+    from orchestrack.lifecycle import run_id_for
+    from orchestrack.record import OrchestratorInfo, RunRecord, RunStatus, TaskAttempt, TaskStatus
+
+    home = tmp_path_factory.mktemp("wide") / "home"
+    home.mkdir()
+    store = stores.open_store(f"sqlite:///{home}/orchestrack.db")
+    for index in range(10_000):
+        key = f"wide/{index:05d}"
+        store.open_run(RunRecord(run_id=run_id_for(key), key=key, name=key, status=RunStatus.SUCCEEDED,
+                                 orchestrator=OrchestratorInfo(pipeline=f"p{index % 10}")))
+    mapped = run_id_for("wide/09999")
+    store.record_tasks(mapped, [TaskAttempt(task_id=f"shard[{i}]", name=f"shard[{i}]", attempt=1,
+                                            status=TaskStatus.SUCCEEDED) for i in range(1_000)])
+    stores.close_all()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRACK_")}
+    server = start_ui({**env, "ORCHESTRACK_HOME": str(home)})
+    yield server, mapped
+    stop(server)
+
+
+def test_at_user_width_the_list_says_it_is_cut_and_a_run_shows_every_task(wide_store: tuple[Server, str]) -> None:
+    server, mapped = wide_store
+    status, _, body = request(server, "/")
+    assert status == 200 and body.count(b'name="run" value=') == 200
+    assert b"The newest 200 matching runs; older ones exist" in body
+    status, _, body = request(server, "/?pipeline=p3")
+    assert status == 200 and body.count(b"<td>p3</td>") == 200 and b"<td>p4</td>" not in body
+    status, _, body = request(server, f"/runs/{mapped}")
+    assert status == 200 and all(f"shard[{i}]".encode() in body for i in (0, 499, 999))
+    assert body.count(b"<td>shard[") == 1_000

@@ -166,8 +166,10 @@ def filter_form(filters: Mapping[str, str]) -> Html:
                 '<button type="submit">Filter</button><a href="/">clear</a></form>')
 
 
-def runs_page(records: Sequence[RunRecord], filters: Mapping[str, str], site: Site = SERVER) -> Html:
-    """The run list with its filter form; ticked runs open in the compare page."""
+def runs_page(records: Sequence[RunRecord], filters: Mapping[str, str], site: Site = SERVER, *,
+              limit: int | None = None) -> Html:
+    """The run list with its filter form; ticked runs open in the compare page. When ``limit`` runs
+    came back, the page says there may be more and how to narrow the list."""
     rows = [(Html(f'<input type="checkbox" name="run" value="{escape(r.run_id)}" aria-label="compare">'),
              link(site.run_link(r.run_id), r.run_id[:8]), r.name, r.orchestrator.pipeline, r.purpose,
              badge(r.status), badge(r.failure.reason) if r.failure else None,
@@ -175,7 +177,9 @@ def runs_page(records: Sequence[RunRecord], filters: Mapping[str, str], site: Si
             for r in records]
     listing = table(("", "run", "name", "pipeline", "purpose", "status", "reason", "gate", "started",
                      "duration", "owner"), rows, cls="runs")
-    body = (f"<h1>Runs</h1>{filter_form(filters)}"
+    more = (f'<p class="note">The newest {limit} matching runs; older ones exist: narrow the list with the '
+            "filters.</p>" if limit is not None and len(records) >= limit else "")
+    body = (f"<h1>Runs</h1>{filter_form(filters)}{more}"
             + (f'<form method="get" action="/compare">{listing}'
                '<button type="submit">Compare ticked runs</button></form>'
                if listing else '<p class="empty">No runs match.</p>'))

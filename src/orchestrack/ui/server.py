@@ -214,7 +214,7 @@ class Handler(BaseHTTPRequestHandler):
         filters = {name: query.get(name, [""])[-1].strip() for name in pages.FILTERS}
         found = orchestrack.search_runs(**{k: v or None for k, v in filters.items()}, limit=RUN_LIMIT,
                                         tracking_uri=self.server.config.tracking_uri)
-        self._send(HTTPStatus.OK, pages.runs_page(found, filters))
+        self._send(HTTPStatus.OK, pages.runs_page(found, filters, limit=RUN_LIMIT))
 
     def _compare(self, query: dict[str, list[str]]) -> None:
         refs = list(dict.fromkeys(ref for ref in query.get("run", []) if ref))
