@@ -150,8 +150,11 @@ def ui_server(runs: Runs) -> Iterator[Server]:
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Debian Chromium through its own chromedriver (selenium-manager never downloads)."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver "
-                    "(`scripts/test -s ui` installs them as root)")
+        missing = ("needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver "
+                   "(`scripts/test -s ui` installs them as root)")
+        if os.environ.get("CI"):
+            pytest.fail(missing)  # in CI a browser test that did not run is a failure, not a skip
+        pytest.skip(missing)
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
