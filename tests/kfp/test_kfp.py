@@ -198,10 +198,12 @@ def test_an_own_exit_handler_with_a_plain_exit_task_is_refused_with_the_fix() ->
 
 
 @pytest.mark.parametrize(("auc", "outcome"), [(0.82, "passed"), (0.6, "failed"), (0.999, "held")])
-def test_the_quality_gate_component_passes_fails_or_holds_the_run(auc: float, outcome: str) -> None:
+def test_the_quality_gate_component_passes_fails_or_holds_the_run(auc: float, outcome: str, tmp_path: Path) -> None:
     if outcome == "failed":
         with pytest.raises(RuntimeError, match="FAILURE"):
             pipelines.gated(auc=auc)
     else:
         pipelines.gated(auc=auc)
     assert_gated_run(only_run(), outcome, "check-gate", artifact="model")
+    reports = [p.read_text() for p in (tmp_path / "pipeline-root").rglob("gate_report") if p.is_file()]
+    assert reports and f"### Quality gate: **{outcome}**" in reports[0] and "| min | auc |" in reports[0]

@@ -316,16 +316,23 @@ def test_the_quality_gate_task_passes_fails_or_holds_the_run(auc: float, outcome
     if outcome != "failed":
         assert state.result()["outcome"] == outcome  # the task returns the decision
     assert_gated_run(only_run(), outcome, "quality-gate")
+    assert f"### Quality gate: **{outcome}**" in flow_run_artifact(state.state_details.flow_run_id, "orchestrack-gate")
+
+
+def flow_run_artifact(flow_run_id: Any, key: str) -> str:
+    """The data of the artifact ``key`` that the flow run published (read back from Prefect's API)."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    published = [str(a.data) for a in artifacts if a.flow_run_id == flow_run_id]
+    assert len(published) == 1, published
+    return published[0]
 
 
 def test_the_run_artifact_links_to_orchestrack_ui(monkeypatch: pytest.MonkeyPatch) -> None:
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
     monkeypatch.setenv("ORCHESTRACK_UI_URL", "http://127.0.0.1:8765")  # `orchestrack ui`'s address
     state = flows.succeeds(return_state=True)
     assert state.is_completed()
-    with get_client(sync_client=True) as client:
-        only_ours = ArtifactFilter(key=ArtifactFilterKey(any_=["orchestrack-run"]))
-        artifacts = client.read_artifacts(artifact_filter=only_ours)
-    published = [str(a.data) for a in artifacts if a.flow_run_id == state.state_details.flow_run_id]
-    assert published and f"(http://127.0.0.1:8765/runs/{only_run().run_id})" in published[0]
+    published = flow_run_artifact(state.state_details.flow_run_id, "orchestrack-run")
+    assert f"(http://127.0.0.1:8765/runs/{only_run().run_id})" in published

@@ -318,3 +318,15 @@ def test_show_and_runs_tell_the_gate_decision_and_the_versions_promoted(spec_fil
     listed = runner.invoke(main, ["runs", "--pipeline", "churn"], catch_exceptions=False).stdout
     line = next(row for row in listed.splitlines() if "cli/shown" in row)
     assert "passed" in line
+
+
+def test_the_decision_as_markdown_has_every_check_and_escapes_table_breakers() -> None:
+    from orchestrack.report import gate_markdown
+
+    record = RunRecord(run_id="r", key="k", name="k", metrics={"auc": 0.7})
+    decision = evaluate_gate(record, GateSpec.model_validate({"metrics": {"auc": {"min": 0.75}},
+                                                              "require": ["tags.a|b"]}))
+    text = gate_markdown(decision, "http://127.0.0.1:8765/runs/r")
+    assert text.startswith("### Quality gate: **failed**\n")
+    assert "| min | auc | 0.7 | 0.75 | failed | auc = 0.7 is below its minimum 0.75. |" in text
+    assert "tags.a\\|b" in text and text.endswith("[open the run](http://127.0.0.1:8765/runs/r)\n")

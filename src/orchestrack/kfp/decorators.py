@@ -102,17 +102,29 @@ def component(func: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
     return decorate(func) if func is not None else decorate
 
 
-def check_gate(spec: str, fail_on_held: bool = False) -> str:
+def check_gate(spec: str, gate_report: dsl.Output[dsl.Markdown], fail_on_held: bool = False) -> str:
     """Check the pipeline run's run against ``spec`` (YAML or JSON text, or a path in the image);
-    return the outcome. A failed gate fails the step, and the run, with ``metric-regression``."""
+    return the outcome and show every check in the ``gate_report`` Markdown. A failed gate fails the
+    step, and the run, with ``metric-regression``."""
     import orchestrack
+    from orchestrack.gate import GateFailedError, GateHeldError
+    from orchestrack.report import gate_markdown
 
-    return orchestrack.gate_step(spec, fail_on_held=fail_on_held).outcome.value
+    try:
+        decision = orchestrack.gate_step(spec, fail_on_held=fail_on_held)
+    except (GateFailedError, GateHeldError) as stopped:
+        with open(gate_report.path, "w") as handle:
+            handle.write(gate_markdown(stopped.decision))
+        raise
+    with open(gate_report.path, "w") as handle:  # the KFP UI shows it on the step
+        handle.write(gate_markdown(decision))
+    return decision.outcome.value
 
 
 def quality_gate(**component_kwargs: Any) -> TrackedComponent:
     """The quality gate as a KFP component (``dsl.component`` arguments; ``packages_to_install``
-    defaults to ``["orchestrack"]``). Its output is ``passed`` or ``held``; a failed gate fails it.
+    defaults to ``["orchestrack"]``). Its output is ``passed`` or ``held``, its ``gate_report`` the
+    checks as Markdown; a failed gate fails it.
 
     Example::
 

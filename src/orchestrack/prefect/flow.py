@@ -40,7 +40,7 @@ from orchestrack.prefect.facts import (
     run_key,
 )
 from orchestrack.record import RunStatus
-from orchestrack.report import markdown_summary
+from orchestrack.report import gate_markdown, markdown_summary
 from orchestrack.versions import installed_release
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,31 @@ def _check_gate(spec: Any, fail_on_held: bool = False) -> dict[str, Any]:
     """Check the flow run's run against ``spec``; raises when the gate failed (see :func:`quality_gate`)."""
     from prefect.runtime import flow_run
 
-    from orchestrack.gate import gate_step
+    from orchestrack.gate import GateFailedError, GateHeldError, gate_step
 
     if not flow_run.id:
         raise orchestrack.InvalidInputError("quality_gate is a Prefect task: call it inside a tracked_flow")
     run = orchestrack.start_run(key=run_key(flow_run.id))  # attaches: the flow's hook opened it
-    return gate_step(spec, fail_on_held=fail_on_held, run=run).model_dump(mode="json")
+    try:
+        decision = gate_step(spec, fail_on_held=fail_on_held, run=run)
+    except (GateFailedError, GateHeldError) as stopped:
+        _publish_gate(stopped.decision, run, flow_run.id)
+        raise
+    _publish_gate(decision, run, flow_run.id)
+    return decision.model_dump(mode="json")
+
+
+@fail_open("Prefect quality gate artifact")
+def _publish_gate(decision: Any, run: Run, flow_run_id: Any) -> None:
+    """The gate's decision as a Markdown artifact on the flow run (key ``orchestrack-gate``)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_artifact(ArtifactCreate(key="orchestrack-gate", type="markdown",
+                                              data=gate_markdown(decision, run.url),
+                                              description="orchestrack quality gate decision",
+                                              flow_run_id=flow_run_id))
 
 
 #: The quality gate as a Prefect task: ``quality_gate("gate.yaml")`` inside a :func:`tracked_flow`
