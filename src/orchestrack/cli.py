@@ -449,12 +449,6 @@ def _outcome(version: orchestrack.ModelVersion) -> Text:
     return text.append(" (forced)", style="bold red") if version.forced else text
 
 
-def _tracking_uri_in_force(tracking_uri: str | None) -> str:
-    from orchestrack.settings import load_settings
-
-    return load_settings(**({"tracking_uri": tracking_uri} if tracking_uri else {})).resolved_tracking_uri
-
-
 def _version_fields(version: orchestrack.ModelVersion) -> Table:
     data = ", ".join(f"{name}={value or '?'}" for name, value in version.data_versions.items()) or None
     return _fields(f"Model {version.name} version {version.version}", [
@@ -510,7 +504,7 @@ def models_command(tracking_uri: str | None, name: str | None, as_json: bool) ->
         versions = registry.versions(name)
         if not versions:
             known = ", ".join(registry.models()) or "none yet"
-            raise ModelNotFoundError(f"no model named {name!r} in {_tracking_uri_in_force(tracking_uri)} "
+            raise ModelNotFoundError(f"no model named {name!r} in {orchestrack.lifecycle.store_for(tracking_uri).uri} "
                                      f"(registered models: {known}); promote a run with `orchestrack promote RUN "
                                      f"--model {name}`")
         if as_json:
@@ -556,7 +550,8 @@ def which_command(tracking_uri: str | None, path: Path, as_json: bool) -> None:
     versions = open_registry(tracking_uri).find_versions(sha256)
     if not found and not versions:
         raise RunNotFoundError(
-            f"no run in {_tracking_uri_in_force(tracking_uri)} has an artifact with the content of {str(path)!r} "
+            f"no run in {orchestrack.lifecycle.store_for(tracking_uri).uri} has an artifact with the content of "
+            f"{str(path)!r} "
             f"(sha256 {sha256}); it was not logged with log_artifact, was changed since, or lives in another "
             "store (--tracking-uri, ORCHESTRACK_TRACKING_URI)")
     if as_json:

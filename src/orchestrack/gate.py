@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -431,11 +431,14 @@ def _require_checks(record: RunRecord, paths: list[str]) -> list[GateCheck]:
     from orchestrack.policy import has_value
 
     document = record.model_dump(mode="python")
-    return [GateCheck(kind="require", subject=path,
-                      outcome=GateOutcome.PASSED if has_value(document, path.split(".")) else GateOutcome.FAILED,
-                      sentence=f"the run {'records' if has_value(document, path.split('.')) else 'has no'} {path}"
-                               f"{'' if has_value(document, path.split('.')) else ', which the gate requires'}.")
-            for path in paths]
+    checks = []
+    for path in paths:
+        present = has_value(document, path.split("."))
+        checks.append(GateCheck(kind="require", subject=path,
+                                outcome=GateOutcome.PASSED if present else GateOutcome.FAILED,
+                                sentence=f"the run records {path}." if present
+                                else f"the run has no {path}, which the gate requires."))
+    return checks
 
 
 def _suspicious_checks(record: RunRecord, spec: GateSpec, history: list[RunRecord]) -> list[GateCheck]:
@@ -574,10 +577,11 @@ def check_gate(run: Any, spec: GateSpec | Mapping[str, Any] | str | Path, *,
 
 
 def gate_step(spec: GateSpec | Mapping[str, Any] | str | Path, *, fail_on_held: bool = False,
-              run: Any = None) -> GateDecision:
+              run: Any = None, publish: Callable[[GateDecision], None] | None = None) -> GateDecision:
     """The gate as a pipeline step: check the active run (or ``run``), record the decision, and raise
     :class:`GateFailedError` when it failed (so the step, and the run, fail with ``metric-regression``),
-    or :class:`GateHeldError` when it held the run and ``fail_on_held`` is set.
+    or :class:`GateHeldError` when it held the run and ``fail_on_held`` is set. ``publish`` is called
+    with the decision first, whatever it is (an adapter shows it in the orchestrator's UI).
 
     Example::
 
@@ -590,6 +594,8 @@ def gate_step(spec: GateSpec | Mapping[str, Any] | str | Path, *, fail_on_held: 
         raise InvalidInputError("the quality gate step found no active run: run it inside a tracked pipeline "
                                 "(a DAG with TrackRunOperator, a tracked_flow, an otk.pipeline) or pass run=")
     decision = check_gate(target, spec)
+    if publish is not None:
+        publish(decision)
     if decision.outcome is GateOutcome.FAILED:
         raise GateFailedError(decision, gate_failure(decision))
     if decision.outcome is GateOutcome.HELD:

@@ -17,6 +17,7 @@ from pathlib import PurePath, PurePosixPath
 from typing import Any, TypeVar
 
 from orchestrack.errors import InvalidInputError
+from orchestrack.evidence import redact
 from orchestrack.record import Scalar
 
 log = logging.getLogger(__name__)
@@ -143,11 +144,7 @@ def masked(name: object, value: Any) -> Any:
     (cloud access keys, bearer tokens, JWTs, private keys, ``user:password@`` in URLs) replaced by ``***``."""
     if is_secret_name(name):
         return MASK
-    if isinstance(value, str):
-        from orchestrack.evidence import redact
-
-        return redact(value)
-    return value
+    return redact(value) if isinstance(value, str) else value
 
 
 def mask_sensitive(values: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrack import inputs
 from orchestrack.errors import InvalidInputError, ModelNotFoundError, PromotionRefusedError
 from orchestrack.record import Artifact, GateOutcome, RunRecord, RunStatus, utcnow
+from orchestrack.stores import mlflow_record as layout
 
 if TYPE_CHECKING:
     from orchestrack.stores.base import Store
@@ -248,10 +249,9 @@ class EmbeddedRegistry:
 # -- the MLflow Model Registry ----------------------------------------------------------------
 
 #: On registered models orchestrack promoted into, so ``models()`` lists them and no other team's.
-MODEL_TAG = "orchestrack.model"
-_TAG = "orchestrack."
-#: MLflow's model version tag and description length (the smaller of the 2.x and 3.x servers).
-_TAG_VALUE_LIMIT = 5000
+MODEL_TAG = layout.PREFIX + "model"
+#: The longest note a version keeps (MLflow's tag and description limit, the same in the embedded registry).
+NOTE_LIMIT = 5000
 
 
 def _local_uri(uri: str) -> bool:
@@ -296,30 +296,27 @@ class MlflowRegistry:
     def register(self, record: RunRecord, artifact: Artifact, name: str, *, forced: bool = False,
                  note: str | None = None) -> ModelVersion:
         """Create the next MLflow model version of ``name`` from ``artifact``."""
-        from orchestrack.stores import mlflow_record as layout
-
         mlflow_run_id, _ = self.store.mlflow_ids(record.run_id)
         draft = _draft(record, artifact, name, forced, note)
         self._ensure_model(name)
         source = f"runs:/{mlflow_run_id}/{artifact.name}" if _local_uri(artifact.uri) else artifact.uri
-        tags = {layout.RUN_ID_TAG: record.run_id, layout.KEY_TAG: record.key, _TAG + "run_name": record.name,
-                _TAG + "artifact": artifact.name, _TAG + "uri": artifact.uri, _TAG + "sha256": artifact.sha256,
-                _TAG + "size_bytes": str(artifact.size_bytes), layout.GATE_TAG: draft.gate.value if draft.gate else "",
-                _TAG + "gate_summary": draft.gate_summary or "", _TAG + "commit": draft.code_commit or "",
-                _TAG + "forced": "true" if forced else "false",
+        ours = {"run_name": record.name, "artifact": artifact.name, "uri": artifact.uri, "sha256": artifact.sha256,
+                "size_bytes": str(artifact.size_bytes), "gate_summary": draft.gate_summary or "",
+                "commit": draft.code_commit or "", "forced": "true" if forced else "false"}
+        tags = {layout.RUN_ID_TAG: record.run_id, layout.KEY_TAG: record.key,
+                layout.GATE_TAG: draft.gate.value if draft.gate else "",
+                **{layout.PREFIX + key: value for key, value in ours.items()},
                 **layout.document_tags("data_versions", draft.data_versions)}
         created = self.client.call("POST", "model-versions/create", {
-            "name": name, "source": source, "run_id": mlflow_run_id, "description": (note or "")[:_TAG_VALUE_LIMIT],
-            "tags": [{"key": k, "value": v[:_TAG_VALUE_LIMIT]} for k, v in tags.items()]})["model_version"]
+            "name": name, "source": source, "run_id": mlflow_run_id, "description": (note or "")[:NOTE_LIMIT],
+            "tags": [{"key": k, "value": v[:NOTE_LIMIT]} for k, v in tags.items()]})["model_version"]
         return self._version(created, [])
 
     def _version(self, found: dict[str, Any], aliases: list[str]) -> ModelVersion:
-        from orchestrack.stores import mlflow_record as layout
-
         tags = {t["key"]: t.get("value", "") for t in found.get("tags", [])}
 
         def tag(name: str) -> str | None:
-            return tags.get(_TAG + name) or None
+            return tags.get(layout.PREFIX + name) or None
 
         gate, size = tags.get(layout.GATE_TAG), tag("size_bytes")
         return ModelVersion(
@@ -329,7 +326,7 @@ class MlflowRegistry:
             size_bytes=int(size) if size and size.isdigit() else None,
             gate=GateOutcome(gate) if gate else None, gate_summary=tag("gate_summary"), code_commit=tag("commit"),
             data_versions=layout.read_document(tags, "data_versions", {}), aliases=sorted(aliases),
-            forced=tags.get(_TAG + "forced") == "true", note=found.get("description") or None,
+            forced=tags.get(layout.PREFIX + "forced") == "true", note=found.get("description") or None,
             created_at=layout.from_millis(found.get("creation_timestamp") or 0),
             registry_url=self._url(found["name"], int(found["version"])))
 
@@ -367,12 +364,10 @@ class MlflowRegistry:
 
     def versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, newest first (every page)."""
-        from orchestrack.stores.mlflow_store import _quoted
-
         aliases = self._aliases(name)
         if aliases is None:
             return []
-        found = self._search(f"name = {_quoted(name)}")
+        found = self._search(f"name = {layout.filter_literal(name)}")
         versions = [self._version(v, aliases.get(int(v["version"]), [])) for v in found]
         return sorted(versions, key=lambda v: v.version, reverse=True)
 
@@ -397,11 +392,9 @@ class MlflowRegistry:
 
     def find_versions(self, sha256: str) -> list[ModelVersion]:
         """Every version whose artifact has this sha256 (tag ``orchestrack.sha256``)."""
-        from orchestrack.stores.mlflow_store import _quoted
-
         if not sha256:
             return []
-        found = self._search(f"tags.`{_TAG}sha256` = {_quoted(sha256)}")
+        found = self._search(f"tags.`{layout.PREFIX}sha256` = {layout.filter_literal(sha256)}")
         aliases: dict[str, dict[int, list[str]]] = {}
         versions = []
         for entry in found:
@@ -510,7 +503,7 @@ def promote(run_ref: str, model: str, *, alias: str | None = None, artifact: str
     if alias is not None:
         check_alias(alias, "promote alias=")
     if note is not None:
-        inputs.check_name(note, "note", "promote note=", limit=_TAG_VALUE_LIMIT)
+        inputs.check_name(note, "note", "promote note=", limit=NOTE_LIMIT)
     record = get_run(run_ref, tracking_uri=tracking_uri)
     chosen = pick_artifact(record, artifact)
     reasons = refusal(record, chosen)

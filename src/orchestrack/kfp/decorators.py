@@ -106,19 +106,15 @@ def check_gate(spec: str, gate_report: dsl.Output[dsl.Markdown], fail_on_held: b
     """Check the pipeline run's run against ``spec`` (YAML or JSON text, or a path in the image);
     return the outcome and show every check in the ``gate_report`` Markdown. A failed gate fails the
     step, and the run, with ``metric-regression``."""
+    from pathlib import Path
+
     import orchestrack
-    from orchestrack.gate import GateFailedError, GateHeldError
     from orchestrack.report import gate_markdown
 
-    try:
-        decision = orchestrack.gate_step(spec, fail_on_held=fail_on_held)
-    except (GateFailedError, GateHeldError) as stopped:
-        with open(gate_report.path, "w") as handle:
-            handle.write(gate_markdown(stopped.decision))
-        raise
-    with open(gate_report.path, "w") as handle:  # the KFP UI shows it on the step
-        handle.write(gate_markdown(decision))
-    return decision.outcome.value
+    def publish(decision: orchestrack.GateDecision) -> None:  # the KFP UI shows it on the step
+        Path(gate_report.path).write_text(gate_markdown(decision))
+
+    return orchestrack.gate_step(spec, fail_on_held=fail_on_held, publish=publish).outcome.value
 
 
 def quality_gate(**component_kwargs: Any) -> TrackedComponent:

@@ -85,17 +85,13 @@ def _check_gate(spec: Any, fail_on_held: bool = False) -> dict[str, Any]:
     """Check the flow run's run against ``spec``; raises when the gate failed (see :func:`quality_gate`)."""
     from prefect.runtime import flow_run
 
-    from orchestrack.gate import GateFailedError, GateHeldError, gate_step
+    from orchestrack.gate import gate_step
 
     if not flow_run.id:
         raise orchestrack.InvalidInputError("quality_gate is a Prefect task: call it inside a tracked_flow")
     run = orchestrack.start_run(key=run_key(flow_run.id))  # attaches: the flow's hook opened it
-    try:
-        decision = gate_step(spec, fail_on_held=fail_on_held, run=run)
-    except (GateFailedError, GateHeldError) as stopped:
-        _publish_gate(stopped.decision, run, flow_run.id)
-        raise
-    _publish_gate(decision, run, flow_run.id)
+    decision = gate_step(spec, fail_on_held=fail_on_held, run=run,
+                         publish=lambda decided: _publish_gate(decided, run, flow_run.id))
     return decision.model_dump(mode="json")
 
 

@@ -41,6 +41,11 @@ def folder_manifest(files: dict[str, dict[str, object]]) -> bytes:
     return json.dumps({"kind": "folder", "files": files}, sort_keys=True).encode()
 
 
+def blob_name(sha256: str) -> str:
+    """Where a blob lives under an artifact store's folder or S3 prefix: ``sha256/ab/<sha256>``."""
+    return f"sha256/{sha256[:2]}/{sha256}"
+
+
 def folder_document(folder: Path, each: Callable[[Path], tuple[str, int]] = hash_file) -> tuple[bytes, int]:
     """A folder artifact's manifest and total size; ``each`` hashes (and may store) every file."""
     files: dict[str, dict[str, object]] = {}
@@ -89,7 +94,7 @@ class LocalArtifactStore:
         self.root = Path(root.removeprefix("file://")).expanduser().resolve()
 
     def _blob(self, sha256: str) -> Path:
-        return self.root / "sha256" / sha256[:2] / sha256
+        return self.root / blob_name(sha256)
 
     def _store_file(self, path: Path) -> tuple[str, int]:
         sha256, size = hash_file(path)

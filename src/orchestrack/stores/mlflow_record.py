@@ -98,6 +98,11 @@ def document_tags(name: str, value: Any) -> dict[str, str]:
     return tags
 
 
+def filter_literal(value: str) -> str:
+    """A string literal for an MLflow search filter (runs, model versions, registered models)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def read_document(tags: dict[str, str], name: str, default: Any = None) -> Any:
     """The JSON document :func:`document_tags` wrote, or ``default``."""
     head = tags.get(f"{PREFIX}doc.{name}")

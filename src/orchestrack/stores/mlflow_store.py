@@ -64,11 +64,6 @@ def _parallel(function: Callable[[T], R], items: Iterable[T], workers: int = 8) 
         return list(pool.map(function, items))
 
 
-def _quoted(value: str) -> str:
-    """A string literal for an MLflow search filter."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _iso(moment: datetime | None) -> str:
     return "" if moment is None else moment.isoformat()
 
@@ -153,7 +148,8 @@ class MlflowStore:
             return None
         found = self.client.call("POST", "runs/search", {
             "experiment_ids": experiments, "max_results": 1, "order_by": ["attributes.start_time ASC"],
-            "filter": f"tags.`{layout.RUN_ID_TAG}` = {_quoted(run_id)} and tags.`{layout.KIND_TAG}` = 'run'"})
+            "filter": f"tags.`{layout.RUN_ID_TAG}` = {layout.filter_literal(run_id)} "
+                      f"and tags.`{layout.KIND_TAG}` = 'run'"})
         runs = found.get("runs", [])
         return (runs[0]["info"]["run_id"], runs[0]["info"]["experiment_id"]) if runs else None
 
@@ -431,7 +427,7 @@ class MlflowStore:
             return None
         found = self.client.call("POST", "runs/search", {
             "experiment_ids": experiments, "max_results": 2,
-            "filter": f"tags.`{layout.RUN_ID_TAG}` LIKE {_quoted(key_or_run_id + '%')} "
+            "filter": f"tags.`{layout.RUN_ID_TAG}` LIKE {layout.filter_literal(key_or_run_id + '%')} "
                       f"and tags.`{layout.KIND_TAG}` = 'run'"}).get("runs", [])
         if len(found) != 1:
             return None
@@ -448,7 +444,7 @@ class MlflowStore:
                            (layout.REASON_TAG, query.reason), (layout.PURPOSE_TAG, query.purpose),
                            (layout.OWNER_TAG, query.owner)):
             if value is not None:
-                clauses.append(f"tags.`{tag}` = {_quoted(str(value))}")
+                clauses.append(f"tags.`{tag}` = {layout.filter_literal(str(value))}")
         runs: list[dict[str, Any]] = []
         body = {"experiment_ids": experiments, "filter": " and ".join(clauses),
                 "order_by": ["attributes.start_time DESC"], "max_results": min(query.limit, self.page_size)}
@@ -456,6 +452,10 @@ class MlflowStore:
             runs.append(run)
             if len(runs) >= query.limit:
                 break
+        return self._records(runs)
+
+    def _records(self, runs: list[dict[str, Any]]) -> list[RunRecord]:
+        """The records of searched MLflow runs (read in parallel), one per run id, newest first."""
         records = _parallel(lambda run: self._assemble(
             run, self._children(run["info"]["run_id"], run["info"]["experiment_id"]), with_series=True), runs)
         unique = {record.run_id: record for record in reversed(records)}  # a retried create made a twin
@@ -600,21 +600,18 @@ class MlflowStore:
         body = {"experiment_ids": experiments, "max_results": self.page_size,
                 "order_by": ["attributes.start_time DESC"],
                 "filter": f"tags.`{layout.SHA256_TAG_PREFIX}{sha256}` = 'true' and tags.`{layout.KIND_TAG}` = 'run'"}
-        runs = list(self.client.pages("runs/search", body, "runs"))
-        records = _parallel(lambda run: self._assemble(
-            run, self._children(run["info"]["run_id"], run["info"]["experiment_id"]), with_series=True), runs)
-        unique = {record.run_id: record for record in reversed(records)}  # a retried create made a twin
-        return [(record, artifact) for record in sorted(unique.values(), key=lambda r: r.started_at, reverse=True)
-                for artifact in record.artifacts if artifact.sha256 == sha256]
+        records = self._records(list(self.client.pages("runs/search", body, "runs")))
+        return [(record, artifact) for record in records for artifact in record.artifacts if artifact.sha256 == sha256]
 
     # -- task attempts as child runs --------------------------------------------------------
 
     def _children(self, mlflow_run_id: str, experiment_id: str,
                   task_id: str | None = None) -> dict[tuple[str, int], tuple[str, TaskAttempt]]:
         """``(task_id, attempt) -> (child run id, attempt)`` for the run's task runs, every page."""
-        clauses = [f"tags.`{layout.PARENT_TAG}` = {_quoted(mlflow_run_id)}", f"tags.`{layout.KIND_TAG}` = 'task'"]
+        clauses = [f"tags.`{layout.PARENT_TAG}` = {layout.filter_literal(mlflow_run_id)}",
+                   f"tags.`{layout.KIND_TAG}` = 'task'"]
         if task_id is not None:
-            clauses.append(f"tags.`{layout.TASK_ID_TAG}` = {_quoted(task_id)}")
+            clauses.append(f"tags.`{layout.TASK_ID_TAG}` = {layout.filter_literal(task_id)}")
         found: dict[tuple[str, int], tuple[str, TaskAttempt, str]] = {}
         for child in self.client.pages("runs/search", {"experiment_ids": [experiment_id], "max_results": self.page_size,
                                                         "filter": " and ".join(clauses)}, "runs"):

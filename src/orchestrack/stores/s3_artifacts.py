@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrack.capture import hash_file
 from orchestrack.errors import InvalidInputError, StoreError
-from orchestrack.stores.local_artifacts import folder_document, read_manifest
+from orchestrack.stores.local_artifacts import blob_name, folder_document, read_manifest
 
 #: Files above this size are uploaded and downloaded in parts, several at once.
 MULTIPART_BYTES = 64 * 1024 * 1024
@@ -35,6 +35,11 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
                                 "(ORCHESTRACK_ARTIFACT_URI, or a log_dataset uri)")
     bucket, _, key = uri[5:].partition("/")
     return bucket, key
+
+
+def is_manifest_key(key: str) -> bool:
+    """True for the key of a folder artifact's manifest (``PREFIX/folders/ab/<sha256>.json``)."""
+    return "/folders/" in f"/{key}" and key.endswith(".json")
 
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None, profile: str | None = None,
@@ -66,7 +71,7 @@ class S3ArtifactStore:
         self.client = client if client is not None else s3_client(endpoint_url, region, profile)
 
     def _blob_key(self, sha256: str) -> str:
-        return f"{self.prefix}sha256/{sha256[:2]}/{sha256}"
+        return self.prefix + blob_name(sha256)
 
     def _manifest_key(self, sha256: str) -> str:
         return f"{self.prefix}folders/{sha256[:2]}/{sha256}.json"
@@ -125,7 +130,7 @@ class S3ArtifactStore:
         """Download an artifact (a file, or a folder by its manifest) to ``destination``."""
         bucket, key = split_s3_uri(uri)
         destination = Path(destination)
-        if "/folders/" in f"/{key}" and key.endswith(".json"):  # a folder's manifest (see _manifest_key)
+        if is_manifest_key(key):
             try:
                 document = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
             except Exception as err:
@@ -134,7 +139,7 @@ class S3ArtifactStore:
             base = key[: key.rindex("folders/")]  # the prefix the folder was stored under
             for relative, entry in files.items():
                 sha256 = str(entry["sha256"])
-                self._download(bucket, f"{base}sha256/{sha256[:2]}/{sha256}", destination / relative, progress)
+                self._download(bucket, base + blob_name(sha256), destination / relative, progress)
             return destination
         self._download(bucket, key, destination, progress)
         return destination

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from orchestrack.stores.local_artifacts import read_manifest
+from orchestrack.stores.local_artifacts import blob_name, read_manifest
 
 #: A blob name: a sha256 in hex (folder manifests name their files by it).
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -81,7 +81,7 @@ class LocalSource:
 
     def by_sha256(self, sha256: str) -> str | None:
         """``ROOT/sha256/ab/<sha256>`` if it is a file inside the store."""
-        return self._inside(self.root / "sha256" / sha256[:2] / sha256) if SHA256.fullmatch(sha256) else None
+        return self._inside(self.root / blob_name(sha256)) if SHA256.fullmatch(sha256) else None
 
     def manifest(self, blob: str) -> dict[str, dict[str, object]] | None:
         """The folder manifest in ``blob``, if it is one."""
@@ -116,7 +116,7 @@ class S3Source:
 
     def by_sha256(self, sha256: str) -> str | None:
         """``PREFIX/sha256/ab/<sha256>`` (how S3ArtifactStore names a folder member)."""
-        return f"{self.prefix}sha256/{sha256[:2]}/{sha256}" if SHA256.fullmatch(sha256) else None
+        return self.prefix + blob_name(sha256) if SHA256.fullmatch(sha256) else None
 
     def manifest(self, blob: str) -> dict[str, dict[str, object]] | None:
         """The folder manifest at ``blob``, if the key is a manifest's (``PREFIX/folders/...json``)."""
