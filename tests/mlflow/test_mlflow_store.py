@@ -150,6 +150,40 @@ def test_every_page_of_task_runs_is_read(store: MlflowStore) -> None:
     assert len(store.get_progress(run.run_id)[1]) == 120
 
 
+def test_a_task_finished_by_several_writers_at_once_is_finished_in_mlflow(store: MlflowStore,
+                                                                         mlflow_client: Any) -> None:
+    """Prefect's task process and the flow's observer both report a task's end, often at the same instant:
+    every task run ends FINISHED in MLflow, never left RUNNING beside a "succeeded" tag."""
+    import threading
+
+    run = store.open_run(make_record("finish-race/1"))
+    started = utcnow()
+    running = [TaskAttempt(task_id=f"t{i}", name="t", attempt=1, status=TaskStatus.RUNNING, started_at=started)
+               for i in range(40)]
+    store.record_tasks(run.run_id, running)
+    finished = [a.model_copy(update={"status": TaskStatus.SUCCEEDED, "ended_at": utcnow()}) for a in running]
+    writers = [MlflowStore(store.uri, experiment=store.experiment_template, claims=store.claims) for _ in range(6)]
+    barrier = threading.Barrier(len(writers))
+
+    def finish(writer: MlflowStore) -> None:
+        barrier.wait()
+        writer.record_tasks(run.run_id, finished)
+
+    threads = [threading.Thread(target=finish, args=(writer,)) for writer in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    children = _children(mlflow_client, _mlflow_run(mlflow_client, store, run.run_id))
+    chosen = {attempt.task_id: child_id for (_, _), (child_id, attempt) in
+              store._children(*store._ids(run.run_id)).items()}
+    assert len(chosen) == 40
+    statuses = {c.info.run_id: (c.info.status, c.data.tags["orchestrack.status"]) for c in children}
+    assert {task: statuses[child] for task, child in chosen.items()} == {
+        f"t{i}": ("FINISHED", "succeeded") for i in range(40)}
+    assert {task.status for task in store.get_run(run.run_id).tasks} == {TaskStatus.SUCCEEDED}
+
+
 def test_a_token_never_appears_in_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-Never-Logged-7")
     from tests.servers import free_port

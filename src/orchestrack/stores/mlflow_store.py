@@ -288,8 +288,9 @@ class MlflowStore:
             ids = (created["run"]["info"]["run_id"], experiment_id)
         fields = record.model_dump(include=set(UPDATABLE))
         self._write(ids[0], tags=self._field_tags(record, fields), params=record.params, tags_of_user=record.tags)
-        if record.finished:
-            self._set_status(ids[0], record.status, record.ended_at)
+        if record.finished or injected is not None:
+            self._update_info(ids[0], record.status if record.finished else None, record.ended_at,
+                              record.name if injected is not None else None)
         return ids
 
     def _field_tags(self, record: RunRecord, fields: Iterable[str]) -> dict[str, str]:
@@ -299,8 +300,6 @@ class MlflowStore:
         for field in fields:
             if field == "key":
                 tags[layout.KEY_TAG] = record.key[: layout.TAG_VALUE_LIMIT]
-            elif field == "name":
-                tags[layout.RUN_NAME_TAG] = record.name
             elif field == "owner":
                 tags[layout.OWNER_TAG] = record.owner or ""
                 if record.owner:
@@ -361,11 +360,21 @@ class MlflowStore:
             metric_items = metric_items[len(body["metrics"]):]
             self.client.call("POST", "runs/log-batch", body)
 
-    def _set_status(self, mlflow_run_id: str, status: RunStatus | TaskStatus, ended_at: datetime | None) -> None:
-        statuses = layout.RUN_STATUS if isinstance(status, RunStatus) else layout.TASK_STATUS
-        body: dict[str, Any] = {"run_id": mlflow_run_id, "status": statuses[status]}  # type: ignore[index]
-        if status not in (RunStatus.RUNNING, TaskStatus.RUNNING):
-            body["end_time"] = layout.millis(ended_at or utcnow())
+    def _update_info(self, mlflow_run_id: str, status: RunStatus | TaskStatus | None = None,
+                     ended_at: datetime | None = None, name: str | None = None) -> None:
+        """Set an MLflow run's status, end time and name in one ``runs/update``.
+
+        The name goes only here, never as an ``mlflow.runName`` tag in ``log-batch``: MLflow's server
+        writes that tag by reading the run's status and writing it back, which undoes a status set by
+        another writer at the same moment (and deadlocks on PostgreSQL)."""
+        body: dict[str, Any] = {"run_id": mlflow_run_id}
+        if status is not None:
+            statuses = layout.RUN_STATUS if isinstance(status, RunStatus) else layout.TASK_STATUS
+            body["status"] = statuses[status]  # type: ignore[index]
+            if status not in (RunStatus.RUNNING, TaskStatus.RUNNING):
+                body["end_time"] = layout.millis(ended_at or utcnow())
+        if name is not None:
+            body["run_name"] = name
         self.client.call("POST", "runs/update", body)
 
     def update_run(self, run_id: str, changes: dict[str, Any]) -> None:
@@ -377,10 +386,9 @@ class MlflowStore:
         mlflow_run_id, _ = self._ids(run_id)
         tags = self._field_tags(patch, changes)
         self._write(mlflow_run_id, tags=tags)
-        if "status" in changes:
-            self._set_status(mlflow_run_id, patch.status, patch.ended_at)
-        if "name" in changes:
-            self.client.call("POST", "runs/update", {"run_id": mlflow_run_id, "run_name": patch.name})
+        if "status" in changes or "name" in changes:
+            self._update_info(mlflow_run_id, patch.status if "status" in changes else None, patch.ended_at,
+                              patch.name if "name" in changes else None)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -608,11 +616,17 @@ class MlflowStore:
     def _children(self, mlflow_run_id: str, experiment_id: str,
                   task_id: str | None = None) -> dict[tuple[str, int], tuple[str, TaskAttempt]]:
         """``(task_id, attempt) -> (child run id, attempt)`` for the run's task runs, every page."""
+        return {key: (child_id, attempt) for key, (child_id, attempt, _) in
+                self._children_with_status(mlflow_run_id, experiment_id, task_id).items()}
+
+    def _children_with_status(self, mlflow_run_id: str, experiment_id: str,
+                              task_id: str | None = None) -> dict[tuple[str, int], tuple[str, TaskAttempt, str]]:
+        """``(task_id, attempt) -> (child run id, attempt, MLflow status)``, every page."""
         clauses = [f"tags.`{layout.PARENT_TAG}` = {layout.filter_literal(mlflow_run_id)}",
                    f"tags.`{layout.KIND_TAG}` = 'task'"]
         if task_id is not None:
             clauses.append(f"tags.`{layout.TASK_ID_TAG}` = {layout.filter_literal(task_id)}")
-        found: dict[tuple[str, int], tuple[str, TaskAttempt, str]] = {}
+        found: dict[tuple[str, int], tuple[str, TaskAttempt, str, str]] = {}
         for child in self.client.pages("runs/search", {"experiment_ids": [experiment_id], "max_results": self.page_size,
                                                         "filter": " and ".join(clauses)}, "runs"):
             tags = {t["key"]: t["value"] for t in child["data"].get("tags", [])}
@@ -625,47 +639,59 @@ class MlflowStore:
             # Two processes may have made the same attempt's child run at once: the first final word
             # stands, as in every store.
             if current is None or (final_at, child["info"]["run_id"]) < (current[2], current[0]):
-                found[key] = (child["info"]["run_id"], attempt, final_at)
-        return {key: (child_id, attempt) for key, (child_id, attempt, _) in found.items()}
+                found[key] = (child["info"]["run_id"], attempt, final_at, child["info"].get("status", "RUNNING"))
+        return {key: (child_id, attempt, status) for key, (child_id, attempt, _, status) in found.items()}
 
     def record_tasks(self, run_id: str, attempts: list[TaskAttempt]) -> None:
         """Insert each attempt as a child run, or update the stored one while it is still running; a
         final attempt is never replaced."""
         mlflow_run_id, experiment_id = self._ids(run_id)
         only = {a.task_id for a in attempts}
-        stored = self._children(mlflow_run_id, experiment_id, next(iter(only)) if len(only) == 1 else None)
+        stored = self._children_with_status(mlflow_run_id, experiment_id, next(iter(only)) if len(only) == 1 else None)
         wanted: dict[tuple[str, int], tuple[str | None, TaskAttempt]] = {}
+        unfinished: dict[str, TaskAttempt] = {}
         for attempt in attempts:
             key = (attempt.task_id, attempt.attempt)
-            child_id, current = wanted.get(key) or stored.get(key) or (None, None)
+            if key in wanted:
+                child_id, current = wanted[key]
+            elif key in stored:
+                child_id, current, mlflow_status = stored[key]
+                if current.status is not TaskStatus.RUNNING and mlflow_status == "RUNNING":
+                    unfinished[child_id] = current  # its final word landed, its MLflow status did not
+            else:
+                child_id, current = None, None
             merged = _merge_attempt(current, attempt)
             if merged is not None:
                 wanted[key] = (child_id, merged)
         _parallel(lambda item: self._write_attempt(run_id, mlflow_run_id, experiment_id, *item), wanted.values())
+        _parallel(lambda item: self._update_info(item[0], item[1].status, item[1].ended_at), unfinished.items())
 
     def _write_attempt(self, run_id: str, mlflow_run_id: str, experiment_id: str, child_id: str | None,
                        attempt: TaskAttempt) -> None:
         tags = {layout.KIND_TAG: "task", layout.PARENT_TAG: mlflow_run_id, layout.RUN_ID_TAG: run_id,
                 layout.TASK_ID_TAG: attempt.task_id[: layout.TAG_VALUE_LIMIT], layout.ATTEMPT_TAG: str(attempt.attempt),
-                layout.STATUS_TAG: attempt.status.value, layout.RUN_NAME_TAG: f"{attempt.name} #{attempt.attempt}",
+                layout.STATUS_TAG: attempt.status.value,
                 **layout.document_tags("task", attempt.model_dump(mode="json"))}
         if attempt.failure is not None:
             tags[layout.REASON_TAG] = attempt.failure.reason.value
             tags[layout.SENTENCE_TAG] = attempt.failure.summary[: layout.TAG_VALUE_LIMIT]
         if attempt.status is not TaskStatus.RUNNING:
             tags[_FINAL_AT_TAG] = str(time.time_ns())
+        adopted = None
         if child_id is None:
-            child_id = self._adopt_injected_task_run(mlflow_run_id)
+            child_id = adopted = self._adopt_injected_task_run(mlflow_run_id)
         if child_id is None:  # one request makes the child run with every tag; a final one needs one more
             created = self.client.call("POST", "runs/create", {
-                "experiment_id": experiment_id, "run_name": tags[layout.RUN_NAME_TAG],
+                "experiment_id": experiment_id, "run_name": f"{attempt.name} #{attempt.attempt}",
                 "start_time": layout.millis(attempt.started_at or utcnow()),
                 "tags": [{"key": k, "value": v} for k, v in tags.items()]})
             child_id = created["run"]["info"]["run_id"]
         else:
             self._write(child_id, tags=tags)
-        if attempt.status is not TaskStatus.RUNNING:
-            self._set_status(child_id, attempt.status, attempt.ended_at)
+        final = attempt.status is not TaskStatus.RUNNING
+        if final or adopted:  # the adopted run was named by KFP's plugin: give it the task's name
+            self._update_info(child_id, attempt.status if final else None, attempt.ended_at,
+                              f"{attempt.name} #{attempt.attempt}" if adopted else None)
 
     def _adopt_injected_task_run(self, mlflow_run_id: str) -> str | None:
         """KFP's MLflow plugin made this task's run (``MLFLOW_RUN_ID``) under our run: use it, once."""
