@@ -24,6 +24,7 @@ from urllib.parse import quote
 from orchestrack import inputs
 from orchestrack.capture import capture_code, capture_environment, snapshot_data
 from orchestrack.errors import InvalidInputError, NoActiveRunError, RunNotFoundError
+from orchestrack.metric_buffer import MetricBuffer, flush_all
 from orchestrack.outcome import Outcome, RunEnd, TaskReport, classify, conclusion, left_running, task_failure
 from orchestrack.record import (
     Artifact,
@@ -109,6 +110,8 @@ class Run:
         self.settings = settings
         self._ended_here: dict[str, TaskAttempt] = {}
         self._faults = 0
+        self._metrics = MetricBuffer(lambda points: self._write("log_metrics", run_id=self.run_id, points=points),
+                                     flush_s=0 if settings.strict else settings.metric_flush_s)
 
     def __repr__(self) -> str:
         return f"Run(key={self.key!r}, run_id={self.run_id!r})"
@@ -151,6 +154,7 @@ class Run:
     @property
     def record(self) -> RunRecord:
         """The run as stored now."""
+        flush_all()
         return self.store.get_run(self.run_id)
 
     @property
@@ -237,6 +241,7 @@ class Run:
         if failure is not None and failure.task is None:
             failure = failure.model_copy(update={"task": attempt.name})
         ended = attempt.model_copy(update={"status": status, "ended_at": ended_at or utcnow(), "failure": failure})
+        flush_all()  # what the attempt logged lands before its end
         self._write("record_tasks", run_id=self.run_id, attempts=[ended])
         self._ended_here[ended.task_id] = ended
         return ended
@@ -252,6 +257,8 @@ class Run:
         status and failure are decided here. An attempt already recorded as ended keeps its ending.
         """
         attempts = [report.attempt_record() for report in reports]
+        if any(a.status is not TaskStatus.RUNNING for a in attempts):
+            flush_all()
         if attempts:
             self._write("record_tasks", run_id=self.run_id, attempts=attempts)
             self._ended_here.update((a.task_id, a) for a in attempts if a.status is not TaskStatus.RUNNING)
@@ -277,7 +284,7 @@ class Run:
         points = [MetricPoint(key=k, value=inputs.check_metric(k, v, "log_metrics"), step=step, slice=label,
                               task=task, timestamp=now) for k, v in metrics.items()]
         if points:
-            self._write("log_metrics", run_id=self.run_id, points=points)
+            self._metrics.add(points)
 
     def log_dataset(self, name: str, uri: str | os.PathLike[str], *, version: str | None = None,
                     rows: int | None = None, size_bytes: int | None = None) -> DataSnapshot:
@@ -359,6 +366,7 @@ class Run:
     def _close(self, end: RunEnd | None, *, failure: Failure | None) -> RunRecord | None:
         """Close the run as ``end`` says (``None``: as its tasks say), ``failure`` overriding the decided one."""
         now = (end.ended_at if end is not None else None) or utcnow()
+        flush_all()
         try:
             record = self.store.get_run(self.run_id)
         except Exception as err:
@@ -632,6 +640,7 @@ def get_run(key_or_run_id: str, *, tracking_uri: str | None = None) -> RunRecord
         orchestrack.get_run("nightly-train/2026-11-28").status
     """
     store = store_for(tracking_uri)
+    flush_all()
     record = store.find_run(key_or_run_id)
     if record is None:
         raise RunNotFoundError(
@@ -656,6 +665,7 @@ def search_runs(*, status: RunStatus | str | None = None, pipeline: str | None =
         reason=inputs.check_choice(reason, FailureReason, "failure reason", "search_runs") if reason else None,
         purpose=inputs.check_choice(purpose, Purpose, "purpose", "search_runs") if purpose else None,
         pipeline=pipeline, owner=owner, limit=limit)
+    flush_all()
     return store_for(tracking_uri).search_runs(query)
 
 

@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     spool_dir: Path | None = Field(default=None,
                                    description="Where faulted writes wait; default: $ORCHESTRACK_HOME/spool.")
     busy_timeout_s: float = Field(default=30.0, gt=0, description="How long SQLite waits for a lock.")
+    metric_flush_s: float = Field(
+        default=1.0, ge=0,
+        description="Metric points are written in batches at least this often (0: every call at once).")
     data_hash_limit_mb: int = Field(
         default=256, ge=0,
         description="Local data files up to this size get a sha256 version; larger get a stat fingerprint.")

@@ -16,7 +16,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +94,12 @@ def _ts(value: datetime | str | None) -> str | None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    offset = value.utcoffset()
+    if offset:
+        value = value - offset
+    # The wall-clock part of isoformat (now UTC): several times faster than strftime, and a
+    # 100,000-point metric series pays it per point.
+    return value.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 #: SQLite's primary result codes (``sqlite3.Error.sqlite_errorname``, Python 3.11+) by what they mean here.
@@ -388,15 +393,53 @@ class SQLiteStore:
         for run_id, doc in self._read(f"SELECT run_id, doc FROM tasks WHERE run_id IN ({marks}) {_TASK_ORDER}",
                                       tuple(ids)):
             documents[run_id]["tasks"].append(json.loads(doc))
-        points: dict[str, list[Any]] = {run_id: [] for run_id in ids}
-        for run_id, *point in self._read(f"SELECT run_id, key, value, step, slice, ts, task FROM metrics "
-                                         f"WHERE run_id IN ({marks}) ORDER BY seq", tuple(ids)):
-            points[run_id].append(point)
-        records = []
-        for run_id, document in documents.items():
-            document.update(_metric_views(points[run_id]))
-            records.append(RunRecord.model_validate(document))
-        return records
+        for run_id, views in self._metric_views(ids).items():
+            documents[run_id].update(views)
+        return [RunRecord.model_validate(document) for document in documents.values()]
+
+    def _metric_views(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Each run's latest value per key (overall, per slice, per task) and its step series, from
+        its raw points in log order. "Latest" is the highest step, then the latest log, as in MLflow.
+
+        One pass over the points (a 100,000-point run costs little more than reading its rows)."""
+        views: dict[str, dict[str, Any]] = {run_id: {"metrics": {}, "slice_metrics": {}, "task_metrics": {},
+                                                     "metric_series": {}} for run_id in ids}
+        marks = ",".join("?" * len(ids))
+        rows = self._read(f"SELECT run_id, key, value, step, slice, ts, task FROM metrics WHERE run_id IN ({marks}) "
+                          "ORDER BY run_id, seq", tuple(ids))
+        for run_id, run_rows in groupby(rows, key=itemgetter(0)):
+            latest: dict[tuple[str | None, str], tuple[int, str, float]] = {}
+            by_task: dict[tuple[str, str], tuple[int, str, float]] = {}
+            series: dict[str, list[tuple[int, str, float]]] = {}
+            for _, key, value, step, slice_, ts, task in run_rows:
+                # Later points come later: ">=" keeps the last of equal (step, ts).
+                rank = (-1 if step is None else step, ts, value)
+                current = latest.get((slice_, key))
+                if current is None or rank[:2] >= current[:2]:
+                    latest[(slice_, key)] = rank
+                if slice_ is None:
+                    if task is not None:
+                        seen = by_task.get((task, key))
+                        if seen is None or rank[:2] >= seen[:2]:
+                            by_task[(task, key)] = rank
+                    if step is not None:
+                        series.setdefault(key, []).append(rank)
+            metrics: dict[str, float] = {}
+            slices: dict[str, dict[str, float]] = {}
+            for (slice_, key), (_, _, value) in sorted(latest.items(), key=lambda item: (item[0][0] or "", item[0][1])):
+                if slice_ is None:
+                    metrics[key] = value
+                else:
+                    slices.setdefault(slice_, {})[key] = value
+            tasks: dict[str, dict[str, float]] = {}
+            for (task, key), (_, _, value) in sorted(by_task.items()):
+                tasks.setdefault(task, {})[key] = value
+            views[run_id] = {
+                "metrics": metrics, "slice_metrics": slices, "task_metrics": tasks,
+                "metric_series": {key: [SeriesPoint(step=step, value=value, timestamp=ts) for step, ts, value in
+                                        sorted(points, key=itemgetter(0, 1))]  # stable: log order within ties
+                                  for key, points in series.items() if len(points) > 1}}
+        return views
 
     # -- logging ----------------------------------------------------------------------------
 
@@ -446,37 +489,3 @@ class SQLiteStore:
         """One attempt (what orchestrack 0.1 spooled)."""
         self.record_tasks(run_id, [attempt])
 
-
-def _metric_views(points: list[Any]) -> dict[str, Any]:
-    """Latest value per key (overall and per slice) and step series, from raw points in log order.
-
-    "Latest" is the highest step, then the latest log, as in MLflow.
-    """
-    latest: dict[tuple[str | None, str], tuple[tuple[int, str, int], float]] = {}
-    by_task: dict[tuple[str, str], tuple[tuple[int, str, int], float]] = {}
-    series: dict[str, list[SeriesPoint]] = {}
-    for order, (key, value, step, slice_, ts, task) in enumerate(points):
-        rank = (step if step is not None else -1, ts, order)
-        current = latest.get((slice_, key))
-        if current is None or rank >= current[0]:
-            latest[(slice_, key)] = (rank, value)
-        if task is not None and slice_ is None:
-            seen = by_task.get((task, key))
-            if seen is None or rank >= seen[0]:
-                by_task[(task, key)] = (rank, value)
-        if step is not None and slice_ is None:
-            series.setdefault(key, []).append(SeriesPoint(step=step, value=value, timestamp=ts))
-    metrics: dict[str, float] = {}
-    slices: dict[str, dict[str, float]] = {}
-    for (slice_, key), (_, value) in sorted(latest.items(), key=lambda item: (item[0][0] or "", item[0][1])):
-        if slice_ is None:
-            metrics[key] = value
-        else:
-            slices.setdefault(slice_, {})[key] = value
-    for points_of_key in series.values():
-        points_of_key.sort(key=lambda p: (p.step, p.timestamp))
-    tasks: dict[str, dict[str, float]] = {}
-    for (task, key), (_, value) in sorted(by_task.items()):
-        tasks.setdefault(task, {})[key] = value
-    return {"metrics": metrics, "slice_metrics": slices, "task_metrics": tasks,
-            "metric_series": {k: v for k, v in series.items() if len(v) > 1}}
