@@ -276,17 +276,33 @@ def example_airflow(session: nox.Session) -> None:
     session.run("bash", "examples/airflow/run_example.sh", external=True)
 
 
-@nox.session(python=PYTHON)
-def benchmark(session: nox.Session) -> None:
-    """How long one run's lifecycle takes (embedded store, and MLflow for comparison), and how long
-    failure diagnosis takes."""
-    session.install("-e", ".", "mlflow==3.17.2")
-    session.run("python", "benchmarks/lifecycle.py", *session.posargs)
-    session.run("python", "benchmarks/classify.py")
+#: The benchmarks (BENCHMARKS.md), each in the environment of what it measures, all run by
+#: `scripts/test -t benchmarks` (`scripts/test -t benchmarks -- --quick` for a smoke run; the test
+#: sessions run the same modules in --quick mode). Each writes its JSON report to .nox/benchmark-results/.
+BENCHMARKS = {
+    "core": (["mlflow==3.17.2"], ["p1_lifecycle", "p4_metric_series", "p6_read_back"]),
+    "airflow": ([f"apache-airflow=={AIRFLOW['3.3'][0]}"], ["p2_airflow", "p3_dag_parse"]),
+    "prefect": ([f"prefect=={PREFECT['3.9'][0]}"], ["p2_prefect"]),
+    "kfp": ([f"kfp=={KFP['2.17'][0]}", *TEST_EXTRAS["kfp"]], ["p2_kfp"]),
+    "mlflow": ([*MLFLOW_TEST_CLIENT], ["p5_mlflow_requests"]),
+}
 
 
-@nox.session(python=PYTHON)
-def benchmark_prefect(session: nox.Session) -> None:
-    """What tracking adds to a Prefect flow run (plain vs tracked, interleaved)."""
-    session.install("-e", ".", f"prefect=={PREFECT['3.9'][0]}")
-    session.run("python", "benchmarks/prefect_overhead.py")
+def _benchmark_session(name: str, requirements: list[str], modules: list[str]) -> None:
+    def run_benchmarks(session: nox.Session) -> None:
+        session.install("-e", ".[mlflow]" if name == "mlflow" else ".", *requirements)
+        env = mlflow_servers(session, majors=(3,)) if name == "mlflow" else {}
+        results = Path(".nox") / "benchmark-results"
+        results.mkdir(parents=True, exist_ok=True)
+        for module in modules:
+            session.run("python", "-m", f"benchmarks.{module}", "--json", str(results / f"{module}.json"),
+                        *session.posargs, env=env)
+        if name == "core":
+            session.run("python", "benchmarks/classify.py")
+
+    run_benchmarks.__doc__ = f"Benchmarks {', '.join(m.split('_')[0].upper() for m in modules)} ({name})."
+    nox.session(python=PYTHON, name=f"benchmarks-{name}", tags=["benchmarks"])(run_benchmarks)
+
+
+for _name, (_requirements, _modules) in BENCHMARKS.items():
+    _benchmark_session(_name, _requirements, _modules)

@@ -1,7 +1,7 @@
 """How long failure diagnosis takes: a typical traceback (text and live exception), every corpus
 entry, and a 10 MB log. The goal: under 1 ms for a typical traceback, bounded on huge logs.
 
-    python benchmarks/classify.py        (or: scripts/test -s benchmark)
+    python benchmarks/classify.py        (or: scripts/test -s benchmarks-core)
 """
 
 from __future__ import annotations
