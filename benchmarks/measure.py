@@ -108,7 +108,8 @@ class Report:
 
     def print(self) -> None:
         """The table, one comparison a line, then the facts."""
-        print(f"{self.benchmark}: {self.description}{'  (--quick: a smoke test, figures mean little)' if self.quick else ''}")
+        quick = "  (--quick: a smoke test, figures mean little)" if self.quick else ""
+        print(f"{self.benchmark}: {self.description}{quick}")
         for comparison in self.comparisons:
             print("  " + comparison.row())
             for note in comparison.notes:

@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 from benchmarks import p1_lifecycle, p4_metric_series, p6_read_back
 from benchmarks.measure import Report
 

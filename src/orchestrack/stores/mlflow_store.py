@@ -221,6 +221,7 @@ class MlflowStore:
         token = uuid.uuid4().hex
         pending_since: dict[int, float] = {}
         polls = 0
+        claim_id: str | None = None  # the claim experiment this process created, from its create's answer
         while True:
             state, generation, ids, claimant = self._claim_state(record.run_id)
             if state == "taken":
@@ -238,11 +239,13 @@ class MlflowStore:
                 generation += 1  # its opener died between claiming and publishing: take over
             if state == "free" or (state == "pending" and claimant != token):
                 try:
-                    self.client.call("POST", "experiments/create", {
+                    created = self.client.call("POST", "experiments/create", {
                         "name": self._claim_name(record.run_id, generation),
                         "tags": [{"key": _CLAIMANT_TAG, "value": token},
                                  {"key": layout.KEY_TAG, "value": record.key[: layout.TAG_VALUE_LIMIT]}]})
+                    claim_id = str(created["experiment_id"]) if created.get("experiment_id") else None
                 except MlflowApiError as err:
+                    claim_id = None
                     if err.error_code != "RESOURCE_ALREADY_EXISTS":
                         raise
                     # Another opener won, or this one's first try went through: look again.
@@ -250,15 +253,20 @@ class MlflowStore:
                     if claimant != token:
                         continue
             # This process holds the claim of this generation: create (or find) the run, publish it.
-            ids = self._search_by_run_id(record.run_id) or self._create_run(record)
-            claim = self._experiment_by_name(self._claim_name(record.run_id, generation))
-            assert claim is not None
+            found = self._search_by_run_id(record.run_id)
+            ids = found or self._create_run(record)
+            if claim_id is None:  # the create that made the claim answered an error (a retried request)
+                claim = self._experiment_by_name(self._claim_name(record.run_id, generation))
+                assert claim is not None
+                claim_id = str(claim["experiment_id"])
             self.client.call("POST", "experiments/set-experiment-tag", {
-                "experiment_id": claim["experiment_id"], "key": _CLAIM_RUN_TAG, "value": f"{ids[0]} {ids[1]}"})
-            self.client.call("POST", "experiments/delete", {"experiment_id": claim["experiment_id"]})
+                "experiment_id": claim_id, "key": _CLAIM_RUN_TAG, "value": f"{ids[0]} {ids[1]}"})
+            self.client.call("POST", "experiments/delete", {"experiment_id": claim_id})
             with self._lock:
                 self._located[record.run_id] = ids
-            return self.get_run(record.run_id)
+            # A run made just now has no task run under it yet (one that KFP's MLflow plugin made may have).
+            fresh = found is None and record.orchestrator.kind is not OrchestratorKind.KFP
+            return self._read_run(record.run_id, with_children=not fresh)
 
     def _injected_run(self) -> dict[str, Any] | None:
         """The MLflow run KFP's MLflow plugin made for this task (``MLFLOW_RUN_ID``), when it has a parent."""
@@ -271,6 +279,7 @@ class MlflowStore:
 
     def _create_run(self, record: RunRecord) -> tuple[str, str]:
         injected = self._injected_run() if record.orchestrator.kind is OrchestratorKind.KFP else None
+        at_once = False  # every tag went with runs/create
         if injected is not None:
             # KFP's MLflow plugin already made the pipeline run's MLflow run: write into it.
             tags = {t["key"]: t["value"] for t in injected["data"].get("tags", [])}
@@ -282,12 +291,20 @@ class MlflowStore:
             experiment_id = self._experiment_id(self.experiment_name(record))
             identity = {layout.KIND_TAG: "run", layout.RUN_ID_TAG: record.run_id,
                         layout.KEY_TAG: record.key[: layout.TAG_VALUE_LIMIT]}
+            every_tag = {**identity, **self._field_tags(record, UPDATABLE), **layout.user_tag_entries(record.tags)}
+            # One request makes the run with every tag where MLflow's batch limit allows (the name goes as
+            # run_name, never as a tag); params, and tags past the limit, follow in log-batch.
+            at_once = len(every_tag) <= layout.BATCH_TAGS and layout.RUN_NAME_TAG not in every_tag
             created = self.client.call("POST", "runs/create", {
                 "experiment_id": experiment_id, "run_name": record.name, "start_time": layout.millis(record.started_at),
-                "user_id": record.owner or "", "tags": [{"key": k, "value": v} for k, v in identity.items()]})
+                "user_id": record.owner or "",
+                "tags": [{"key": k, "value": v} for k, v in (every_tag if at_once else identity).items()]})
             ids = (created["run"]["info"]["run_id"], experiment_id)
-        fields = record.model_dump(include=set(UPDATABLE))
-        self._write(ids[0], tags=self._field_tags(record, fields), params=record.params, tags_of_user=record.tags)
+            if at_once:
+                self._write(ids[0], params=record.params)
+        if not at_once:
+            self._write(ids[0], tags=self._field_tags(record, UPDATABLE), params=record.params,
+                        tags_of_user=record.tags)
         if record.finished or injected is not None:
             self._update_info(ids[0], record.status if record.finished else None, record.ended_at,
                               record.name if injected is not None else None)
@@ -394,6 +411,9 @@ class MlflowStore:
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id."""
+        return self._read_run(run_id)
+
+    def _read_run(self, run_id: str, *, with_children: bool = True) -> RunRecord:
         mlflow_run_id, experiment_id = self._ids(run_id)
         try:
             run = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]
@@ -402,7 +422,8 @@ class MlflowStore:
                 raise RunNotFoundError(f"run {run_id!r} was deleted from the MLflow store at "
                                        f"{self.client.base_url} (MLflow run {mlflow_run_id})") from err
             raise
-        return self._assemble(run, self._children(mlflow_run_id, experiment_id), with_series=True)
+        children = self._children(mlflow_run_id, experiment_id) if with_children else {}
+        return self._assemble(run, children, with_series=True)
 
     def get_progress(self, run_id: str, task_id: str | None = None) -> tuple[RunStatus, list[TaskAttempt]]:
         """The run's status and task attempts (only ``task_id``'s when given)."""

@@ -436,7 +436,8 @@ class SQLiteStore:
                 tasks.setdefault(task, {})[key] = value
             views[run_id] = {
                 "metrics": metrics, "slice_metrics": slices, "task_metrics": tasks,
-                "metric_series": {key: [SeriesPoint(step=step, value=value, timestamp=ts) for step, ts, value in
+                "metric_series": {key: [SeriesPoint(step=step, value=value, timestamp=ts)  # type: ignore[arg-type]
+                                        for step, ts, value in
                                         sorted(points, key=itemgetter(0, 1))]  # stable: log order within ties
                                   for key, points in series.items() if len(points) > 1}}
         return views
