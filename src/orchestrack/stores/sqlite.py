@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -94,9 +94,10 @@ def _ts(value: datetime | str | None) -> str | None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    offset = value.utcoffset()
-    if offset:
-        value = value - offset
+    if value.tzinfo is not UTC:
+        offset = value.utcoffset()
+        if offset:
+            value = value - offset
     # The wall-clock part of isoformat (now UTC): several times faster than strftime, and a
     # 100,000-point metric series pays it per point.
     return value.isoformat(timespec="microseconds")[:26] + "Z"
@@ -458,10 +459,14 @@ class SQLiteStore:
 
     def log_metrics(self, run_id: str, points: list[MetricPoint]) -> None:
         """Append metric points."""
+        rows, last, stamp = [], None, None
+        for p in points:
+            if p.timestamp is not last:  # the points of one log_metrics call share one timestamp
+                last, stamp = p.timestamp, _ts(p.timestamp)
+            rows.append((run_id, p.key, p.value, p.step, p.slice, stamp, p.task))
         with self._write("log metrics to") as connection:
             connection.executemany(
-                "INSERT INTO metrics (run_id, key, value, step, slice, ts, task) VALUES (?,?,?,?,?,?,?)",
-                [(run_id, p.key, p.value, p.step, p.slice, _ts(p.timestamp), p.task) for p in points])
+                "INSERT INTO metrics (run_id, key, value, step, slice, ts, task) VALUES (?,?,?,?,?,?,?)", rows)
 
     def log_data(self, run_id: str, snapshot: DataSnapshot) -> None:
         """Record a data snapshot."""
