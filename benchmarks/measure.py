@@ -161,3 +161,18 @@ def finish(report: Report, args: argparse.Namespace) -> Report:
     if args.json is not None:
         report.write(args.json)
     return report
+
+
+def tracked_run_facts(expected_runs: int, *, pipeline: str | None = None) -> dict[str, object]:
+    """What the tracked pipeline runs left in the store: runs recorded and succeeded, task attempts a run."""
+    import orchestrack
+    from orchestrack import RunStatus, TaskStatus
+
+    runs = orchestrack.search_runs(pipeline=pipeline, limit=10 * expected_runs + 10)
+    attempts = [len(r.last_attempts()) for r in runs]
+    succeeded = [sum(a.status is TaskStatus.SUCCEEDED for a in r.last_attempts().values()) for r in runs]
+    return {"tracked_runs_expected": expected_runs, "tracked_runs_recorded": len(runs),
+            "tracked_runs_succeeded": sum(r.status is RunStatus.SUCCEEDED for r in runs),
+            "task_attempts_per_run_min": min(attempts, default=0),
+            "task_attempts_per_run_max": max(attempts, default=0),
+            "succeeded_task_attempts_per_run_min": min(succeeded, default=0)}

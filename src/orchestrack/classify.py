@@ -15,7 +15,6 @@ from typing import Any
 
 from orchestrack.errors import OrchestrackError
 from orchestrack.evidence import Evidence, redact
-from orchestrack.failure_rules import BUILTIN_RULES
 from orchestrack.record import Failure, FailureReason
 from orchestrack.rules import CodeRule, Rule
 
@@ -107,6 +106,10 @@ def _carried_failure(error: BaseException | None) -> Failure | None:
 
 
 def _all_rules() -> list[Rule]:
+    # The built-in table compiles ~70 patterns: imported on the first diagnosis, not with
+    # orchestrack (every tracked component and task process imports orchestrack; few classify).
+    from orchestrack.failure_rules import BUILTIN_RULES
+
     return [*_registry.rules, *_configured_rules(), *BUILTIN_RULES]
 
 

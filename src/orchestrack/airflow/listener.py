@@ -32,6 +32,16 @@ def _tracked(key: str) -> bool:
     return True
 
 
+#: The run each task attempt's running hook opened in this process, by (DAG id, run id, task, try):
+#: the attempt's end hook, which Airflow fires in the same task process, reuses it instead of opening
+#: the run again (a whole start_run: settings, code capture, a store round trip). Emptied by end hooks.
+_opened: dict[tuple[str, str, str, int], Run] = {}
+
+
+def _attempt_of(ti: Any) -> tuple[str, str, str, int]:
+    return ti.dag_id, ti.run_id, task_name(ti.task_id, ti.map_index), int(ti.try_number or 0)
+
+
 def _run_for(ti: Any) -> Run | None:
     tracker = tracker_of(getattr(ti, "task", None))
     if tracker is not None:
@@ -41,9 +51,15 @@ def _run_for(ti: Any) -> Run | None:
 
 
 def _report(ti: Any, outcome: Outcome, **facts: Any) -> None:
-    run = _run_for(ti)
+    attempt = _attempt_of(ti)
+    run = _opened.pop(attempt, None) if outcome is not Outcome.RUNNING else None
+    if run is None:
+        run = _run_for(ti)
     if run is None:
         return
+    if outcome is Outcome.RUNNING:
+        _opened.clear()  # one task attempt at a time runs in a task process: forget any left unended
+        _opened[attempt] = run
     name = task_name(ti.task_id, ti.map_index)
     details = {"log_url": getattr(ti, "log_url", None), "image": image_of(getattr(ti, "task", None)),
                "queue": getattr(ti, "queue", None)}

@@ -1,17 +1,21 @@
-"""The one operator a DAG author adds: it opens the DAG run's run and records its context."""
+"""The one operator a DAG author adds: it opens the DAG run's run and records its context.
+
+Importing this module imports only what the operators' constructors need (Airflow's BaseOperator and
+BaseOperatorLink): the DAG processor imports it with every DAG file that uses the operator, in each
+file's own parsing process. Everything the tasks need at run time is imported where it is used
+(benchmarks/p3_dag_parse.py lists what a parse imports; tests/airflow/test_benchmark_quick.py checks it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
-import orchestrack
-from orchestrack.airflow.facts import code_from_bundle, image_of, orchestrator_info, run_key
-from orchestrack.inputs import mask_sensitive as redacted
-from orchestrack.lifecycle import Run, run_id_for, run_url
+if TYPE_CHECKING:
+    from orchestrack.lifecycle import Run
 
 
 class OrchestrackRunLink(BaseOperatorLink):
@@ -22,6 +26,9 @@ class OrchestrackRunLink(BaseOperatorLink):
     name = "orchestrack run"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from orchestrack.airflow.facts import run_key
+        from orchestrack.lifecycle import run_id_for, run_url
+
         key = run_key(ti_key.dag_id, ti_key.run_id)
         return run_url(run_id_for(key), key) or ""
 
@@ -157,6 +164,10 @@ def _context_of(ti: Any) -> Any:
 def open_tracked_run(tracker: TrackRunOperator, ti: Any, context: Any = None) -> Run:
     """Open the run of ``ti``'s DAG run, or attach to it (idempotent by key), whichever task's hook
     comes first: the DAG's params and conf, the DAG run's facts and start time come with it."""
+    import orchestrack
+    from orchestrack.airflow.facts import code_from_bundle, image_of, orchestrator_info, run_key
+    from orchestrack.inputs import mask_sensitive as redacted
+
     context = context if context is not None else _context_of(ti)
     dag_run = context.get("dag_run")
     params = redacted(airflow_masked(context.get("params")))
