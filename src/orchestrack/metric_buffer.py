@@ -18,7 +18,10 @@ from collections.abc import Callable
 
 from orchestrack.record import MetricPoint
 
-#: Every live buffer of this process, so that a task's end, a read or the exit flushes them all.
+#: The buffers of this process holding points, so that a task's end, a read or the exit writes them
+#: all; held strongly until written (a run handle dropped with points waiting still writes them).
+_pending: set[MetricBuffer] = set()
+#: Every live buffer, only to give each new locks in a forked child.
 _buffers: weakref.WeakSet[MetricBuffer] = weakref.WeakSet()
 _buffers_lock = threading.Lock()
 
@@ -44,6 +47,9 @@ class MetricBuffer:
             self._write(points)
             return
         with self._lock:
+            if not self._points:
+                with _buffers_lock:
+                    _pending.add(self)
             self._points.extend(points)
             full = len(self._points) >= self.max_points
             if not full and self._timer is None:
@@ -59,6 +65,8 @@ class MetricBuffer:
             with self._lock:
                 points, self._points = self._points, []
                 timer, self._timer = self._timer, None
+                with _buffers_lock:
+                    _pending.discard(self)
             if timer is not None and timer is not threading.current_thread():
                 timer.cancel()
             if points:
@@ -74,7 +82,7 @@ class MetricBuffer:
 def flush_all() -> None:
     """Write the waiting points of every run in this process."""
     with _buffers_lock:
-        buffers = list(_buffers)
+        buffers = list(_pending)
     for buffer in buffers:
         buffer.flush()
 
@@ -82,6 +90,7 @@ def flush_all() -> None:
 def _start_over_in_child() -> None:
     global _buffers_lock
     _buffers_lock = threading.Lock()
+    _pending.clear()
     for buffer in list(_buffers):
         buffer._start_over_in_child()
 
