@@ -125,16 +125,3 @@ def test_a_forked_child_does_not_write_its_parents_waiting_points(monkeypatch: p
                                    (record.run_id,))
     assert sorted(points) == [("child", 1), ("parent", 1)]
 
-
-def test_a_dropped_run_handle_still_writes_its_waiting_points(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gc
-
-    monkeypatch.setenv("ORCHESTRACK_METRIC_FLUSH_S", "3600")
-    run = orchestrack.start_run(key="batched/dropped")
-    run_id = run.run_id
-    run.log_metrics({"auc": 0.75})
-    orchestrack.lifecycle._process_run = None
-    del run
-    gc.collect()
-    orchestrack.metric_buffer.flush_all()
-    assert store_for(None).get_run(run_id).metrics == {"auc": 0.75}
