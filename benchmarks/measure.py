@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -176,3 +178,21 @@ def tracked_run_facts(expected_runs: int, *, pipeline: str | None = None) -> dic
             "task_attempts_per_run_min": min(attempts, default=0),
             "task_attempts_per_run_max": max(attempts, default=0),
             "succeeded_task_attempts_per_run_min": min(succeeded, default=0)}
+
+
+@contextmanager
+def embedded_store_in(folder: Path) -> Iterator[Path]:
+    """Track into an embedded store in ``folder`` (``ORCHESTRACK_HOME``) for the block, then put the
+    environment back as it was and close the store."""
+    from orchestrack import stores
+
+    previous = os.environ.get("ORCHESTRACK_HOME")
+    os.environ["ORCHESTRACK_HOME"] = str(folder)
+    try:
+        yield folder
+    finally:
+        stores.close_all()
+        if previous is None:
+            os.environ.pop("ORCHESTRACK_HOME", None)
+        else:
+            os.environ["ORCHESTRACK_HOME"] = previous

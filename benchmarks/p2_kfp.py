@@ -19,7 +19,6 @@ between the components and the opening and closing tasks.
 
 # No `from __future__ import annotations`: kfp reads the component annotations at runtime.
 
-import os
 import resource
 import statistics
 import tempfile
@@ -29,9 +28,17 @@ from typing import Any
 
 from kfp import dsl, local
 
-from benchmarks.measure import Comparison, Report, Target, arguments, finish, interleaved, tracked_run_facts
+from benchmarks.measure import (
+    Comparison,
+    Report,
+    Target,
+    arguments,
+    embedded_store_in,
+    finish,
+    interleaved,
+    tracked_run_facts,
+)
 from orchestrack import kfp as otk
-from orchestrack import stores
 
 COMPONENTS = 5
 QUICK_COMPONENTS = 2
@@ -136,21 +143,13 @@ def main(argv: Sequence[str] | None = None) -> Report:
     width = QUICK_COMPONENTS if args.quick else COMPONENTS
     warmup = 0 if args.quick else 1
     cases = pipelines(width)
-    previous_home = os.environ.get("ORCHESTRACK_HOME")
-    with tempfile.TemporaryDirectory(prefix="orchestrack-p2-kfp-") as work:
-        os.environ["ORCHESTRACK_HOME"] = str(Path(work) / "orchestrack")
-        try:
-            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(work) / "pipeline-root"))
-            cpu: dict[str, list[float]] = {name: [] for name in cases}
-            samples = interleaved({name: cpu_timed(case, cpu[name]) for name, case in cases.items()},
-                                  args.repeats, warmup=warmup)
-            facts = tracked_run_facts(args.repeats + warmup, pipeline=TRACKED)
-        finally:
-            stores.close_all()
-            if previous_home is None:
-                os.environ.pop("ORCHESTRACK_HOME", None)
-            else:
-                os.environ["ORCHESTRACK_HOME"] = previous_home
+    with (tempfile.TemporaryDirectory(prefix="orchestrack-p2-kfp-") as work,
+          embedded_store_in(Path(work) / "orchestrack")):
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(Path(work) / "pipeline-root"))
+        cpu: dict[str, list[float]] = {name: [] for name in cases}
+        samples = interleaved({name: cpu_timed(case, cpu[name]) for name, case in cases.items()},
+                              args.repeats, warmup=warmup)
+        facts = tracked_run_facts(args.repeats + warmup, pipeline=TRACKED)
     median = {name: statistics.median(values) for name, values in samples.items()}
     per_component = (median["tracked"] - median["plain"]) / width
     in_components = (median["components"] - median["plain"]) / width

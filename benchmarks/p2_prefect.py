@@ -15,7 +15,6 @@ nothing shows it.
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
@@ -25,8 +24,16 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.testing.utilities import prefect_test_harness
 
-from benchmarks.measure import Comparison, Report, Target, arguments, finish, interleaved, tracked_run_facts
-from orchestrack import stores
+from benchmarks.measure import (
+    Comparison,
+    Report,
+    Target,
+    arguments,
+    embedded_store_in,
+    finish,
+    interleaved,
+    tracked_run_facts,
+)
 from orchestrack.prefect import tracked_flow
 
 #: Task runs in one flow run: 3 plain tasks and a map over the rest.
@@ -84,22 +91,14 @@ def main(argv: Sequence[str] | None = None) -> Report:
     args = arguments(__doc__.splitlines()[0], argv, repeats=REPEATS)
     tasks = QUICK_TASKS if args.quick else TASKS
     warmup = 1
-    previous_home = os.environ.get("ORCHESTRACK_HOME")
-    with tempfile.TemporaryDirectory(prefix="orchestrack-p2-prefect-") as work:
-        os.environ["ORCHESTRACK_HOME"] = str(Path(work) / "orchestrack")
-        try:
-            with prefect_test_harness(server_startup_timeout=120):
-                cpu: dict[str, list[float]] = {"plain": [], "tracked": []}
-                samples = interleaved({"plain": cpu_timed(lambda: plain(tasks), cpu["plain"]),
-                                       "tracked": cpu_timed(lambda: tracked(tasks), cpu["tracked"])},
-                                      args.repeats, warmup=warmup)
-            facts = tracked_run_facts(args.repeats + warmup)
-        finally:
-            stores.close_all()
-            if previous_home is None:
-                os.environ.pop("ORCHESTRACK_HOME", None)
-            else:
-                os.environ["ORCHESTRACK_HOME"] = previous_home
+    with (tempfile.TemporaryDirectory(prefix="orchestrack-p2-prefect-") as work,
+          embedded_store_in(Path(work) / "orchestrack")):
+        with prefect_test_harness(server_startup_timeout=120):
+            cpu: dict[str, list[float]] = {"plain": [], "tracked": []}
+            samples = interleaved({"plain": cpu_timed(lambda: plain(tasks), cpu["plain"]),
+                                   "tracked": cpu_timed(lambda: tracked(tasks), cpu["tracked"])},
+                                  args.repeats, warmup=warmup)
+        facts = tracked_run_facts(args.repeats + warmup)
     per_task = (statistics.median(samples["tracked"]) - statistics.median(samples["plain"])) / tasks
     comparison = Comparison(f"flow run, {tasks} task runs: tracked vs plain", "tracked", "plain",
                             samples["tracked"], samples["plain"], Target("slower", 1.03))
