@@ -65,12 +65,15 @@ class MetricBuffer:
             with self._lock:
                 points, self._points = self._points, []
                 timer, self._timer = self._timer, None
-                with _buffers_lock:
-                    _pending.discard(self)
             if timer is not None and timer is not threading.current_thread():
                 timer.cancel()
             if points:
                 self._write(points)
+            # Pending until written: a flush_all meanwhile (a task's end) waits for this write.
+            with self._lock:
+                if not self._points:
+                    with _buffers_lock:
+                        _pending.discard(self)
 
     def _start_over_in_child(self) -> None:
         # A forked child inherits its parent's waiting points (the parent writes them, not the child)

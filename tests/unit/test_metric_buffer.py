@@ -125,3 +125,25 @@ def test_a_forked_child_does_not_write_its_parents_waiting_points(monkeypatch: p
                                    (record.run_id,))
     assert sorted(points) == [("child", 1), ("parent", 1)]
 
+
+
+def test_a_task_end_waits_for_a_batch_being_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The timer's batch is mid-write when the task ends: the end (and a gate reading the run right
+    # after it) must find the points stored.
+    import threading
+
+    monkeypatch.setenv("ORCHESTRACK_METRIC_FLUSH_S", "0.05")
+    store, writing = store_for(None), threading.Event()
+    original = store.log_metrics
+
+    def slow(run_id: str, points: list[Any]) -> None:
+        writing.set()
+        time.sleep(0.5)
+        original(run_id, points)
+
+    monkeypatch.setattr(store, "log_metrics", slow)
+    run = orchestrack.start_run(key="batched/mid-write")
+    run.log_metrics({"auc": 0.9})
+    assert writing.wait(10)
+    orchestrack.metric_buffer.flush_all()
+    assert original.__self__.get_run(run.run_id).metrics == {"auc": 0.9}
