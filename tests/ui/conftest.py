@@ -180,3 +180,24 @@ def screenshot(driver: Any, name: str) -> Path:
     driver.save_screenshot(str(path))
     driver.set_window_size(1280, 900)
     return path
+
+
+def click_to_navigate(driver: Any, element: Any, timeout: float = 20) -> None:
+    """Click ``element`` and wait until the page it leads to has replaced the current one.
+
+    A click that submits a form or follows a link returns before the new page is loaded; reading
+    the URL or the page right after it can still see the old one.
+    """
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = driver.find_element("tag name", "html")
+    element.click()
+
+    def replaced(d: Any) -> bool:
+        try:
+            old_page.is_enabled()  # raises StaleElementReference once the old page is gone
+        except Exception:
+            return d.execute_script("return document.readyState") == "complete"
+        return False
+
+    WebDriverWait(driver, timeout).until(replaced)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.conftest import LOSS, SCRIPT_PARAM, Runs, Server, screenshot
+from tests.ui.conftest import LOSS, SCRIPT_PARAM, Runs, Server, click_to_navigate, screenshot
 
 By = pytest.importorskip("selenium.webdriver.common.by").By
 DIFFERS_BACKGROUND = "rgba(255, 244, 194, 1)"  # --differs in ui.css
@@ -31,7 +31,7 @@ def test_runs_list_filters_with_its_form(browser: Any, ui_server: Server, runs: 
     assert {"ui/good", "ui/bad", "ui/evil"} <= set(names)
     screenshot(browser, "runs")
     browser.find_element(By.CSS_SELECTOR, "select[name=status] option[value=failed]").click()
-    browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    click_to_navigate(browser, browser.find_element(By.CSS_SELECTOR, "form.filters button"))
     assert "status=failed" in browser.current_url
     assert visible_text(browser, "table.runs tbody td:nth-child(3)") == ["ui/bad"]
 

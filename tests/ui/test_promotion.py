@@ -19,7 +19,7 @@ import pytest
 import orchestrack
 from orchestrack import stores
 from orchestrack.gate import GateFailedError
-from tests.ui.conftest import Server, screenshot, start_ui, stop
+from tests.ui.conftest import Server, click_to_navigate, screenshot, start_ui, stop
 
 By = pytest.importorskip("selenium.webdriver.common.by").By
 
@@ -104,7 +104,7 @@ def story_server(promoted: Story) -> Iterator[Server]:
 def open_listed(browser: Any, name: str) -> None:
     """Click the run named ``name`` in the runs table, as a person would."""
     row = f"//table[contains(@class,'runs')]//tr[td[3][normalize-space()='{name}']]"
-    browser.find_element(By.XPATH, f"{row}//a").click()
+    click_to_navigate(browser, browser.find_element(By.XPATH, f"{row}//a"))
 
 
 def test_the_runs_end_as_the_gate_decided(promoted: Story) -> None:
@@ -132,9 +132,9 @@ def test_the_run_pages_show_gate_promotion_regression_and_hold(browser: Any, sto
     assert "Quality gate passed" in browser.find_element(By.CSS_SELECTOR, "main").text
     screenshot(browser, "promotion-good")
 
-    browser.find_element(By.LINK_TEXT, "Models").click()
+    click_to_navigate(browser, browser.find_element(By.LINK_TEXT, "Models"))
     assert "churn" in browser.find_element(By.CSS_SELECTOR, "table.models").text
-    browser.find_element(By.LINK_TEXT, "churn").click()
+    click_to_navigate(browser, browser.find_element(By.LINK_TEXT, "churn"))
     model_rows = browser.find_elements(By.CSS_SELECTOR, "table.versions tbody tr")
     assert len(model_rows) == 1 and "churn/good" in model_rows[0].text and "champion" in model_rows[0].text
     screenshot(browser, "promotion-model")
