@@ -11,14 +11,15 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import PurePath, PurePosixPath
 from typing import Any, TypeVar
 
 from orchestrack.errors import InvalidInputError
 from orchestrack.evidence import redact
-from orchestrack.record import Scalar
+from orchestrack.record import LeakageCheck, LeakageStatus, Scalar
 
 log = logging.getLogger(__name__)
 
@@ -175,3 +176,80 @@ def coerce_tags(tags: Mapping[str, Any], where: str) -> dict[str, str]:
         text = coerce_param(key, value, where)
         result[key] = "" if text is None else masked(key, str(text))
     return result
+
+
+def leakage_check(value: LeakageCheck | Mapping[str, Any] | str | None, where: str) -> LeakageCheck | None:
+    """A leakage screening result from ``"passed"``/``"failed"``/``"not-run"`` or ``{"status", "note"}``."""
+    if value is None or isinstance(value, LeakageCheck):
+        return value
+    if isinstance(value, str):
+        return LeakageCheck(status=check_choice(value, LeakageStatus, "leakage check", where))
+    if isinstance(value, Mapping) and set(value) <= {"status", "note"} and "status" in value:
+        note = value.get("note")
+        if note is not None and not isinstance(note, str):
+            raise InvalidInputError(f"leakage check note ({where}) must be text, got {type(note).__name__}")
+        return LeakageCheck(status=check_choice(value["status"], LeakageStatus, "leakage check", where),
+                            note=redact(note) if note else None)
+    raise InvalidInputError(
+        f"leakage check {value!r} ({where}) must be 'passed', 'failed' or 'not-run', or a mapping "
+        "{'status': ..., 'note': ...}")
+
+
+def data_filters(value: Mapping[str, Any] | str | None, where: str) -> dict[str, Any] | str | None:
+    """What selected a data snapshot: a mapping of column to value(s), or an expression, as JSON-safe values."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not value.strip():
+            raise InvalidInputError(f"filters ({where}) is empty; pass None, an expression or a mapping")
+        return str(masked("filters", coerce_param("filters", value, where)))
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"filters ({where}) must be a mapping such as {{'country': ['DE', 'FR']}} or an "
+                                f"expression string, got {type(value).__name__}")
+    result: dict[str, Any] = {}
+    for key, item in value.items():
+        check_name(key, "filter name", where)
+        if isinstance(item, (set, frozenset)):
+            item = sorted(item, key=str)
+        result[key] = json.loads(json.dumps(masked(key, item), default=str))
+    return result
+
+
+def moment(value: date | datetime | str | None, where: str) -> date | datetime | None:
+    """A date or a UTC datetime (a naive datetime is taken as UTC) from a value or ISO 8601 text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInputError(f"{value!r} ({where}) is not an ISO 8601 date or datetime; "
+                                    "write e.g. '2026-10-01' or '2026-10-01T06:00:00Z'") from None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return value
+    raise InvalidInputError(f"{value!r} ({where}) must be a date, a datetime or ISO 8601 text, "
+                            f"got {type(value).__name__}")
+
+
+def text_list(value: Sequence[str] | None, where: str) -> list[str]:
+    """A list of one-line descriptions (joins, transformations); a single string is a list of one."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Sequence):
+        raise InvalidInputError(f"{where} must be a list of strings, got {type(value).__name__}")
+    return [check_name(item, "entry", where, limit=MAX_PARAM_VALUE) for item in items]
+
+
+def metric_units(unit: str | Mapping[str, str], keys: list[str], where: str) -> dict[str, str]:
+    """The unit of each metric: one ``unit`` for all of ``keys``, or a mapping for some of them."""
+    units = dict.fromkeys(keys, unit) if isinstance(unit, str) else unit
+    if not isinstance(units, Mapping):
+        raise InvalidInputError(f"unit ({where}) must be text such as 'ms' or a mapping of metric to unit, "
+                                f"got {type(unit).__name__}")
+    for key, text in units.items():
+        check_name(text, f"unit of metric {key!r}", where, limit=40)
+    return dict(units)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,10 +30,13 @@ from orchestrack.outcome import Outcome, RunEnd, TaskReport, classify, conclusio
 from orchestrack.record import (
     Artifact,
     CodeInfo,
+    ConfigFile,
     DataSnapshot,
     Failure,
     FailureReason,
     Features,
+    LeakageCheck,
+    LlmSettings,
     MetricPoint,
     OrchestratorInfo,
     Purpose,
@@ -110,6 +114,8 @@ class Run:
         self.settings = settings
         self._ended_here: dict[str, TaskAttempt] = {}
         self._faults = 0
+        self._units: dict[str, str] = {}
+        self._units_read = False
         self._metrics = MetricBuffer(lambda points: self._write("log_metrics", run_id=self.run_id, points=points),
                                      flush_s=0 if settings.strict else settings.metric_flush_s)
 
@@ -271,8 +277,9 @@ class Run:
         self._write("log_params", run_id=self.run_id, params=inputs.coerce_params(params, "log_params"))
 
     def log_metrics(self, metrics: Mapping[str, Any], *, step: int | None = None,
-                    slice: str | Mapping[str, Any] | None = None) -> None:
-        """Log metric values, optionally at a ``step`` and for a ``slice`` such as ``"country=DE"``."""
+                    slice: str | Mapping[str, Any] | None = None, unit: str | Mapping[str, str] | None = None) -> None:
+        """Log metric values, optionally at a ``step``, for a ``slice`` such as ``"country=DE"``, and
+        with a ``unit`` (one for all of them, or one per metric: ``{"latency": "ms"}``)."""
         if not isinstance(metrics, Mapping):
             raise InvalidInputError(f"log_metrics takes a mapping of name to number, got {type(metrics).__name__}")
         if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
@@ -283,20 +290,100 @@ class Run:
         task = current.task_id if current is not None else None
         points = [MetricPoint(key=k, value=inputs.check_metric(k, v, "log_metrics"), step=step, slice=label,
                               task=task, timestamp=now) for k, v in metrics.items()]
+        if unit is not None:
+            self._set_units(inputs.metric_units(unit, list(metrics), "log_metrics unit="))
         if points:
             self._metrics.add(points)
 
     def log_dataset(self, name: str, uri: str | os.PathLike[str], *, version: str | None = None,
-                    rows: int | None = None, size_bytes: int | None = None) -> DataSnapshot:
-        """Record an input data snapshot; local files get a content version (see :func:`snapshot_data`)."""
+                    rows: int | None = None, size_bytes: int | None = None,
+                    filters: Mapping[str, Any] | str | None = None, labels_as_of: date | datetime | str | None = None,
+                    leakage_check: LeakageCheck | Mapping[str, Any] | str | None = None) -> DataSnapshot:
+        """Record an input data snapshot; local files get a content version (see :func:`snapshot_data`).
+
+        ``filters`` is what selected the rows (a mapping such as ``{"country": ["DE", "FR"]}`` or an
+        expression), ``labels_as_of`` when the labels were refreshed, and ``leakage_check`` whether
+        leakage screening ran: ``"passed"``, ``"failed"``, ``"not-run"``, or
+        ``{"status": "failed", "note": "customer_id predicts the label"}``.
+        """
         inputs.check_name(name, "dataset name", "log_dataset")
         if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
             raise InvalidInputError(f"rows {rows!r} of dataset {name!r} (log_dataset rows=) must be an integer >= 0")
+        screening = inputs.leakage_check(leakage_check, f"log_dataset {name!r} leakage_check=")
         snapshot = snapshot_data(name, uri, version=version, rows=rows, size_bytes=size_bytes,
                                  hash_limit_bytes=self.settings.data_hash_limit_mb << 20)
+        snapshot.filters = inputs.data_filters(filters, f"log_dataset {name!r} filters=")
+        snapshot.labels_as_of = inputs.moment(labels_as_of, f"log_dataset {name!r} labels_as_of=")
+        snapshot.leakage_check = screening
         snapshot.task = _task_name()
         self._write("log_data", run_id=self.run_id, snapshot=snapshot)
         return snapshot
+
+    def log_config(self, path: str | os.PathLike[str], *, name: str | None = None,
+                   source: str | None = None) -> ConfigFile:
+        """Record a config file or folder (training YAML, a Hydra output folder, a feature config):
+        its hash and parsed keys in the record, the file itself as an artifact (``configs/NAME``), so
+        that ``compare`` shows which keys changed between runs. Secrets in it are masked in both.
+        ``source`` says where the file came from when ``path`` is a copy (adapters that carry a
+        config to a container).
+
+        Example::
+
+            orchestrack.log_config("conf/train.yaml")
+        """
+        from orchestrack.configs import read_config
+
+        config, files = read_config(path, name=name, where="log_config")
+        if source is not None:
+            config = config.model_copy(update={"source": inputs.check_name(source, "config source",
+                                                                           "log_config source=", limit=4096)})
+        return self._store_config(config, files, Path(path))
+
+    def log_prompt(self, name: str, template: str | None = None, *, path: str | os.PathLike[str] | None = None
+                   ) -> ConfigFile:
+        """Record an LLM prompt template, given as text or as a file: hashed and stored like a config.
+
+        Example::
+
+            orchestrack.log_prompt("answer", "Answer from the context only.\n{context}\nQ: {question}")
+        """
+        from orchestrack.configs import read_config
+
+        inputs.check_name(name, "prompt name", "log_prompt")
+        if (template is None) == (path is None):
+            raise InvalidInputError(f"log_prompt {name!r} takes the template as text or as path=, exactly one of them")
+        if path is not None:
+            config, files = read_config(path, name=name, kind="prompt", where="log_prompt path=")
+            return self._store_config(config, files, Path(path))
+        if not isinstance(template, str):
+            raise InvalidInputError(
+                f"prompt {name!r} (log_prompt template=) must be text, got {type(template).__name__}")
+        with tempfile.TemporaryDirectory(prefix="orchestrack-prompt-") as folder:
+            file = Path(folder) / "prompt.txt"
+            file.write_text(template, encoding="utf-8")
+            config, files = read_config(file, name=name, kind="prompt", where="log_prompt")
+            config = config.model_copy(update={"source": "inline", "format": "text"})
+            return self._store_config(config, files, file)
+
+    def _store_config(self, config: ConfigFile, files: dict[str, bytes], source: Path) -> ConfigFile:
+        """Keep the copy of a config as the artifact ``configs/NAME`` (a masked copy when it held
+        secrets) and record the config."""
+        artifact_name = f"{config.kind}s/{config.name}"
+        if not config.redacted:
+            stored = self.log_artifact(source, name=artifact_name, kind=config.kind)
+        else:
+            with tempfile.TemporaryDirectory(prefix="orchestrack-config-") as folder:
+                copy = Path(folder) / source.name
+                if source.is_dir():
+                    for relative, content in files.items():
+                        (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+                        (copy / relative).write_bytes(content)
+                else:
+                    copy.write_bytes(next(iter(files.values())))
+                stored = self.log_artifact(copy, name=artifact_name, kind=config.kind)
+        config = config.model_copy(update={"artifact": stored.name if stored else None, "task": _task_name()})
+        self._write("log_config", run_id=self.run_id, config=config)
+        return config
 
     def log_artifact(self, path: str | os.PathLike[str], *, name: str | None = None, kind: str | None = None
                      ) -> Artifact | None:
@@ -330,12 +417,79 @@ class Run:
         """Set tags (values become text)."""
         self._write("set_tags", run_id=self.run_id, tags=inputs.coerce_tags(tags, "set_tags"))
 
-    def log_features(self, columns: list[str], *, target: str | None = None, **extra: Any) -> None:
-        """Record the feature set (column names, target and any extra facts such as a feature view)."""
+    def log_features(self, columns: list[str], *, target: str | None = None, joins: list[str] | None = None,
+                     transformations: list[str] | None = None, feature_store: str | None = None,
+                     feature_store_version: str | None = None, **extra: Any) -> None:
+        """Record the feature set: columns, target, how they were made (``joins``,
+        ``transformations``), the feature store's view and version, and any extra facts.
+
+        Example::
+
+            orchestrack.log_features(["age", "spend_30d"], target="churned",
+                                     joins=["orders LEFT JOIN customers ON customer_id"],
+                                     transformations=["log1p(spend_30d)"],
+                                     feature_store="feast:churn_features", feature_store_version="7")
+        """
         for column in columns:
             inputs.check_name(column, "feature column", "log_features")
-        features = Features(columns=list(columns), target=target, **extra)
+        lists = {label: inputs.text_list(value, f"log_features {label}=")
+                 for label, value in (("joins", joins), ("transformations", transformations))}
+        for label, value in (("feature_store", feature_store), ("feature_store_version", feature_store_version)):
+            if value is not None:
+                inputs.check_name(value, label.replace("_", " "), f"log_features {label}=")
+        features = Features(columns=list(columns), target=target, feature_store=feature_store,
+                            feature_store_version=feature_store_version, **lists, **extra)
         self._write("update_run", run_id=self.run_id, changes={"features": features})
+
+    def log_llm(self, *, provider: str | None = None, model: str | None = None,
+                retrieval: Mapping[str, Any] | None = None, **extra: Any) -> None:
+        """Record how an LLM run called its model: provider, model, retrieval settings (index,
+        ``top_k``, embedding model ...) and extra facts. Prompts go in :meth:`log_prompt`, latency and
+        cost in :meth:`log_llm_usage`.
+
+        Example::
+
+            orchestrack.log_llm(provider="openai", model="gpt-4o-mini-2024-07-18",
+                                retrieval={"index": "docs-2026-11", "top_k": 8, "embedding": "bge-m3"})
+        """
+        settings = LlmSettings(provider=provider, model=model,
+                               retrieval=inputs.coerce_params(retrieval or {}, "log_llm retrieval="),
+                               **inputs.coerce_params(extra, "log_llm"))
+        self._write("update_run", run_id=self.run_id, changes={"llm": settings})
+
+    def log_llm_usage(self, *, latency_s: float | None = None, cost: float | None = None, currency: str = "USD",
+                      input_tokens: int | None = None, output_tokens: int | None = None,
+                      step: int | None = None, slice: str | Mapping[str, Any] | None = None) -> None:
+        """Log one request's or batch's latency, cost and tokens as metrics with units (``llm.latency``
+        in s, ``llm.cost`` in ``currency``, ``llm.input_tokens`` and ``llm.output_tokens`` in tokens);
+        ``step`` numbers the request or batch, so each becomes a series.
+
+        Example::
+
+            run.log_llm_usage(latency_s=0.84, cost=0.0021, input_tokens=812, output_tokens=95, step=i)
+        """
+        inputs.check_name(currency, "currency", "log_llm_usage currency=")
+        values = {"llm.latency": (latency_s, "s"), "llm.cost": (cost, currency),
+                  "llm.input_tokens": (input_tokens, "tokens"), "llm.output_tokens": (output_tokens, "tokens")}
+        given = {key: value for key, (value, _) in values.items() if value is not None}
+        if not given:
+            raise InvalidInputError("log_llm_usage was given nothing to log; pass latency_s=, cost=, "
+                                    "input_tokens= or output_tokens=")
+        self.log_metrics(given, step=step, slice=slice, unit={key: values[key][1] for key in given})
+
+    def _set_units(self, units: Mapping[str, str]) -> None:
+        """Record metric units once per process and metric (a unit, once set, does not change)."""
+        new = {key: unit for key, unit in units.items() if self._units.get(key) != unit}
+        if not new:
+            return
+        if not self._units_read:
+            try:
+                self._units.update(self.store.get_run(self.run_id).metric_units)
+            except Exception as err:
+                self._fault("read its metric units", err)
+            self._units_read = True
+        self._units.update(new)
+        self._write("update_run", run_id=self.run_id, changes={"metric_units": dict(self._units)})
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -623,6 +777,10 @@ log_metrics = _fluent(Run.log_metrics)
 log_dataset = _fluent(Run.log_dataset)
 log_artifact = _fluent(Run.log_artifact)
 log_features = _fluent(Run.log_features)
+log_config = _fluent(Run.log_config)
+log_prompt = _fluent(Run.log_prompt)
+log_llm = _fluent(Run.log_llm)
+log_llm_usage = _fluent(Run.log_llm_usage)
 set_tags = _fluent(Run.set_tags)
 
 
@@ -669,5 +827,6 @@ def search_runs(*, status: RunStatus | str | None = None, pipeline: str | None =
     return store_for(tracking_uri).search_runs(query)
 
 
-__all__ = ["Run", "active_run", "get_run", "log_artifact", "log_dataset", "log_features",
-           "log_metrics", "log_params", "replay_spool", "run_id_for", "search_runs", "set_tags", "start_run"]
+__all__ = ["Run", "active_run", "get_run", "log_artifact", "log_config", "log_dataset", "log_features", "log_llm",
+           "log_llm_usage", "log_metrics", "log_params", "log_prompt", "replay_spool", "run_id_for", "search_runs",
+           "set_tags", "start_run"]

@@ -9,7 +9,7 @@ when a record is read, so an older orchestrack on one worker can read what a new
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -116,6 +116,21 @@ class CodeInfo(_Model):
     repository: str | None = None
 
 
+class LeakageStatus(StrEnum):
+    """What a screening for label leakage found."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_RUN = "not-run"
+
+
+class LeakageCheck(_Model):
+    """Whether leakage screening ran on a data snapshot, what it found, and a note (which check, what leaked)."""
+
+    status: LeakageStatus
+    note: str | None = None
+
+
 class DataSnapshot(_Model):
     """One input data set as it was when the run read it."""
 
@@ -125,18 +140,70 @@ class DataSnapshot(_Model):
     size_bytes: int | None = None
     rows: int | None = None
     task: str | None = None
+    filters: dict[str, Any] | str | None = Field(
+        default=None, description="What selected the snapshot: a mapping (``{'country': ['DE', 'FR']}``) or "
+        "an expression (``\"date >= '2026-10-01'\"``).")
+    labels_as_of: date | datetime | None = Field(
+        default=None, description="When the labels were last refreshed (a date, or a UTC datetime).")
+    leakage_check: LeakageCheck | None = None
     details: dict[str, Any] = Field(
         default_factory=dict, description="What the data's source says of it: for an S3 object version_id, "
         "etag, last_modified; for an S3 prefix objects and manifest_sha256.")
 
 
 class Features(_Model):
-    """The feature set the model was trained on; extra keys are kept."""
+    """The feature set the model was trained on; extra keys are kept.
+
+    Two runs with the same ``columns`` can still differ in meaning: ``joins``, ``transformations``
+    and the feature store's view and version say how the columns were made.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     columns: list[str] = Field(default_factory=list)
     target: str | None = None
+    joins: list[str] = Field(default_factory=list, description="How tables were joined, e.g. "
+                             "``orders LEFT JOIN customers ON customer_id``.")
+    transformations: list[str] = Field(default_factory=list, description="What was done to columns, e.g. "
+                                       "``log1p(amount)``, ``one-hot(country)``.")
+    feature_store: str | None = Field(default=None, description="The feature store and view, e.g. ``feast:churn_v``.")
+    feature_store_version: str | None = None
+
+
+class ConfigFile(_Model):
+    """A config file or folder (or an LLM prompt template) the run used: hashed, stored, comparable.
+
+    ``values`` holds the parsed file's settings flattened to dotted keys (YAML, JSON and TOML files;
+    in a folder each key starts with the file's relative path and a colon), secrets masked; a file
+    that does not parse is compared by ``sha256`` alone.
+    """
+
+    name: str
+    kind: str = Field(default="config", description="``config`` or ``prompt``.")
+    format: str = Field(description="yaml, json, toml, text or folder.")
+    source: str = Field(description="Where it was read: the path as given, resolved.")
+    sha256: str = Field(description="Of the file's bytes as read (a folder: of its manifest).")
+    size_bytes: int
+    artifact: str | None = Field(default=None, description="The name of the run artifact holding the stored copy.")
+    values: dict[str, Scalar] = Field(default_factory=dict)
+    values_complete: bool = Field(default=True, description="False when ``values`` was cut at its limit.")
+    redacted: bool = Field(default=False, description="True when secrets were masked in the stored copy.")
+    task: str | None = None
+
+
+class LlmSettings(_Model):
+    """How an LLM run called its model: provider, model and retrieval settings; extra keys are kept.
+
+    Prompt templates are :class:`ConfigFile` entries of kind ``prompt``; latency, cost and tokens
+    are metrics with units (``RunRecord.metric_units``).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    provider: str | None = None
+    model: str | None = None
+    retrieval: dict[str, Scalar] = Field(default_factory=dict, description="e.g. index, top_k, embedding "
+                                         "model, chunk size.")
 
 
 class Gpu(_Model):
@@ -283,10 +350,14 @@ class RunRecord(_Model):
     code: CodeInfo = Field(default_factory=CodeInfo)
     data: list[DataSnapshot] = Field(default_factory=list)
     features: Features = Field(default_factory=Features)
+    configs: list[ConfigFile] = Field(default_factory=list, description="Config files and prompt templates.")
+    llm: LlmSettings = Field(default_factory=LlmSettings)
     params: dict[str, Scalar] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     environment: Environment = Field(default_factory=Environment)
     metrics: dict[str, float] = Field(default_factory=dict)
+    metric_units: dict[str, str] = Field(default_factory=dict, description="The unit of a metric, e.g. "
+                                         "``{'llm.latency': 's', 'llm.cost': 'USD'}``.")
     slice_metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
     task_metrics: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Latest value per metric of each task that logged any, by task_id.")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrack.record import (
     Artifact,
+    ConfigFile,
     DataSnapshot,
     FailureReason,
     MetricPoint,
@@ -75,6 +76,10 @@ class Store(Protocol):
 
     def log_data(self, run_id: str, snapshot: DataSnapshot) -> None:
         """Record a data snapshot; the same (name, uri) logged again is replaced."""
+
+    def log_config(self, run_id: str, config: ConfigFile) -> None:
+        """Record a config file or prompt template (its copy is an artifact of its own); the same name
+        is replaced."""
 
     def log_artifact(self, run_id: str, artifact: Artifact) -> None:
         """Record an artifact already put in the artifact store; the same name is replaced."""

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from orchestrack.errors import InvalidInputError, RunNotFoundError
 from orchestrack.record import (
     Artifact,
+    ConfigFile,
     DataSnapshot,
     MetricPoint,
     OrchestratorKind,
@@ -48,7 +49,7 @@ R = TypeVar("R")
 
 #: Fields :meth:`MlflowStore.update_run` may change (the rest have log_* calls of their own).
 UPDATABLE = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at", "schema_version",
-             "orchestrator", "code", "features", "environment", "failure", "gate", "incomplete")
+             "orchestrator", "code", "features", "llm", "metric_units", "environment", "failure", "gate", "incomplete")
 #: On a claim: ``<MLflow run id> <experiment id>``, in one tag so that no reader sees half of it.
 _CLAIM_RUN_TAG = layout.PREFIX + "mlflow_run"
 _CLAIMANT_TAG = layout.PREFIX + "claimant"
@@ -349,7 +350,7 @@ class MlflowStore:
             elif field == "gate":
                 tags[layout.GATE_TAG] = record.gate.outcome.value if record.gate else ""
                 tags.update(layout.document_tags("gate", record.gate.model_dump(mode="json") if record.gate else None))
-            elif field in ("features", "incomplete", "schema_version"):
+            elif field in ("features", "llm", "metric_units", "incomplete", "schema_version"):
                 value = getattr(record, field)
                 tags.update(layout.document_tags(field, value.model_dump(mode="json")
                                                  if hasattr(value, "model_dump") else value))
@@ -530,12 +531,15 @@ class MlflowStore:
             "orchestrator": layout.read_document(tags, "orchestrator", {}),
             "code": layout.read_document(tags, "code", {}),
             "features": layout.read_document(tags, "features", {}),
+            "llm": layout.read_document(tags, "llm", {}),
+            "metric_units": layout.read_document(tags, "metric_units", {}),
             "environment": layout.read_document(tags, "environment", {}),
             "failure": layout.read_document(tags, "failure"),
             "gate": layout.read_document(tags, "gate"),
             "incomplete": layout.read_document(tags, "incomplete", []),
             "params": layout.read_params(data.get("params", []), tags), "tags": layout.user_tags(tags),
             "data": [d["snapshot"] for d in sorted(layout.documents_under(tags, "data"), key=lambda d: d["order"])],
+            "configs": [d["config"] for d in sorted(layout.documents_under(tags, "config"), key=lambda d: d["order"])],
             "artifacts": [d["artifact"] for d in sorted(layout.documents_under(tags, "artifact"),
                                                         key=lambda d: d["order"])],
             "tasks": _in_task_order([attempt for _, attempt in children.values()]),
@@ -597,6 +601,14 @@ class MlflowStore:
         self._write(mlflow_run_id, tags=layout.document_tags(
             f"data.{name}", {"order": order, "snapshot": snapshot.model_dump(mode="json")}))
         self._log_dataset_input(mlflow_run_id, snapshot)
+
+    def log_config(self, run_id: str, config: ConfigFile) -> None:
+        """Record a config file or prompt template (a document tag; its copy is a run artifact)."""
+        mlflow_run_id, _ = self._ids(run_id)
+        name = layout.short_hash(config.name)
+        order = self._keep_order(mlflow_run_id, "config", name)
+        self._write(mlflow_run_id, tags=layout.document_tags(
+            f"config.{name}", {"order": order, "config": config.model_dump(mode="json")}))
 
     def _log_dataset_input(self, mlflow_run_id: str, snapshot: DataSnapshot) -> None:
         scheme = snapshot.uri.split("://", 1)[0] if "://" in snapshot.uri else "local"

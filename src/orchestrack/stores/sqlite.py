@@ -25,6 +25,7 @@ from typing import Any
 from orchestrack.errors import InvalidInputError, RunNotFoundError, StoreError
 from orchestrack.record import (
     Artifact,
+    ConfigFile,
     DataSnapshot,
     MetricPoint,
     RunRecord,
@@ -52,6 +53,8 @@ CREATE TABLE IF NOT EXISTS metrics (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_i
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id);
 CREATE TABLE IF NOT EXISTS data (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
     name TEXT NOT NULL, uri TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (run_id, name, uri));
+CREATE TABLE IF NOT EXISTS configs (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
+    name TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (run_id, name));
 CREATE TABLE IF NOT EXISTS artifacts (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
     name TEXT NOT NULL, doc TEXT NOT NULL, UNIQUE (run_id, name));
 CREATE INDEX IF NOT EXISTS artifacts_sha256 ON artifacts (json_extract(doc, '$.sha256'));
@@ -85,7 +88,8 @@ _TASK_ORDER = "ORDER BY started_at IS NULL, started_at, task_id, attempt"
 
 # Top-level record fields with their own column; everything else lives in the JSON ``doc``.
 _COLUMNS = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at")
-_DOC_FIELDS = ("schema_version", "orchestrator", "code", "features", "environment", "failure", "gate", "incomplete")
+_DOC_FIELDS = ("schema_version", "orchestrator", "code", "features", "llm", "metric_units", "environment", "failure",
+               "gate", "incomplete")
 
 
 def _ts(value: datetime | str | None) -> str | None:
@@ -375,7 +379,7 @@ class SQLiteStore:
             document: dict[str, Any] = json.loads(doc)
             document.update(run_id=run_id, key=key, name=name, owner=owner, purpose=purpose, status=status,
                             started_at=started_at, ended_at=ended_at, params={}, tags={}, data=[], artifacts=[],
-                            tasks=[])
+                            configs=[], tasks=[])
             documents[run_id] = document
         if not documents:
             return []
@@ -387,7 +391,7 @@ class SQLiteStore:
         for run_id, key, value in self._read(f"SELECT run_id, key, value FROM tags WHERE run_id IN ({marks}) "
                                              "ORDER BY key", tuple(ids)):
             documents[run_id]["tags"][key] = value
-        for table in ("data", "artifacts"):
+        for table in ("data", "configs", "artifacts"):
             for run_id, doc in self._read(f"SELECT run_id, doc FROM {table} WHERE run_id IN ({marks}) ORDER BY seq",
                                           tuple(ids)):
                 documents[run_id][table].append(json.loads(doc))
@@ -475,6 +479,14 @@ class SQLiteStore:
                 "INSERT INTO data (run_id, name, uri, doc) VALUES (?,?,?,?) "
                 "ON CONFLICT (run_id, name, uri) DO UPDATE SET doc = excluded.doc",
                 (run_id, snapshot.name, snapshot.uri, snapshot.model_dump_json()))
+
+    def log_config(self, run_id: str, config: ConfigFile) -> None:
+        """Record a config file or prompt template."""
+        with self._write("log a config to") as connection:
+            connection.execute(
+                "INSERT INTO configs (run_id, name, doc) VALUES (?,?,?) "
+                "ON CONFLICT (run_id, name) DO UPDATE SET doc = excluded.doc",
+                (run_id, config.name, config.model_dump_json()))
 
     def log_artifact(self, run_id: str, artifact: Artifact) -> None:
         """Record an artifact."""

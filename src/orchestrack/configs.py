@@ -1,0 +1,163 @@
+"""Config files and prompt templates as part of the run: hashed, parsed into comparable keys, stored.
+
+:func:`read_config` turns a file or folder into a :class:`~orchestrack.record.ConfigFile` and the
+bytes to keep as the run's copy. YAML, JSON and TOML files are parsed and flattened to dotted keys
+so that ``compare`` can say which keys changed; anything else is compared by its hash. Secrets are
+masked in the parsed values and, when any were found, in the stored copy too (the hash is always
+that of the file as read, so it still identifies the file).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from orchestrack.errors import InvalidInputError
+from orchestrack.inputs import MASK, check_name, is_secret_name, masked
+from orchestrack.record import ConfigFile, Scalar
+from orchestrack.stores.local_artifacts import content_sha256, folder_files
+
+#: At most this many keys of one config are kept in the record (the file itself is always stored).
+MAX_KEYS = 2000
+#: A value longer than this is cut in the record.
+MAX_VALUE = 500
+#: Files larger than this are hashed and stored but not parsed.
+MAX_PARSE_BYTES = 4 << 20
+
+_FORMATS = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml"}
+
+
+def _parse(text: str, fmt: str) -> Any:
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_load(text)
+    if fmt == "json":
+        return json.loads(text)
+    return tomllib.loads(text)
+
+
+def _scalar(value: Any) -> Scalar:
+    text: Scalar
+    if value is None or isinstance(value, (bool, int, str)):
+        text = value
+    elif isinstance(value, float):
+        text = value if math.isfinite(value) else str(value)
+    else:
+        text = str(value)  # dates, times and other YAML scalars
+    if isinstance(text, str) and len(text) > MAX_VALUE:
+        text = text[: MAX_VALUE - 1] + "…"
+    return text
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"model.lr": 0.1, "layers[0].units": 64}`` from nested mappings and lists (an empty one is kept)."""
+    if isinstance(node, dict) and node:
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if isinstance(node, list) and node:
+        flat = {}
+        for index, value in enumerate(node):
+            flat.update(flatten(value, f"{prefix}[{index}]"))
+        return flat
+    if isinstance(node, (dict, list)):
+        return {prefix or "(root)": json.dumps(node)}
+    return {prefix or "(root)": node}
+
+
+def _mask_tree(node: Any, name: str = "") -> tuple[Any, bool]:
+    """``node`` with secrets masked, and whether anything was."""
+    if isinstance(node, dict):
+        changed, result = False, {}
+        for key, value in node.items():
+            if is_secret_name(key) and not isinstance(value, (dict, list)) and value not in (None, ""):
+                result[key], changed = MASK, True
+            else:
+                result[key], inner = _mask_tree(value, str(key))
+                changed = changed or inner
+        return result, changed
+    if isinstance(node, list):
+        items = [_mask_tree(value, name) for value in node]
+        return [v for v, _ in items], any(c for _, c in items)
+    if isinstance(node, str):
+        cleaned = masked(name if is_secret_name(name) else "", node)
+        return cleaned, cleaned != node
+    return node, False
+
+
+def _render(tree: Any, fmt: str) -> bytes:
+    """A masked tree written back in its format (TOML, which the standard library cannot write, as JSON)."""
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(tree, sort_keys=False, allow_unicode=True).encode()
+    return json.dumps(tree, indent=2, ensure_ascii=False, default=str).encode()
+
+
+def _parsed_file(path: Path, fmt: str, where: str) -> tuple[Any, bytes, bool] | None:
+    """The parsed tree (secrets masked), the bytes to store (its masked rendering when secrets were
+    found, else the file's own) and whether any were; ``None`` for a file too large to parse."""
+    raw = path.read_bytes()
+    if len(raw) > MAX_PARSE_BYTES:
+        return None
+    try:
+        tree = _parse(raw.decode("utf-8"), fmt)
+    except Exception as err:
+        raise InvalidInputError(
+            f"config {str(path)!r} ({where}) is not valid {fmt.upper()}: {' '.join(str(err).split())[:300]}; "
+            "fix the file, or log it as text with a name that does not end in "
+            f"{', '.join(e for e, f in _FORMATS.items() if f == fmt)}") from err
+    cleaned, changed = _mask_tree(tree)
+    return cleaned, (_render(cleaned, fmt) if changed else raw), changed
+
+
+def read_config(path: str | os.PathLike[str], *, name: str | None = None, kind: str = "config",
+                where: str = "log_config") -> tuple[ConfigFile, dict[str, bytes]]:
+    """The record of a config file or folder, and the files to store as its copy (relative name -> bytes)."""
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise InvalidInputError(f"config {str(path)!r} ({where}) does not exist (working directory "
+                                f"{Path.cwd()}); give the path of the file or folder the run reads")
+    name = check_name(name or source.name, "config name", where)
+    sha256, size = content_sha256(source)
+    files = ([(rel, file) for rel, file in folder_files(source)] if source.is_dir() else [(source.name, source)])
+    values: dict[str, Scalar] = {}
+    stored: dict[str, bytes] = {}
+    redacted = False
+    for relative, file in files:
+        fmt = _FORMATS.get(file.suffix.lower())
+        parsed = _parsed_file(file, fmt, where) if fmt else None
+        if parsed is None:
+            stored[relative] = file.read_bytes()
+            continue
+        tree, stored[relative], changed = parsed
+        redacted = redacted or changed
+        prefix = f"{relative}:" if source.is_dir() else ""
+        values.update({f"{prefix}{key}": _scalar(value) for key, value in flatten(tree).items()})
+    fmt = "folder" if source.is_dir() else _FORMATS.get(source.suffix.lower(), "text")
+    complete = len(values) <= MAX_KEYS
+    if not complete:
+        values = dict(list(values.items())[:MAX_KEYS])
+    config = ConfigFile(name=name, kind=kind, format=fmt, source=str(source.resolve()), sha256=sha256,
+                        size_bytes=size, values=values, values_complete=complete, redacted=redacted)
+    return config, stored
+
+
+def config_rows(records: list[Any]) -> list[tuple[str, list[Any]]]:
+    """``(field, value per run)`` rows that compare the runs' configs: one per parsed key, and the
+    hash of each config (changed keys say what differs; the hash also catches comments and files
+    that do not parse)."""
+    names = sorted({c.name for r in records for c in r.configs})
+    rows: list[tuple[str, list[Any]]] = []
+    for name in names:
+        by_run = [next((c for c in r.configs if c.name == name), None) for r in records]
+        rows.append((f"{name} sha256", [c.sha256[:12] if c else None for c in by_run]))
+        keys = sorted({k for c in by_run if c for k in c.values})
+        rows.extend((f"{name}: {key}", [c.values.get(key) if c else None for c in by_run]) for key in keys)
+    return rows
