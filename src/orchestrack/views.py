@@ -4,11 +4,12 @@ failures grouped by reason."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from orchestrack.record import FailureReason, RunRecord
+from orchestrack.record import DataSnapshot, FailureReason, RunRecord
 
 
 def duration_text(seconds: float | None) -> str | None:
@@ -53,13 +54,30 @@ def reason_of(record: RunRecord) -> str | None:
 
 def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     """One row per compared field: ``{"section", "field", "values" (one per run), "differs"}``."""
+    from orchestrack.configs import config_rows
+
     def union(keys: Iterable[Iterable[str]]) -> list[str]:
         return sorted(set().union(*keys))
 
-    def data_versions(record: RunRecord, name: str) -> str | None:
-        versions = [d.version or "?" for d in record.data if d.name == name]
-        return ", ".join(versions) if versions else None
+    def data_field(record: RunRecord, name: str, read: Callable[[DataSnapshot], Any]) -> Any:
+        values = [read(d) for d in record.data if d.name == name]
+        if not values or all(v is None for v in values):
+            return None
+        return values[0] if len(values) == 1 else ", ".join(map(str, values))
 
+    def filters_text(snapshot: DataSnapshot) -> str | None:
+        if snapshot.filters is None or isinstance(snapshot.filters, str):
+            return snapshot.filters
+        return json.dumps(snapshot.filters, sort_keys=True)
+
+    def leakage_text(snapshot: DataSnapshot) -> str | None:
+        check = snapshot.leakage_check
+        return None if check is None else check.status.value + (f": {check.note}" if check.note else "")
+
+    data_reads: list[tuple[str, Callable[[DataSnapshot], Any]]] = [
+        ("", lambda d: d.version or "?"), (" filters", filters_text),
+        (" labels as of", lambda d: d.labels_as_of.isoformat() if d.labels_as_of else None),
+        (" leakage check", leakage_text)]
     fields: list[tuple[str, str, list[Any]]] = [
         ("run", "status", [r.status.value for r in records]),
         ("run", "failure reason", [reason_of(r) for r in records]),
@@ -68,15 +86,53 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
         ("code", "commit", [r.code.commit for r in records]),
     ]
     fields += [("params", key, [r.params.get(key) for r in records]) for key in union(r.params for r in records)]
-    fields += [("metrics", key, [r.metrics.get(key) for r in records]) for key in union(r.metrics for r in records)]
-    fields += [("data", name, [data_versions(r, name) for r in records])
-               for name in union((d.name for d in r.data) for r in records)]
+    fields += [("metrics", _metric_label(records, key), [r.metrics.get(key) for r in records])
+               for key in union(r.metrics for r in records)]
+    for name in union((d.name for d in r.data) for r in records):
+        rows = [(f"{name}{suffix}", [data_field(r, name, read) for r in records]) for suffix, read in data_reads]
+        fields += [("data", label, values) for label, values in rows if _shown(label, name, values)]
+    fields += [("config", label, values) for label, values in config_rows(list(records))]
+    fields += [("features", label, values) for label, values in _feature_rows(records)]
+    fields += [("llm", label, values) for label, values in _llm_rows(records)]
     fields += [("environment", "python", [r.environment.python for r in records]),
                ("environment", "image", [r.environment.image for r in records])]
     fields += [("environment", name, [r.environment.packages.get(name) for r in records])
                for name in union(r.environment.packages for r in records)]
     return [{"section": section, "field": field, "values": values, "differs": differs(values)}
             for section, field, values in fields]
+
+
+def _shown(label: str, name: str, values: list[Any]) -> bool:
+    """The version row of a data set always; its filters, label date and leakage rows when any run has them."""
+    return label == name or any(v is not None for v in values)
+
+
+def _metric_label(records: Sequence[RunRecord], key: str) -> str:
+    """``key``, with its unit when a run recorded one (``llm.latency (s)``)."""
+    units = sorted({r.metric_units[key] for r in records if key in r.metric_units})
+    return f"{key} ({', '.join(units)})" if units else key
+
+
+def _feature_rows(records: Sequence[RunRecord]) -> list[tuple[str, list[Any]]]:
+    """Columns, target, joins, transformations, the feature store and extra facts, where any run has them."""
+    dumps = [r.features.model_dump(mode="json") for r in records]
+    keys = list(dict.fromkeys(k for d in dumps for k in d))
+    rows = []
+    for key in keys:
+        values = [d.get(key) for d in dumps]
+        values = [", ".join(map(str, v)) if isinstance(v, list) else v for v in values]
+        if any(v not in (None, "") for v in values):
+            rows.append((key.replace("_", " "), [v if v != "" else None for v in values]))
+    return rows
+
+
+def _llm_rows(records: Sequence[RunRecord]) -> list[tuple[str, list[Any]]]:
+    """Provider, model, each retrieval setting and extra facts of LLM runs, where any run has them."""
+    dumps = [r.llm.model_dump(mode="json") for r in records]
+    flat = [{**{k: v for k, v in d.items() if k != "retrieval"},
+             **{f"retrieval.{k}": v for k, v in d.get("retrieval", {}).items()}} for d in dumps]
+    keys = list(dict.fromkeys(k for d in flat for k in d))
+    return [(key, [d.get(key) for d in flat]) for key in keys if any(d.get(key) is not None for d in flat)]
 
 
 def differs(values: Sequence[Any]) -> bool:
