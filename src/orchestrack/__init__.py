@@ -68,7 +68,7 @@ from orchestrack.record import (
     TaskAttempt,
     TaskStatus,
 )
-from orchestrack.registry import ModelVersion, open_registry, promote, which
+from orchestrack.registry import ModelVersion, model_version, open_registry, promote, which
 
 __version__ = "0.1.0"
 
@@ -81,7 +81,7 @@ __all__ = [
     "Purpose", "Rule", "Run", "RunNotFoundError", "RunRecord", "RunStatus", "StoreError", "TaskAttempt",
     "TaskStatus", "__version__", "active_run", "check_gate", "classify_failure", "gate_step", "get_run",
     "load_gate_spec", "log_artifact", "log_config", "log_dataset", "log_features", "log_llm", "log_llm_usage",
-    "log_metrics", "log_params", "log_prompt",
+    "log_metrics", "log_params", "log_prompt", "model_version",
     "open_registry", "promote", "register_rule", "replay_spool", "run_id_for", "search_runs", "set_tags",
     "start_run", "which",
 ]

@@ -29,7 +29,15 @@ from rich.text import Text
 
 import orchestrack
 from orchestrack.errors import OrchestrackError
-from orchestrack.record import FailureReason, GateDecision, Purpose, RunRecord, RunStatus, TaskAttempt
+from orchestrack.record import (
+    FailureReason,
+    GateDecision,
+    LeakageCheck,
+    Purpose,
+    RunRecord,
+    RunStatus,
+    TaskAttempt,
+)
 from orchestrack.views import comparison_rows, duration_text, failure_groups, reason_of, run_seconds, size_text
 
 #: Width used when stdout is not a terminal and COLUMNS is unset (CI logs are wide; 80 squashes tables).
@@ -141,6 +149,21 @@ def _task_label(task: TaskAttempt) -> str:
 def _short(text: str | None, length: int = 12) -> str | None:
     """The first ``length`` characters of an id, hash or version."""
     return text[:length] if text else text
+
+
+def _filters_text(filters: dict[str, Any] | str | None) -> str | None:
+    """``country in [DE, FR], date >= 2026-10-01`` style text of a data snapshot's filters."""
+    if filters is None or isinstance(filters, str):
+        return filters
+    return ", ".join(f"{key}={json.dumps(value)}" for key, value in filters.items())
+
+
+def _leakage_text(check: LeakageCheck | None) -> Text | None:
+    """The leakage screening result, coloured (failed red, not-run yellow), with its note."""
+    if check is None:
+        return None
+    style = {"passed": "green", "failed": "bold red", "not-run": "yellow"}[check.status.value]
+    return Text.assemble((check.status.value, style), f": {check.note}" if check.note else "")
 
 
 def _plural(count: int, word: str) -> str:
@@ -259,22 +282,33 @@ def _record_tables(record: RunRecord) -> list[Table]:
     for key in sorted(set(record.metrics) | set(record.metric_series)):
         series = record.metric_series.get(key)
         note = f"series: {len(series)} points, last {series[-1].value:.6g}" if series else None
-        metric_rows.append((key, None, record.metrics.get(key), note))
+        metric_rows.append((key, None, record.metrics.get(key), record.metric_units.get(key), note))
     for slice_label, values in sorted(record.slice_metrics.items()):
-        metric_rows.extend((key, slice_label, value, None) for key, value in sorted(values.items()))
-    features = record.features.model_dump(exclude={"columns", "target"})
+        metric_rows.extend((key, slice_label, value, record.metric_units.get(key), None)
+                           for key, value in sorted(values.items()))
+    features = {key.replace("_", " "): ", ".join(value) if isinstance(value, list) else value
+                for key, value in record.features.model_dump(exclude={"columns", "target"}).items()
+                if value not in (None, [], "")}
+    llm = record.llm.model_dump(exclude={"retrieval"})
+    llm_rows = [*((k, v) for k, v in llm.items() if v is not None),
+                *((f"retrieval.{k}", v) for k, v in record.llm.retrieval.items())]
     return [
         _fields("Code", [("commit", _short(code.commit, 10)), ("branch", code.branch),
                          ("dirty", code.dirty), ("repository", code.repository)]),
         _fields("Environment", [("python", env.python), ("image", env.image), ("hostname", env.hostname),
                                 ("platform", env.platform), ("gpus", gpus), ("cuda", cuda), ("packages", packages)]),
-        _table(("name", "uri", "version", "rows", "size"),
-               [(d.name, d.uri, _short(d.version), d.rows, size_text(d.size_bytes)) for d in record.data],
-               title="Data"),
+        _table(("name", "uri", "version", "rows", "size", "filters", "labels as of", "leakage check"),
+               [(d.name, d.uri, _short(d.version), d.rows, size_text(d.size_bytes), _filters_text(d.filters),
+                 d.labels_as_of.isoformat() if d.labels_as_of else None, _leakage_text(d.leakage_check))
+                for d in record.data], title="Data"),
         _fields("Features", [("columns", ", ".join(record.features.columns)), ("target", record.features.target),
                              *features.items()] if record.features.columns or features else []),
+        _table(("name", "kind", "format", "sha256", "keys", "artifact", "source"),
+               [(c.name, c.kind, c.format, _short(c.sha256), len(c.values) or None, c.artifact, c.source)
+                for c in record.configs], title="Configs and prompts"),
+        _fields("LLM", llm_rows),
         _table(("param", "value"), sorted(record.params.items()), title="Params"),
-        _table(("metric", "slice", "value", "series"), metric_rows, title="Metrics"),
+        _table(("metric", "slice", "value", "unit", "series"), metric_rows, title="Metrics"),
         _table(("name", "kind", "size", "sha256", "uri"),
                [(a.name, a.kind, size_text(a.size_bytes), _short(a.sha256) or None, a.uri) for a in record.artifacts],
                title="Artifacts"),
@@ -537,31 +571,44 @@ def models_command(tracking_uri: str | None, name: str | None, as_json: bool) ->
 
 
 @main.command("which")
-@click.argument("path", metavar="FILE", type=click.Path(exists=True, path_type=Path))
+@click.argument("target", metavar="FILE|MODEL")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs and model versions as JSON.")
 @click.pass_obj
-def which_command(tracking_uri: str | None, path: Path, as_json: bool) -> None:
-    """Which runs produced FILE (a file or folder, matched by content), and which model versions it is."""
+def which_command(tracking_uri: str | None, target: str, as_json: bool) -> None:
+    """Which run produced FILE (a file or folder, matched by content) or a model version
+    (models:/NAME/VERSION, models:/NAME@ALIAS), and which model versions it is."""
     from orchestrack.errors import RunNotFoundError
-    from orchestrack.registry import file_sha256, open_registry, runs_with_sha256
+    from orchestrack.registry import MODEL_URI, file_sha256, model_version, open_registry, runs_with_sha256
 
-    sha256 = file_sha256(path)
-    found = runs_with_sha256(sha256, tracking_uri=tracking_uri)
-    versions = open_registry(tracking_uri).find_versions(sha256)
+    if MODEL_URI.match(target.strip()):
+        version = model_version(target, tracking_uri=tracking_uri)
+        record = orchestrack.get_run(version.run_id, tracking_uri=tracking_uri)
+        sha256 = version.sha256
+        found = [(record, a) for a in record.artifacts if a.name == version.artifact]
+        versions = [version]
+    else:
+        path = Path(target)
+        if not path.exists():
+            raise click.BadParameter(f"{target!r} is neither an existing file or folder nor a model version "
+                                     "(models:/NAME/VERSION or models:/NAME@ALIAS)", param_hint="FILE|MODEL")
+        sha256 = file_sha256(path)
+        found = runs_with_sha256(sha256, tracking_uri=tracking_uri)
+        versions = open_registry(tracking_uri).find_versions(sha256)
     if not found and not versions:
         raise RunNotFoundError(
             f"no run in {orchestrack.lifecycle.store_for(tracking_uri).uri} has an artifact with the content of "
-            f"{str(path)!r} "
+            f"{target!r} "
             f"(sha256 {sha256}); it was not logged with log_artifact, was changed since, or lives in another "
             "store (--tracking-uri, ORCHESTRACK_TRACKING_URI)")
     if as_json:
-        _echo_json({"path": str(path), "sha256": sha256, "runs": [
+        _echo_json({"path": target, "sha256": sha256, "runs": [
             {"run_id": r.run_id, "key": r.key, "name": r.name, "status": r.status.value,
-             "started_at": _iso(r.started_at), "artifact": a.model_dump(mode="json")} for r, a in found],
+             "started_at": _iso(r.started_at), "url": orchestrack.lifecycle.run_url(r.run_id, r.key),
+             "artifact": a.model_dump(mode="json")} for r, a in found],
             "model_versions": [v.model_dump(mode="json") for v in versions]})
         return
     console = _console()
-    console.print(f"{path} (sha256 {sha256[:12]}): {_plural(len(found), 'run artifact')}, "
+    console.print(f"{target} (sha256 {sha256[:12]}): {_plural(len(found), 'run artifact')}, "
                   f"{_plural(len(versions), 'model version')}.", soft_wrap=True)
     console.print()
     _print_tables(console, [
@@ -572,6 +619,40 @@ def which_command(tracking_uri: str | None, path: Path, as_json: bool) -> None:
                [(v.name, v.version, ", ".join(v.aliases) or None, v.run_name, _outcome(v), _when(v.created_at))
                 for v in versions], title="Model versions"),
     ])
+    for record, _ in found[:1]:
+        url = orchestrack.lifecycle.run_url(record.run_id, record.key)
+        console.print(f"source run: {url or record.run_id}", soft_wrap=True)
+
+
+@main.command("link")
+@click.argument("run")
+@click.option("--markdown", is_flag=True, help="Print a Markdown link ([name](url)) for a pull request or model card.")
+@click.option("--json", "as_json", is_flag=True, help="Print run id, key, name and URL as JSON.")
+@click.pass_obj
+def link_command(tracking_uri: str | None, run: str, markdown: bool, as_json: bool) -> None:
+    """Print the stable URL of RUN to paste into a code or model review.
+
+    The URL is built from the run id (the same on every machine for one orchestrator run), with
+    ORCHESTRACK_UI_URL (the address of `orchestrack ui`, or a template with {run_id} / {key}), else
+    the tracking server's own run page (MLflow).
+    """
+    from orchestrack.errors import InvalidInputError
+    from orchestrack.lifecycle import run_url
+    from orchestrack.settings import load_settings
+
+    record = orchestrack.get_run(run, tracking_uri=tracking_uri)
+    url = run_url(record.run_id, record.key, load_settings(**({"tracking_uri": tracking_uri} if tracking_uri else {})))
+    if url is None:
+        raise InvalidInputError(
+            f"run {record.key!r} (run id {record.run_id}) has no URL: the embedded store has no web page of its own. "
+            "Set ORCHESTRACK_UI_URL to where `orchestrack ui` is served for your team "
+            "(e.g. https://orchestrack.example.com), or use an MLflow tracking server")
+    if as_json:
+        _echo_json({"run_id": record.run_id, "key": record.key, "name": record.name, "url": url})
+    elif markdown:
+        click.echo(f"[{record.name} ({record.run_id[:8]})]({url})")
+    else:
+        click.echo(url)
 
 
 # -- run pages (orchestrack ui, report) ---------------------------------------------------------

@@ -32,6 +32,7 @@ from orchestrack.record import (
     GateCheck,
     GateDecision,
     GateOutcome,
+    LeakageStatus,
     Purpose,
     RunRecord,
     RunStatus,
@@ -433,12 +434,38 @@ def _require_checks(record: RunRecord, paths: list[str]) -> list[GateCheck]:
     document = record.model_dump(mode="python")
     checks = []
     for path in paths:
+        if path.split(".")[:2] == ["data", "leakage_check"]:
+            checks.append(_leakage_check(record, path))
+            continue
         present = has_value(document, path.split("."))
         checks.append(GateCheck(kind="require", subject=path,
                                 outcome=GateOutcome.PASSED if present else GateOutcome.FAILED,
                                 sentence=f"the run records {path}." if present
                                 else f"the run has no {path}, which the gate requires."))
     return checks
+
+
+def _leakage_check(record: RunRecord, path: str) -> GateCheck:
+    """``require: [data.leakage_check]``: leakage screening ran on the run's data and found nothing.
+
+    Fails when no data snapshot records a screening, when one says ``failed`` (the note is quoted),
+    or when one says ``not-run``.
+    """
+    screened = [(d.name, d.leakage_check) for d in record.data if d.leakage_check is not None]
+    failed = [(name, check) for name, check in screened if check.status is LeakageStatus.FAILED]
+    not_run = [name for name, check in screened if check.status is LeakageStatus.NOT_RUN]
+    if failed:
+        name, check = failed[0]
+        sentence = f"leakage screening of data set {name!r} failed" + (f": {check.note}" if check.note else ".")
+    elif not_run:
+        sentence = f"leakage screening did not run on data set {not_run[0]!r}, which the gate requires."
+    elif not screened:
+        sentence = "the run records no leakage screening of its data, which the gate requires."
+    else:
+        return GateCheck(kind="require", subject=path, outcome=GateOutcome.PASSED,
+                         sentence=f"leakage screening passed on {', '.join(repr(n) for n, _ in screened)}.")
+    return GateCheck(kind="require", subject=path, outcome=GateOutcome.FAILED,
+                     sentence=sentence if sentence.endswith(".") else sentence + ".")
 
 
 def _suspicious_checks(record: RunRecord, spec: GateSpec, history: list[RunRecord]) -> list[GateCheck]:

@@ -544,6 +544,36 @@ def runs_with_sha256(sha256: str, *, tracking_uri: str | None = None) -> list[tu
     return store_for(tracking_uri).find_artifacts(sha256)
 
 
+#: ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``, MLflow's way of naming a model version.
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))$")
+
+
+def model_version(ref: str, *, tracking_uri: str | None = None) -> ModelVersion:
+    """The model version ``ref`` names: ``models:/churn/3`` or ``models:/churn@champion``.
+
+    Example::
+
+        orchestrack.model_version("models:/churn@champion").run_key
+    """
+    match = MODEL_URI.match(ref.strip())
+    if match is None:
+        raise InvalidInputError(f"{ref!r} is not a model version; write models:/NAME/VERSION or models:/NAME@ALIAS, "
+                                "e.g. models:/churn/3 or models:/churn@champion")
+    name, version, alias = match["name"], match["version"], match["alias"]
+    registry = open_registry(tracking_uri)
+    if alias is not None:
+        found = registry.alias(name, alias)
+        if found is None:
+            raise ModelNotFoundError(f"model {name!r} has no alias {alias!r}; list its versions and aliases with "
+                                     f"`orchestrack models {name}`")
+        return found
+    found = next((v for v in registry.versions(name) if v.version == int(version)), None)
+    if found is None:
+        raise ModelNotFoundError(f"model {name!r} has no version {version}; list its versions with "
+                                 f"`orchestrack models {name}`")
+    return found
+
+
 def which(path: str | os.PathLike[str], *, tracking_uri: str | None = None) -> list[tuple[RunRecord, Artifact]]:
     """The runs that produced the file or folder at ``path`` (by content), with the matching artifact,
     newest run first. Model versions of it: ``open_registry().find_versions(file_sha256(path))``.
@@ -557,5 +587,5 @@ def which(path: str | os.PathLike[str], *, tracking_uri: str | None = None) -> l
 
 
 __all__ = ["EmbeddedRegistry", "MlflowRegistry", "ModelRegistry", "ModelVersion", "check_alias", "check_model_name",
-           "file_sha256", "open_registry", "pick_artifact", "promote", "refusal", "registry_for",
+           "file_sha256", "model_version", "open_registry", "pick_artifact", "promote", "refusal", "registry_for",
            "runs_with_sha256", "versions_of_run", "which"]

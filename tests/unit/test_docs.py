@@ -19,11 +19,12 @@ from orchestrack.settings import ENV_PREFIX, Settings
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 NESTED_MODELS: list[type[BaseModel]] = [
-    record.OrchestratorInfo, record.CodeInfo, record.DataSnapshot, record.Features, record.Environment,
-    record.Gpu, record.MetricPoint, record.SeriesPoint, record.Artifact, record.TaskAttempt, record.Failure,
+    record.OrchestratorInfo, record.CodeInfo, record.DataSnapshot, record.LeakageCheck, record.Features,
+    record.ConfigFile, record.LlmSettings, record.Environment, record.Gpu, record.MetricPoint, record.SeriesPoint,
+    record.Artifact, record.TaskAttempt, record.Failure,
 ]
 ENUMS: list[type[Enum]] = [record.FailureReason, record.RunStatus, record.TaskStatus, record.Purpose,
-                           record.OrchestratorKind]
+                           record.OrchestratorKind, record.LeakageStatus]
 
 
 def _doc(name: str) -> str:
