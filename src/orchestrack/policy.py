@@ -16,7 +16,8 @@ from orchestrack.errors import InvalidInputError, PolicyError
 from orchestrack.record import RunRecord
 
 #: Fields that can only be filled while the run goes on, so a strict policy checks them at finish.
-LATE_FIELDS = frozenset({"data", "metrics", "artifacts", "features", "params", "slice_metrics"})
+LATE_FIELDS = frozenset({"data", "metrics", "artifacts", "features", "params", "slice_metrics", "task_metrics",
+                         "metric_series", "metric_units", "configs", "llm"})
 
 _NAME_VARIABLES = ("key", "pipeline", "purpose", "owner", "date", "run_id")
 

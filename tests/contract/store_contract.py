@@ -4,7 +4,7 @@ and provides a ``store`` fixture (and ``artifact_store`` for :class:`ArtifactSto
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,12 +13,17 @@ from orchestrack.errors import RunNotFoundError
 from orchestrack.lifecycle import run_id_for
 from orchestrack.record import (
     Artifact,
+    ConfigFile,
     DataSnapshot,
     Failure,
     FailureReason,
+    Features,
     GateCheck,
     GateDecision,
     GateOutcome,
+    LeakageCheck,
+    LeakageStatus,
+    LlmSettings,
     MetricPoint,
     OrchestratorInfo,
     Purpose,
@@ -92,6 +97,45 @@ class StoreContract:
         got = store.get_run(run.run_id)
         assert [(d.name, d.version) for d in got.data] == [("train", "v2"), ("eval", None)]
         assert got.artifacts == [artifact]
+
+    def test_data_snapshot_checklist_fields_round_trip(self, store: Store) -> None:
+        run = store.open_run(make_record("p/data-checklist"))
+        snapshot = DataSnapshot(name="train", uri="s3://b/train/", filters={"country": ["DE", "FR"], "min_age": 18},
+                                labels_as_of=date(2026, 10, 1),
+                                leakage_check=LeakageCheck(status=LeakageStatus.FAILED, note="id leaks"))
+        by_time = DataSnapshot(name="eval", uri="s3://b/eval/", filters="date >= '2026-10-01'",
+                               labels_as_of=datetime(2026, 10, 1, 6, 30, tzinfo=UTC),
+                               leakage_check=LeakageCheck(status=LeakageStatus.NOT_RUN))
+        store.log_data(run.run_id, snapshot)
+        store.log_data(run.run_id, by_time)
+        assert store.get_run(run.run_id).data == [snapshot, by_time]
+
+    def test_configs_replace_by_name_and_keep_their_order(self, store: Store) -> None:
+        run = store.open_run(make_record("p/configs"))
+        train = ConfigFile(name="train.yaml", format="yaml", source="/repo/conf/train.yaml", sha256="ab" * 32,
+                           size_bytes=40, artifact="configs/train.yaml",
+                           values={"model.lr": 0.1, "model.layers[0]": 64, "db.password": "***", "flag": True,
+                                   "none": None})
+        prompt = ConfigFile(name="answer", kind="prompt", format="text", source="inline", sha256="cd" * 32,
+                            size_bytes=12, artifact="prompts/answer")
+        store.log_config(run.run_id, train)
+        store.log_config(run.run_id, prompt)
+        changed = train.model_copy(update={"sha256": "ef" * 32, "values": {**train.values, "model.lr": 0.2}})
+        store.log_config(run.run_id, changed)
+        assert store.get_run(run.run_id).configs == [changed, prompt]
+
+    def test_features_llm_and_metric_units_round_trip(self, store: Store) -> None:
+        run = store.open_run(make_record("p/llm"))
+        features = Features(columns=["age"], target="churned", joins=["a LEFT JOIN b ON id"],
+                            transformations=["log1p(age)"], feature_store="feast:churn", feature_store_version="7")
+        llm = LlmSettings(provider="vllm", model="llama-3.1-8b", retrieval={"top_k": 8, "index": "docs"},
+                          temperature=0.2)
+        store.update_run(run.run_id, {"features": features, "llm": llm,
+                                      "metric_units": {"llm.latency": "s", "llm.cost": "USD"}})
+        got = store.get_run(run.run_id)
+        assert got.features == features and got.llm == llm
+        assert got.llm.model_dump()["temperature"] == 0.2
+        assert got.metric_units == {"llm.latency": "s", "llm.cost": "USD"}
 
     def test_find_artifacts_by_sha256(self, store: Store) -> None:
         old, new = store.open_run(make_record("p/which-1")), store.open_run(make_record("p/which-2"))
