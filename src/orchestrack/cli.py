@@ -38,7 +38,18 @@ from orchestrack.record import (
     RunStatus,
     TaskAttempt,
 )
-from orchestrack.views import comparison_rows, duration_text, failure_groups, reason_of, run_seconds, size_text
+from orchestrack.views import (
+    comparison_rows,
+    duration_text,
+    failure_groups,
+    feature_fields,
+    filters_text,
+    leakage_text,
+    llm_fields,
+    reason_of,
+    run_seconds,
+    size_text,
+)
 
 #: Width used when stdout is not a terminal and COLUMNS is unset (CI logs are wide; 80 squashes tables).
 PIPE_WIDTH = 160
@@ -151,19 +162,12 @@ def _short(text: str | None, length: int = 12) -> str | None:
     return text[:length] if text else text
 
 
-def _filters_text(filters: dict[str, Any] | str | None) -> str | None:
-    """``country in [DE, FR], date >= 2026-10-01`` style text of a data snapshot's filters."""
-    if filters is None or isinstance(filters, str):
-        return filters
-    return ", ".join(f"{key}={json.dumps(value)}" for key, value in filters.items())
-
-
 def _leakage_text(check: LeakageCheck | None) -> Text | None:
     """The leakage screening result, coloured (failed red, not-run yellow), with its note."""
     if check is None:
         return None
     style = {"passed": "green", "failed": "bold red", "not-run": "yellow"}[check.status.value]
-    return Text.assemble((check.status.value, style), f": {check.note}" if check.note else "")
+    return Text(leakage_text(check) or "", style=style)
 
 
 def _plural(count: int, word: str) -> str:
@@ -286,27 +290,22 @@ def _record_tables(record: RunRecord) -> list[Table]:
     for slice_label, values in sorted(record.slice_metrics.items()):
         metric_rows.extend((key, slice_label, value, record.metric_units.get(key), None)
                            for key, value in sorted(values.items()))
-    features = {key.replace("_", " "): ", ".join(value) if isinstance(value, list) else value
-                for key, value in record.features.model_dump(exclude={"columns", "target"}).items()
-                if value not in (None, [], "")}
-    llm = record.llm.model_dump(exclude={"retrieval"})
-    llm_rows = [*((k, v) for k, v in llm.items() if v is not None),
-                *((f"retrieval.{k}", v) for k, v in record.llm.retrieval.items())]
+    features = feature_fields(record.features)
     return [
         _fields("Code", [("commit", _short(code.commit, 10)), ("branch", code.branch),
                          ("dirty", code.dirty), ("repository", code.repository)]),
         _fields("Environment", [("python", env.python), ("image", env.image), ("hostname", env.hostname),
                                 ("platform", env.platform), ("gpus", gpus), ("cuda", cuda), ("packages", packages)]),
         _table(("name", "uri", "version", "rows", "size", "filters", "labels as of", "leakage check"),
-               [(d.name, d.uri, _short(d.version), d.rows, size_text(d.size_bytes), _filters_text(d.filters),
+               [(d.name, d.uri, _short(d.version), d.rows, size_text(d.size_bytes), filters_text(d.filters),
                  d.labels_as_of.isoformat() if d.labels_as_of else None, _leakage_text(d.leakage_check))
                 for d in record.data], title="Data"),
         _fields("Features", [("columns", ", ".join(record.features.columns)), ("target", record.features.target),
-                             *features.items()] if record.features.columns or features else []),
+                             *features] if record.features.columns or features else []),
         _table(("name", "kind", "format", "sha256", "keys", "artifact", "source"),
                [(c.name, c.kind, c.format, _short(c.sha256), len(c.values) or None, c.artifact, c.source)
                 for c in record.configs], title="Configs and prompts"),
-        _fields("LLM", llm_rows),
+        _fields("LLM", llm_fields(record.llm)),
         _table(("param", "value"), sorted(record.params.items()), title="Params"),
         _table(("metric", "slice", "value", "unit", "series"), metric_rows, title="Metrics"),
         _table(("name", "kind", "size", "sha256", "uri"),

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from orchestrack.record import DataSnapshot, FailureReason, RunRecord
+from orchestrack.record import DataSnapshot, FailureReason, Features, LeakageCheck, LlmSettings, RunRecord
 
 
 def duration_text(seconds: float | None) -> str | None:
@@ -65,19 +65,10 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
             return None
         return values[0] if len(values) == 1 else ", ".join(map(str, values))
 
-    def filters_text(snapshot: DataSnapshot) -> str | None:
-        if snapshot.filters is None or isinstance(snapshot.filters, str):
-            return snapshot.filters
-        return json.dumps(snapshot.filters, sort_keys=True)
-
-    def leakage_text(snapshot: DataSnapshot) -> str | None:
-        check = snapshot.leakage_check
-        return None if check is None else check.status.value + (f": {check.note}" if check.note else "")
-
     data_reads: list[tuple[str, Callable[[DataSnapshot], Any]]] = [
-        ("", lambda d: d.version or "?"), (" filters", filters_text),
+        ("", lambda d: d.version or "?"), (" filters", lambda d: filters_text(d.filters)),
         (" labels as of", lambda d: d.labels_as_of.isoformat() if d.labels_as_of else None),
-        (" leakage check", leakage_text)]
+        (" leakage check", lambda d: leakage_text(d.leakage_check))]
     fields: list[tuple[str, str, list[Any]]] = [
         ("run", "status", [r.status.value for r in records]),
         ("run", "failure reason", [reason_of(r) for r in records]),
@@ -92,8 +83,10 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
         rows = [(f"{name}{suffix}", [data_field(r, name, read) for r in records]) for suffix, read in data_reads]
         fields += [("data", label, values) for label, values in rows if _shown(label, name, values)]
     fields += [("config", label, values) for label, values in config_rows(list(records))]
-    fields += [("features", label, values) for label, values in _feature_rows(records)]
-    fields += [("llm", label, values) for label, values in _llm_rows(records)]
+    fields += [("features", label, values) for label, values in _by_label(
+        records, lambda r: [("columns", ", ".join(r.features.columns) or None), ("target", r.features.target),
+                            *feature_fields(r.features)]) if any(v is not None for v in values)]
+    fields += [("llm", label, values) for label, values in _by_label(records, lambda r: llm_fields(r.llm))]
     fields += [("environment", "python", [r.environment.python for r in records]),
                ("environment", "image", [r.environment.image for r in records])]
     fields += [("environment", name, [r.environment.packages.get(name) for r in records])
@@ -113,26 +106,37 @@ def _metric_label(records: Sequence[RunRecord], key: str) -> str:
     return f"{key} ({', '.join(units)})" if units else key
 
 
-def _feature_rows(records: Sequence[RunRecord]) -> list[tuple[str, list[Any]]]:
-    """Columns, target, joins, transformations, the feature store and extra facts, where any run has them."""
-    dumps = [r.features.model_dump(mode="json") for r in records]
-    keys = list(dict.fromkeys(k for d in dumps for k in d))
-    rows = []
-    for key in keys:
-        values = [d.get(key) for d in dumps]
-        values = [", ".join(map(str, v)) if isinstance(v, list) else v for v in values]
-        if any(v not in (None, "") for v in values):
-            rows.append((key.replace("_", " "), [v if v != "" else None for v in values]))
-    return rows
+def filters_text(filters: dict[str, Any] | str | None) -> str | None:
+    """A data snapshot's filters as one line: the expression, or ``country=["DE", "FR"], min_age=18``."""
+    if filters is None or isinstance(filters, str):
+        return filters
+    return ", ".join(f"{key}={json.dumps(value)}" for key, value in sorted(filters.items()))
 
 
-def _llm_rows(records: Sequence[RunRecord]) -> list[tuple[str, list[Any]]]:
-    """Provider, model, each retrieval setting and extra facts of LLM runs, where any run has them."""
-    dumps = [r.llm.model_dump(mode="json") for r in records]
-    flat = [{**{k: v for k, v in d.items() if k != "retrieval"},
-             **{f"retrieval.{k}": v for k, v in d.get("retrieval", {}).items()}} for d in dumps]
-    keys = list(dict.fromkeys(k for d in flat for k in d))
-    return [(key, [d.get(key) for d in flat]) for key in keys if any(d.get(key) is not None for d in flat)]
+def leakage_text(check: LeakageCheck | None) -> str | None:
+    """``passed``, ``not-run`` or ``failed: <note>``."""
+    return None if check is None else check.status.value + (f": {check.note}" if check.note else "")
+
+
+def feature_fields(features: Features) -> list[tuple[str, Any]]:
+    """``(label, text)`` of the feature set's fields beyond columns and target that are set."""
+    return [(key.replace("_", " "), ", ".join(map(str, value)) if isinstance(value, list) else value)
+            for key, value in features.model_dump(mode="json", exclude={"columns", "target"}).items()
+            if value not in (None, [], "")]
+
+
+def llm_fields(llm: LlmSettings) -> list[tuple[str, Any]]:
+    """``(label, value)`` of the LLM settings that are set, retrieval settings as ``retrieval.<name>``."""
+    return [*((k, v) for k, v in llm.model_dump(mode="json", exclude={"retrieval"}).items() if v is not None),
+            *((f"retrieval.{k}", v) for k, v in llm.retrieval.items())]
+
+
+def _by_label(records: Sequence[RunRecord], read: Callable[[RunRecord], list[tuple[str, Any]]]
+              ) -> list[tuple[str, list[Any]]]:
+    """Rows ``(label, value per run)`` over the labels any run has."""
+    per_run = [dict(read(r)) for r in records]
+    labels = list(dict.fromkeys(label for values in per_run for label in values))
+    return [(label, [values.get(label) for values in per_run]) for label in labels]
 
 
 def differs(values: Sequence[Any]) -> bool:

@@ -114,3 +114,22 @@ def test_only_a_web_address_becomes_the_orchestrator_link() -> None:
     assert 'href="javascript' not in html and "javascript:alert(1)" in html
     html = pages.run_page(_record("e2", orchestrator={"kind": "airflow", "url": "https://airflow/dags/x"}))
     assert 'href="https://airflow/dags/x"' in html
+
+
+def test_the_run_page_shows_the_checklist_fields_with_the_config_linked_to_its_copy() -> None:
+    record = _record("c3", data=[{"name": "train", "uri": "s3://lake/t/", "filters": {"country": ["DE", "FR"]},
+                                  "labels_as_of": "2026-10-01",
+                                  "leakage_check": {"status": "failed", "note": "<b>id</b> leaks"}}],
+                     configs=[{"name": "train.yaml", "format": "yaml", "source": "/repo/train.yaml",
+                               "sha256": "ab" * 32, "size_bytes": 10, "artifact": "configs/train.yaml",
+                               "values": {"model.lr": 0.1}}],
+                     features={"columns": ["a"], "joins": ["x LEFT JOIN y ON id"], "feature_store": "feast:churn",
+                               "feature_store_version": "7"},
+                     llm={"provider": "vllm", "retrieval": {"top_k": 8}},
+                     metrics={"llm.latency": 0.8}, metric_units={"llm.latency": "s"})
+    html = pages.run_page(record)
+    assert 'country=[&quot;DE&quot;, &quot;FR&quot;]' in html and "2026-10-01" in html
+    assert "failed: &lt;b&gt;id&lt;/b&gt; leaks" in html  # a note is text, never markup
+    assert 'href="/artifacts/c3/configs%2Ftrain.yaml"' in html and "abababababab" in html
+    assert "x LEFT JOIN y ON id" in html and "feast:churn" in html and "retrieval.top_k" in html
+    assert re.search(r"<td>llm\.latency</td><td>0\.8</td><td>s</td>", html)

@@ -24,7 +24,17 @@ from urllib.parse import quote
 from orchestrack.record import FailureReason, GateDecision, Purpose, RunRecord, RunStatus, TaskAttempt
 from orchestrack.registry import ModelVersion
 from orchestrack.ui.charts import line_chart
-from orchestrack.views import comparison_rows, duration_text, failure_groups, run_seconds, size_text
+from orchestrack.views import (
+    comparison_rows,
+    duration_text,
+    failure_groups,
+    feature_fields,
+    filters_text,
+    leakage_text,
+    llm_fields,
+    run_seconds,
+    size_text,
+)
 
 #: The run-list filters, in form order (each is also a ``search_runs`` argument).
 FILTERS = ("pipeline", "status", "reason", "purpose", "owner")
@@ -268,7 +278,6 @@ def versions_section(versions: Sequence[ModelVersion], site: Site) -> Html:
 def run_sections(record: RunRecord, site: Site, versions: Sequence[ModelVersion] = ()) -> Html:
     """Everything about one run, as the body of its page or one part of a report."""
     code = record.code
-    extra_features = record.features.model_dump(exclude={"columns", "target"})
     slices = [(label, key, value) for label, values in sorted(record.slice_metrics.items())
               for key, value in sorted(values.items())]
     by_task = [(task, key, value) for task, values in sorted(record.task_metrics.items())
@@ -278,14 +287,24 @@ def run_sections(record: RunRecord, site: Site, versions: Sequence[ModelVersion]
         versions_section(versions, site),
         section("Code", fields([("commit", code.commit), ("branch", code.branch), ("dirty", code.dirty),
                                 ("repository", code.repository)])),
-        section("Data", table(("name", "uri", "version", "rows", "size", "task"),
-                              [(d.name, d.uri, d.version, d.rows, size_text(d.size_bytes), d.task)
-                               for d in record.data])),
+        section("Data", table(("name", "uri", "version", "rows", "size", "filters", "labels as of", "leakage check",
+                               "task"),
+                              [(d.name, d.uri, d.version, d.rows, size_text(d.size_bytes),
+                                filters_text(d.filters), d.labels_as_of.isoformat() if d.labels_as_of else None,
+                                leakage_text(d.leakage_check), d.task)
+                               for d in record.data], cls="data")),
         section("Features", fields([("columns", ", ".join(record.features.columns) or None),
-                                    ("target", record.features.target), *extra_features.items()])),
+                                    ("target", record.features.target), *feature_fields(record.features)])),
+        section("Configs and prompts", table(
+            ("name", "kind", "format", "sha256", "keys", "source"),
+            [(link(site.artifact_link(record.run_id, c.artifact), c.name) if c.artifact else c.name, c.kind,
+              c.format, c.sha256[:12], len(c.values) or None, c.source) for c in record.configs], cls="configs")),
+        section("LLM", fields(llm_fields(record.llm))),
         section("Environment", environment_fields(record)),
         section("Params", table(("param", "value"), sorted(record.params.items()), cls="params")),
-        section("Metrics", table(("metric", "value"), sorted(record.metrics.items()), cls="metrics")),
+        section("Metrics", table(("metric", "value", "unit"),
+                                 [(k, v, record.metric_units.get(k)) for k, v in sorted(record.metrics.items())],
+                                 cls="metrics")),
         section("Metrics over steps", charts(record)),
         section("Slice metrics", table(("slice", "metric", "value"), slices)),
         section("Task metrics", table(("task", "metric", "value"), by_task)),
