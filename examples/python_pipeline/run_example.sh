@@ -28,3 +28,5 @@ orchestrack runs --pipeline churn-train --limit 4
 orchestrack show "$good"
 orchestrack show "$bad"
 orchestrack models churn
+echo "== from the deployed model back to the run that made it"
+orchestrack which models:/churn@champion

@@ -38,9 +38,16 @@ def test_succeeding_and_failing_days(tmp_path: Path) -> None:
         ("prepare", "succeeded"), ("train", "succeeded"), ("evaluate", "succeeded")]
     assert record.data[0].rows == 200 and record.data[0].version.startswith("sha256:")  # type: ignore[union-attr]
     assert record.features.columns == ["tenure_months", "support_tickets", "monthly_spend"]
+    snapshot = record.data[0]
+    assert snapshot.filters == {"country": ["DE", "FR", "NL"], "tenure_months": ">= 1", "day": "2026-11-28"}
+    assert str(snapshot.labels_as_of) == "2026-10-29"
+    assert snapshot.leakage_check is not None and snapshot.leakage_check.status == "passed"
+    assert record.features.joins == ["events LEFT JOIN customers USING (customer_id)"]
+    [config] = record.configs
+    assert config.name == "churn.yaml" and config.values["model.lr"] == 0.5 and config.artifact == "configs/churn.yaml"
     assert len(record.metric_series["train_loss"]) == 5 and 0.5 < record.metrics["auc"] <= 1.0
     assert sorted(record.slice_metrics) == ["country=DE", "country=FR", "country=NL"]
-    assert record.artifacts[0].name == "model.json" and record.artifacts[0].kind == "model"
+    assert [(a.name, a.kind) for a in record.artifacts] == [("configs/churn.yaml", "config"), ("model.json", "model")]
 
     failed = orchestrack.get_run("churn-train/2026-11-29/manual__1")
     assert failed.status == "failed" and [t.status.value for t in failed.tasks] == ["failed"]
@@ -63,3 +70,4 @@ def test_run_example_script_shows_both_runs(tmp_path: Path) -> None:
     versions = orchestrack.open_registry().versions("churn")
     assert [(v.version, v.run_id, v.aliases) for v in versions] == [(1, good.run_id, ["champion"])]
     assert "Model churn" in result.stdout
+    assert "models:/churn@champion (sha256" in result.stdout and f"source run: {good.run_id}" in result.stdout
