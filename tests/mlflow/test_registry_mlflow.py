@@ -158,6 +158,45 @@ def test_the_cli_promotes_lists_and_answers_which(tracked: MlflowStore, model: s
     assert [r["key"] for r in json.loads(which.stdout)["runs"]] == ["churn/1"]
 
 
+def test_a_model_version_leads_back_to_its_run_and_link_prints_the_mlflow_page(tracked: MlflowStore, model: str,
+                                                                               server: Any) -> None:
+    record = make_run("churn/1", "one")
+    orchestrack.promote("churn/1", model, alias="champion")
+    runner = CliRunner()
+    for ref in (f"models:/{model}/1", f"models:/{model}@champion"):
+        found = runner.invoke(main, ["which", ref, "--json"], catch_exceptions=False)
+        assert found.exit_code == 0, found.output
+        answer = json.loads(found.stdout)
+        assert [(r["key"], r["artifact"]["name"]) for r in answer["runs"]] == [("churn/1", "model.pt")]
+        assert answer["runs"][0]["url"].startswith(server.url)
+    link = runner.invoke(main, ["link", "churn/1"], catch_exceptions=False)
+    mlflow_run_id = tracked._ids(record.run_id)[0]
+    assert link.exit_code == 0 and link.stdout.strip().endswith(f"/runs/{mlflow_run_id}"), link.output
+
+
+def test_the_checklist_fields_round_trip_through_mlflow(tracked: MlflowStore, tmp_path: Path,
+                                                       mlflow_client: Any) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("model:\n  lr: 0.01\ndb:\n  password: hunter2-on-mlflow\n")
+    run = orchestrack.start_run(key="checklist/1", pipeline="churn")
+    with run.task("train"):
+        orchestrack.log_dataset("train", "s3://lake/t/", filters={"country": ["DE"]}, labels_as_of="2026-10-01",
+                                leakage_check={"status": "failed", "note": "id leaks"})
+        orchestrack.log_config(config)
+        orchestrack.log_llm_usage(latency_s=0.5, cost=0.01, step=0)
+        orchestrack.log_features(["a"], joins=["x JOIN y"], feature_store="feast:churn")
+    record = run.finish()
+    assert record is not None
+    got = orchestrack.get_run("checklist/1")
+    assert got.data[0].filters == {"country": ["DE"]} and str(got.data[0].labels_as_of) == "2026-10-01"
+    assert got.data[0].leakage_check is not None and got.data[0].leakage_check.note == "id leaks"
+    assert got.configs[0].values == {"model.lr": 0.01, "db.password": "***"}
+    assert got.metric_units == {"llm.latency": "s", "llm.cost": "USD"}
+    assert got.features.joins == ["x JOIN y"] and got.features.feature_store == "feast:churn"
+    mlflow_run = mlflow_client.get_run(tracked._ids(record.run_id)[0])
+    assert "hunter2-on-mlflow" not in json.dumps(mlflow_run.data.tags)
+
+
 def test_gate_promotion_and_run_pages_over_mlflow(tracked: MlflowStore, model: str, tmp_path: Path) -> None:
     """The gate reads its baseline and history from MLflow, the champion from MLflow's registry, and
     `orchestrack ui` serves the runs and versions from there."""
