@@ -482,19 +482,17 @@ class SQLiteStore:
 
     def log_config(self, run_id: str, config: ConfigFile) -> None:
         """Record a config file or prompt template."""
-        with self._write("log a config to") as connection:
-            connection.execute(
-                "INSERT INTO configs (run_id, name, doc) VALUES (?,?,?) "
-                "ON CONFLICT (run_id, name) DO UPDATE SET doc = excluded.doc",
-                (run_id, config.name, config.model_dump_json()))
+        self._put_named("configs", run_id, config.name, config.model_dump_json(), "log a config to")
 
     def log_artifact(self, run_id: str, artifact: Artifact) -> None:
         """Record an artifact."""
-        with self._write("log an artifact to") as connection:
-            connection.execute(
-                "INSERT INTO artifacts (run_id, name, doc) VALUES (?,?,?) "
-                "ON CONFLICT (run_id, name) DO UPDATE SET doc = excluded.doc",
-                (run_id, artifact.name, artifact.model_dump_json()))
+        self._put_named("artifacts", run_id, artifact.name, artifact.model_dump_json(), "log an artifact to")
+
+    def _put_named(self, table: str, run_id: str, name: str, doc: str, action: str) -> None:
+        """Insert a run's ``name`` document in ``table`` (configs, artifacts), or replace it."""
+        with self._write(action) as connection:
+            connection.execute(f"INSERT INTO {table} (run_id, name, doc) VALUES (?,?,?) "
+                               "ON CONFLICT (run_id, name) DO UPDATE SET doc = excluded.doc", (run_id, name, doc))
 
     def record_tasks(self, run_id: str, attempts: list[TaskAttempt]) -> None:
         """Insert task attempts, or replace ones still running (a final attempt is never replaced)."""
