@@ -6,6 +6,7 @@ are listed in ``RunRecord.incomplete``. A strict policy refuses such a run inste
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from datetime import datetime
 from typing import Any, get_args, get_origin
@@ -36,6 +37,11 @@ class SchemaPolicy(BaseModel):
         default_factory=lambda: ["owner", "purpose", "code.commit", "data.version"],
         description="Dotted record paths that must be set; a list path is satisfied by any item.",
     )
+    pipelines: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="More mandatory paths for the runs of some pipelines: pipeline name (or a glob such as "
+                    "``llm-*``) -> dotted record paths, e.g. ``{'churn-train': ['data.leakage_check', 'configs']}``.",
+    )
     strict: bool = Field(default=False, description="Refuse runs that miss a mandatory field.")
     name_template: str = Field(
         default="{key}",
@@ -50,6 +56,13 @@ class SchemaPolicy(BaseModel):
     @classmethod
     def _known_paths(cls, paths: list[str]) -> list[str]:
         return record_paths(paths, "policy.mandatory path")
+
+    @field_validator("pipelines")
+    @classmethod
+    def _known_pipeline_paths(cls, pipelines: dict[str, list[str]]) -> dict[str, list[str]]:
+        for pipeline, paths in pipelines.items():
+            record_paths(paths, f"policy.pipelines[{pipeline!r}] path")
+        return pipelines
 
     @field_validator("name_pattern")
     @classmethod
@@ -71,10 +84,20 @@ class SchemaPolicy(BaseModel):
                 )
         return template
 
+    def mandatory_for(self, pipeline: str | None) -> list[str]:
+        """The mandatory paths for the runs of ``pipeline``: ``mandatory``, then those of every
+        ``pipelines`` entry whose name or glob matches it."""
+        paths = list(self.mandatory)
+        for pattern, extra in self.pipelines.items():
+            if pipeline is not None and fnmatch.fnmatchcase(pipeline, pattern):
+                paths.extend(p for p in extra if p not in paths)
+        return paths
+
     def missing(self, record: RunRecord) -> list[str]:
         """The mandatory paths that ``record`` leaves empty, in policy order."""
         document = record.model_dump(mode="python")
-        return [path for path in self.mandatory if not has_value(document, path.split("."))]
+        return [path for path in self.mandatory_for(record.orchestrator.pipeline)
+                if not has_value(document, path.split("."))]
 
     def enforce(self, record: RunRecord, *, at_finish: bool) -> list[str]:
         """Return the missing paths; raise :class:`PolicyError` for them when strict.

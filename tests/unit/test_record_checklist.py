@@ -250,6 +250,21 @@ def test_the_policy_can_make_checklist_fields_mandatory(config: Path, monkeypatc
         strict.finish()
 
 
+def test_a_pipeline_can_have_mandatory_fields_of_its_own(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRACK_POLICY__MANDATORY", '["owner"]')
+    monkeypatch.setenv("ORCHESTRACK_POLICY__PIPELINES", '{"churn": ["data.leakage_check", "configs"], '
+                                                        '"llm-*": ["llm.model"]}')
+    churn = orchestrack.start_run(key="pp/churn", pipeline="churn", owner="ml")
+    llm = orchestrack.start_run(key="pp/llm", pipeline="llm-answers", owner="ml")
+    other = orchestrack.start_run(key="pp/other", pipeline="forecast", owner="ml")
+    assert churn.finish().incomplete == ["data.leakage_check", "configs"]  # type: ignore[union-attr]
+    assert llm.finish().incomplete == ["llm.model"]  # type: ignore[union-attr]
+    assert other.finish().incomplete == []  # type: ignore[union-attr]
+    monkeypatch.setenv("ORCHESTRACK_POLICY__PIPELINES", '{"churn": ["data.leakage"]}')
+    with pytest.raises(InvalidInputError, match=r"policy.pipelines\['churn'\] path 'data.leakage'"):
+        orchestrack.start_run(key="pp/bad-policy")
+
+
 # -- LLM runs -----------------------------------------------------------------------------------
 
 
