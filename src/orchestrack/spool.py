@@ -22,7 +22,7 @@ from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
 from orchestrack.capture import process_alive
-from orchestrack.record import Artifact, DataSnapshot, MetricPoint, RunRecord, TaskAttempt
+from orchestrack.record import Artifact, ConfigFile, DataSnapshot, MetricPoint, RunRecord, TaskAttempt
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "log_params": {"run_id": str, "params": dict[str, Any]},
     "log_metrics": {"run_id": str, "points": list[MetricPoint]},
     "log_data": {"run_id": str, "snapshot": DataSnapshot},
+    "log_config": {"run_id": str, "config": ConfigFile},
     "log_artifact": {"run_id": str, "artifact": Artifact},
     "set_tags": {"run_id": str, "tags": dict[str, str]},
     "record_task": {"run_id": str, "attempt": TaskAttempt},  # orchestrack 0.1

@@ -45,8 +45,12 @@ def test_locked_store_spools_and_task_keeps_its_outcome(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "orchestrack")
     run = orchestrack.start_run(key="locked", owner="ml", purpose="tuning")
+    (lenient / "train.yaml").write_text("model:\n  lr: 0.1\n")
     with run.task("train"):
         orchestrack.log_metrics({"auc": 0.9})
+        orchestrack.log_config(lenient / "train.yaml")
+        orchestrack.log_dataset("train", "s3://lake/t/", filters={"country": ["DE"]}, leakage_check="passed")
+        orchestrack.log_llm_usage(latency_s=0.4, step=0)
     with pytest.raises(ZeroDivisionError), run.task("evaluate"):
         1 / 0  # noqa: B018 - the task's own failure must come through unchanged
     assert run.finish() is None  # could not read the store; the close is spooled
@@ -57,7 +61,9 @@ def test_locked_store_spools_and_task_keeps_its_outcome(
     applied, problems = orchestrack.replay_spool()
     assert problems == [] and applied >= 6
     record = orchestrack.get_run("locked")
-    assert record.owner == "ml" and record.metrics == {"auc": 0.9}
+    assert record.owner == "ml" and record.metrics == {"auc": 0.9, "llm.latency": 0.4}
+    assert record.configs[0].values == {"model.lr": 0.1} and record.metric_units == {"llm.latency": "s"}
+    assert record.data[0].filters == {"country": ["DE"]} and record.data[0].leakage_check.status == "passed"  # type: ignore[union-attr]
     assert [(t.name, t.status) for t in record.tasks] == [("train", "succeeded"), ("evaluate", "failed")]
     assert record.tasks[1].failure.error_type == "ZeroDivisionError"  # type: ignore[union-attr]
     assert record.status != "running"
