@@ -8,7 +8,7 @@ home="$(mktemp -d)"
 trap 'rm -rf "$home"' EXIT
 export AIRFLOW_HOME="$home" AIRFLOW__CORE__DAGS_FOLDER="$home/dags" AIRFLOW__CORE__LOAD_EXAMPLES=False
 mkdir -p "$home/dags"
-cp "$here/churn_train_dag.py" "$home/dags/"
+cp "$here/churn_train_dag.py" "$here/churn_train.yaml" "$home/dags/"
 echo "== Airflow: migrating a fresh metadata DB, then dag.test() of examples/airflow/churn_train_dag.py"
 airflow db migrate > "$home/migrate.log" 2>&1 || { cat "$home/migrate.log"; exit 1; }
 python "$home/dags/churn_train_dag.py" > "$home/dag-test.log" 2>&1 || { tail -n 40 "$home/dag-test.log"; exit 1; }

@@ -9,6 +9,7 @@ that of the file as read, so it still identifies the file).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -111,8 +112,8 @@ def _parsed_file(path: Path, fmt: str, where: str) -> tuple[Any, bytes, bool] | 
     except Exception as err:
         raise InvalidInputError(
             f"config {str(path)!r} ({where}) is not valid {fmt.upper()}: {' '.join(str(err).split())[:300]}; "
-            "fix the file, or log it as text with a name that does not end in "
-            f"{', '.join(e for e, f in _FORMATS.items() if f == fmt)}") from err
+            f"fix the file (orchestrack parses {', '.join(_FORMATS)} files by their extension, to compare "
+            "their keys between runs)") from err
     cleaned, changed = _mask_tree(tree)
     return cleaned, (_render(cleaned, fmt) if changed else raw), changed
 
@@ -147,6 +148,43 @@ def read_config(path: str | os.PathLike[str], *, name: str | None = None, kind: 
     config = ConfigFile(name=name, kind=kind, format=fmt, source=str(source.resolve()), sha256=sha256,
                         size_bytes=size, values=values, values_complete=complete, redacted=redacted)
     return config, stored
+
+
+def config_paths(configs: Any, where: str) -> list[str | os.PathLike[str]]:
+    """An adapter's ``configs=`` as a list of paths: one path on its own is a list of one (not of its
+    letters); anything else than paths is refused, naming ``where``."""
+    paths = [configs] if isinstance(configs, (str, os.PathLike)) else configs
+    if isinstance(paths, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) and str(p) for p in paths):
+        return list(paths)
+    raise InvalidInputError(f"configs {configs!r} ({where}) must be a list of file or folder paths (text or "
+                            "pathlib.Path), such as configs=['train.yaml']")
+
+
+def source_folder(function: Any) -> Path | None:
+    """The folder of the file that defines ``function`` (a flow's or pipeline's function), or ``None``
+    for one without a source file (typed into a console, a builtin)."""
+    try:
+        file = inspect.getsourcefile(inspect.unwrap(function))
+    except TypeError:
+        return None
+    return Path(file).resolve().parent if file else None
+
+
+def find_config(path: str | os.PathLike[str], beside: Path | None, where: str,
+                beside_what: str = "the pipeline's source file") -> Path:
+    """Where an adapter's ``configs=`` entry is: an absolute path as given; a relative one in the
+    folder ``beside`` (the DAG file's, the flow's or the pipeline's source folder: where the
+    pipeline's own files sit, whatever the working directory) first, then in the working directory.
+    Raises :class:`InvalidInputError` naming every place looked (``beside_what`` names ``beside``)."""
+    given = Path(path).expanduser()
+    places = [given] if given.is_absolute() else list(dict.fromkeys(
+        folder / given for folder in (beside, Path.cwd()) if folder is not None))
+    found = next((place for place in places if place.exists()), None)
+    if found is None:
+        raise InvalidInputError(
+            f"config {str(path)!r} does not exist ({where}): looked for {' and '.join(map(str, places))}; put it "
+            f"next to {beside_what}, or give its absolute path")
+    return found.resolve()
 
 
 def config_rows(records: list[Any]) -> list[tuple[str, list[Any]]]:

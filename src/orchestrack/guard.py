@@ -28,8 +28,12 @@ def strict() -> bool:
         return False
 
 
-def fail_open(where: str) -> Callable[[F], F]:
+def fail_open(where: str, *, warn: tuple[type[Exception], ...] = ()) -> Callable[[F], F]:
     """Decorate an adapter hook so that a tracking fault is logged, not raised (raised in strict mode).
+
+    A fault of a ``warn`` type (input the user must fix, such as a missing config file, whose
+    message already says what to do) is one warning line with that message; any other is logged
+    with its traceback.
 
     Example::
 
@@ -42,9 +46,12 @@ def fail_open(where: str) -> Callable[[F], F]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
                 return hook(*args, **kwargs)
-            except Exception:
+            except Exception as err:
                 if strict():
                     raise
+                if isinstance(err, warn):
+                    log.warning("orchestrack %s: %s; no impact on the pipeline", where, err)
+                    return None
                 log.exception("orchestrack %s hook %s failed; no impact on the pipeline", where, hook.__name__)
                 return None
 

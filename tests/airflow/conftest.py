@@ -67,6 +67,8 @@ def _copy_upstream_examples(folder: Path) -> None:
     for filename, source in upstream_example_sources().items():
         (folder / filename).write_text(source.read_text() + _ADD_THE_OPERATOR)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "airflow" / "churn_train_dag.py"
+#: The config file the example DAG reads, deployed next to it as its users would.
+EXAMPLE_CONFIG = EXAMPLE.with_name("churn_train.yaml")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,6 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     dags = home / "dags"
     shutil.copytree(DAGS, dags)
     shutil.copy(EXAMPLE, dags / EXAMPLE.name)
+    shutil.copy(EXAMPLE_CONFIG, dags / EXAMPLE_CONFIG.name)
     _copy_upstream_examples(dags / "upstream")
     os.environ.update({
         "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),

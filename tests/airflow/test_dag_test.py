@@ -75,10 +75,10 @@ def test_existing_dag_with_the_operator_added(dags_folder: Path) -> None:
     assert [(t.name, t.status) for t in sorted(record.tasks, key=lambda t: t.started_at)] == [
         ("orchestrack", TaskStatus.SUCCEEDED), ("extract", TaskStatus.SUCCEEDED), ("train", TaskStatus.SUCCEEDED),
         ("evaluate", TaskStatus.SUCCEEDED)]
-    assert record.params == {"lr": 0.5, "epochs": 5} and record.owner == "ml-platform"
+    assert record.params == {"min_accuracy": 0.7} and record.owner == "ml-platform"
     assert record.data[0].name == "events" and record.data[0].rows == 300
     assert len(record.metric_series["train_loss"]) == 5 and record.metrics["accuracy"] >= 0.7
-    assert record.artifacts[0].kind == "model"
+    assert sorted(a.kind for a in record.artifacts) == ["config", "model"]  # the config: configs=
 
 
 def test_the_run_link_opens_the_configured_viewer(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -218,3 +218,23 @@ def gated(auc: float = 0.82) -> dict[str, Any]:
 
     evaluate(auc)
     return quality_gate(GATE)
+
+
+@tracked_flow(purpose="tuning", configs=["tuning.yaml"])
+def configured(rows: int = 100) -> float:
+    """Reads tuning.yaml from the working directory (there is none next to this file)."""
+    return train(load(rows), 0.1)
+
+
+@tracked_flow(purpose="tuning", configs=["missing.yaml", "broken.yaml", "tuning.yaml"])
+def misconfigured() -> float:
+    return train(load(10), 0.1)
+
+
+@tracked_flow(purpose="recovery", configs=["tuning.yaml"], retries=1, retry_delay_seconds=0)
+def configured_then_retried(marker: str) -> str:
+    path = Path(marker)
+    if not path.exists():
+        path.touch()
+        raise RuntimeError("the first try fails")
+    return "ok"

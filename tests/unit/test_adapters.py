@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from orchestrack.airflow.facts import code_from_bundle, image_of, orchestrator_info, run_key, task_name
 from orchestrack.inputs import mask_sensitive as redacted
@@ -48,6 +51,37 @@ def test_importing_the_prefect_adapter_package_imports_no_prefect() -> None:
     probe = "import sys, orchestrack.prefect, orchestrack.prefect.facts; print('prefect' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_source_folder_is_the_folder_of_its_function_file() -> None:
+    from orchestrack.configs import source_folder
+
+    assert source_folder(test_keys_and_names) == Path(__file__).resolve().parent
+    typed_in: dict[str, object] = {}
+    exec("def typed(): pass", typed_in)  # as in a console: no file
+    assert source_folder(typed_in["typed"]) is None
+    assert source_folder(len) is None and source_folder(object()) is None
+
+
+def test_a_relative_config_is_found_beside_the_source_then_in_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrack.configs import config_paths, find_config
+    from orchestrack.errors import InvalidInputError
+
+    beside, cwd = tmp_path / "dags", tmp_path / "cwd"
+    beside.mkdir(), cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    (beside / "both.yaml").write_text("a: 1")
+    (cwd / "both.yaml").write_text("a: 2")
+    (cwd / "only-here.yaml").write_text("a: 3")
+    assert find_config("both.yaml", beside, "t") == beside / "both.yaml"
+    assert find_config("only-here.yaml", beside, "t") == cwd / "only-here.yaml"
+    assert find_config(cwd / "only-here.yaml", None, "t") == cwd / "only-here.yaml"
+    with pytest.raises(InvalidInputError, match=r"'gone.yaml' does not exist \(flow 'f'\): looked for .*dags/gone"):
+        find_config("gone.yaml", beside, "flow 'f'")
+    assert config_paths("one.yaml", "t") == ["one.yaml"]
+    with pytest.raises(InvalidInputError, match="must be a list of file or folder paths"):
+        config_paths([1], "tracked_flow configs=")
 
 
 def test_a_failed_dag_run_is_never_read_as_succeeded_whatever_the_airflow_minor() -> None:

@@ -165,3 +165,23 @@ def test_replay_takes_over_a_file_whose_replayer_died(lenient: Path, locked_stor
     applied, problems = orchestrack.replay_spool()
     assert (applied, problems) == (2, []) and orchestrack.get_run("orphan").tags == {"a": "1"}
     assert not orphan.exists()
+
+
+def test_a_hook_fault_the_user_must_fix_is_one_warning_line(lenient: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from orchestrack import InvalidInputError
+    from orchestrack.guard import fail_open
+
+    @fail_open("test hook", warn=(InvalidInputError,))
+    def hook(error: Exception) -> None:
+        raise error
+
+    caplog.set_level(logging.WARNING, "orchestrack")
+    assert hook(InvalidInputError("config 'x.yaml' does not exist; pass its absolute path")) is None
+    assert hook(KeyError("a bug of ours")) is None
+    user, ours = caplog.records
+    assert (user.levelno, user.exc_info) == (logging.WARNING, None) and "'x.yaml' does not exist" in user.getMessage()
+    assert ours.levelno == logging.ERROR and ours.exc_info is not None  # anything else keeps its traceback
+    monkeypatch.setenv("ORCHESTRACK_STRICT", "1")
+    with pytest.raises(InvalidInputError):
+        hook(InvalidInputError("x"))

@@ -8,6 +8,7 @@ file's own parsing process. Everything the tasks need at run time is imported wh
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,11 +38,15 @@ class TrackRunOperator(BaseOperator):
     """Track this DAG's runs with orchestrack: put it upstream of the DAG's first task.
 
     ``purpose`` (baseline, tuning, ablation, recovery), ``run_owner`` (default: the DAG's owner),
-    ``datasets`` (input URIs recorded as data snapshots; templated) and ``run_tags``.
+    ``datasets`` (input URIs recorded as data snapshots; templated), ``configs`` (config files or
+    folders the DAG's tasks read, recorded with :meth:`Run.log_config <orchestrack.lifecycle.Run.log_config>`
+    when the operator runs; a relative path is looked up next to the DAG file, then in the working
+    directory) and ``run_tags``.
 
     Example::
 
-        track = TrackRunOperator(task_id="orchestrack", purpose="tuning", datasets=["s3://bucket/train/"])
+        track = TrackRunOperator(task_id="orchestrack", purpose="tuning", datasets=["s3://bucket/train/"],
+                                 configs=["train.yaml"])
         track >> first_task
     """
 
@@ -50,16 +55,27 @@ class TrackRunOperator(BaseOperator):
     operator_extra_links = (OrchestrackRunLink(),)
 
     def __init__(self, *, purpose: str | None = None, run_owner: str | None = None,
-                 datasets: Sequence[str] = (), run_tags: dict[str, str] | None = None, **kwargs: Any) -> None:
+                 datasets: Sequence[str] = (), configs: Sequence[str | os.PathLike[str]] = (),
+                 run_tags: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.purpose = purpose
         self.run_owner = run_owner
         self.datasets = list(datasets)
+        # Only kept here: the files are read when the operator runs, never while the DAG file is parsed.
+        self.configs = _path_list(configs, f"TrackRunOperator {self.task_id!r} configs=")
         self.run_tags = dict(run_tags or {})
 
     def execute(self, context: Any) -> str:
-        """Open (or attach to) the run, record params, conf, datasets and assets; return the run key."""
+        """Open (or attach to) the run, record params, conf, configs, datasets and assets; return the run key."""
+        from orchestrack.errors import InvalidInputError
+        from orchestrack.guard import fail_open
+
         run = open_tracked_run(self, context["ti"], context=context)
+        # A config that is missing or does not parse is the DAG author's to fix, never a reason to fail
+        # their task: one warning line that says how (raised in strict mode); the other configs are recorded.
+        log_config = fail_open(f"TrackRunOperator of DAG {self.dag_id!r}", warn=(InvalidInputError,))(self._log_config)
+        for path in self.configs:
+            log_config(run, path)
         for uri in self.datasets:
             run.log_dataset(uri.rstrip("/").rsplit("/", 1)[-1] or uri, uri)
         for task in getattr(self.dag, "tasks", ()):
@@ -68,6 +84,12 @@ class TrackRunOperator(BaseOperator):
                 if asset_uri:
                     run.log_dataset(getattr(asset, "name", None) or asset_uri, asset_uri)
         return run.key
+
+    def _log_config(self, run: Run, path: str) -> None:
+        from orchestrack.configs import find_config
+
+        run.log_config(find_config(path, _dag_folder(self), f"DAG {self.dag_id!r}, TrackRunOperator configs=",
+                                   "the DAG file"))
 
 
 class QualityGateOperator(BaseOperator):
@@ -106,12 +128,30 @@ class QualityGateOperator(BaseOperator):
         return decision.model_dump(mode="json")
 
 
+def _path_list(paths: Sequence[str | os.PathLike[str]], where: str) -> list[str]:
+    """``paths`` as a list of path texts; one path given on its own is a list of one, not of its letters.
+    (Not :func:`orchestrack.configs.config_paths`: a DAG-file parse imports nothing of ours but this module.)"""
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    bad = [item for item in items if not isinstance(item, (str, os.PathLike))]
+    if bad:
+        from orchestrack.errors import InvalidInputError
+
+        raise InvalidInputError(f"{where} takes file or folder paths (text or pathlib.Path), got {bad[0]!r}")
+    return [os.fspath(item) for item in items]
+
+
+def _dag_folder(task: Any) -> Path | None:
+    """The folder of the file that defines ``task``'s DAG, where it is known."""
+    fileloc = getattr(getattr(task, "dag", None), "fileloc", None)
+    return Path(fileloc).parent if fileloc else None
+
+
 def _beside_dag_file(spec: Any, task: Any) -> Any:
     """A relative spec path that is not found from the working directory, looked up next to the DAG file."""
     if not isinstance(spec, str) or "\n" in spec or Path(spec).is_absolute() or Path(spec).exists():
         return spec
-    fileloc = getattr(getattr(task, "dag", None), "fileloc", None)
-    beside = Path(fileloc).parent / spec if fileloc else None
+    folder = _dag_folder(task)
+    beside = folder / spec if folder is not None else None
     return str(beside) if beside is not None and beside.exists() else spec
 
 

@@ -10,7 +10,7 @@ import inspect
 import json
 import os
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kfp import __version__ as _kfp_version
@@ -18,6 +18,7 @@ from kfp import dsl
 from kfp.dsl import pipeline_context, tasks_group
 
 from orchestrack.errors import OrchestrackError
+from orchestrack.kfp.embedded_configs import pack_configs
 from orchestrack.kfp.executor import (
     CLOSES_RUN,
     HIDDEN_INPUTS,
@@ -154,11 +155,15 @@ def _with_run_id_input(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = None, run_owner: str | None = None,
              packages_to_install: list[str] | None = None, configure_task: Callable[[Any], Any] | None = None,
-             **kwargs: Any) -> Any:
+             configs: Sequence[str | os.PathLike[str]] | None = None, **kwargs: Any) -> Any:
     """``dsl.pipeline`` (same arguments) that opens the run first and closes it however the pipeline
     ends. ``packages_to_install`` is for the open and close tasks (default ``["orchestrack"]``);
     ``configure_task`` is called with each task orchestrack adds (open, close), e.g. to give it the
     MLflow token from a Kubernetes secret as the user's own tasks get it.
+
+    ``configs`` are config files or folders every run records (``Run.log_config``): read when the
+    pipeline is defined (a relative path next to the pipeline's source file, else in the working
+    directory), embedded with secrets masked in the open task's inputs, and logged by that task.
 
     The run is closed by an exit handler wrapped around the pipeline's body. kfp allows neither an
     exit handler inside another nor outputs returned from inside one, so a pipeline that returns an
@@ -168,12 +173,14 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
 
     Example::
 
-        @otk.pipeline(name="nightly-train", purpose="tuning")
+        @otk.pipeline(name="nightly-train", purpose="tuning", configs=["conf/train.yaml"])
         def nightly(epochs: int = 3): ...
     """
 
     def decorate(target: Callable[..., Any]) -> Any:
         name = kwargs.get("name") or target.__name__  # replaced below by the name KFP shows
+        # Read now, on the machine that defines the pipeline: its containers do not have the files.
+        packed = pack_configs(configs or [], pipeline=name, func=target)
         packages = ["orchestrack"] if packages_to_install is None else packages_to_install
         opener = dsl.component(open_run, packages_to_install=packages)
         closer = dsl.component(close_run, packages_to_install=packages)
@@ -188,7 +195,8 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
 
         def open_task(version: str) -> None:
             added(opener(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                         pipeline_name=name, pipeline_version=version, purpose=purpose or "", owner=run_owner or ""))
+                         pipeline_name=name, pipeline_version=version, purpose=purpose or "", owner=run_owner or "",
+                         **({"configs": packed} if packed else {})))
 
         def in_exit_handler(version: str) -> Any:
             @functools.wraps(target)
@@ -312,17 +320,18 @@ def _forward(task: Any) -> None:
 
 
 def open_run(run_id: str, run_name: str, pipeline_name: str, pipeline_version: str, purpose: str,
-             owner: str) -> None:
-    """The pipeline's first task: open the run with what the pipeline knows."""
+             owner: str, configs: str = "") -> None:
+    """The pipeline's first task: open the run with what the pipeline knows, and record the config
+    files the pipeline was defined with (``configs``: packed by ``otk.pipeline(configs=...)``)."""
     import orchestrack
     from orchestrack.kfp.executor import track_into_plugin_mlflow
     from orchestrack.record import OrchestratorInfo, OrchestratorKind
 
     track_into_plugin_mlflow()
-    orchestrack.start_run(key=f"kfp/{run_id}", owner=owner or None, purpose=purpose or None,
-                          orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, pipeline=pipeline_name,
-                                                        pipeline_version=pipeline_version or None, run_id=run_id,
-                                                        details={"run_name": run_name}))
+    run = orchestrack.start_run(key=f"kfp/{run_id}", owner=owner or None, purpose=purpose or None,
+                                orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, pipeline=pipeline_name,
+                                                              pipeline_version=pipeline_version or None,
+                                                              run_id=run_id, details={"run_name": run_name}))
     import os
 
     # A local run on kfp before 2.17 is closed by the calling process (orchestrack.kfp.executor.RUN_KEY_NOTE).
@@ -330,6 +339,10 @@ def open_run(run_id: str, run_name: str, pipeline_name: str, pipeline_version: s
     if note:
         with open(note, "w") as handle:
             handle.write(f"kfp/{run_id}")
+    if configs:
+        from orchestrack.kfp.embedded_configs import log_packed_configs
+
+        log_packed_configs(run, configs)  # fail-open: a config that cannot be recorded is logged, not raised
 
 
 def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Output[dsl.Markdown]) -> None:

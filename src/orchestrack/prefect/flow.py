@@ -27,6 +27,8 @@ from prefect import Flow
 
 import orchestrack
 from orchestrack.capture import process_alive
+from orchestrack.configs import config_paths, find_config, source_folder
+from orchestrack.errors import InvalidInputError
 from orchestrack.guard import fail_open, strict
 from orchestrack.inputs import mask_sensitive
 from orchestrack.lifecycle import Run, enter_task
@@ -54,18 +56,22 @@ SIGTERM_RECORD_S = 5.0
 
 
 def tracked_flow(__fn: Any = None, *, purpose: str | None = None, run_owner: str | None = None,
-                 datasets: Sequence[str] = (), **flow_kwargs: Any) -> Any:
-    """Like ``prefect.flow`` (same arguments), plus ``purpose``, ``run_owner`` and ``datasets``.
+                 datasets: Sequence[str] = (), configs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
+                 **flow_kwargs: Any) -> Any:
+    """Like ``prefect.flow`` (same arguments), plus ``purpose``, ``run_owner``, ``datasets`` and ``configs``.
 
-    Works on a function or on an existing ``Flow``; returns a ``Flow`` (deployable, servable,
-    usable as a subflow).
+    ``configs`` are the config files or folders the flow reads: each is recorded once per flow run
+    when it starts (hash, parsed keys, a stored copy: :meth:`Run.log_config`). A relative path is
+    looked for next to the flow's source file, then in the working directory. Works on a function
+    or on an existing ``Flow``; returns a ``Flow`` (deployable, servable, usable as a subflow).
 
     Example::
 
-        @tracked_flow(purpose="baseline", log_prints=True)
+        @tracked_flow(purpose="baseline", configs=["train.yaml"], log_prints=True)
         def train(lr: float = 3e-4): ...
     """
-    hooks = _Hooks(purpose=purpose, run_owner=run_owner, datasets=list(datasets))
+    hooks = _Hooks(purpose=purpose, run_owner=run_owner, datasets=list(datasets),
+                   configs=config_paths(configs, "tracked_flow configs="))
 
     def decorate(target: Any) -> Flow[Any, Any]:
         flow = target if isinstance(target, Flow) else prefect.flow(**flow_kwargs)(target)
@@ -118,8 +124,10 @@ quality_gate = prefect.task(_check_gate, name="quality-gate", retries=0)
 class _Hooks:
     """Flow state hooks in, lifecycle calls out; fail-open like every adapter hook."""
 
-    def __init__(self, *, purpose: str | None, run_owner: str | None, datasets: list[str]) -> None:
-        self.purpose, self.run_owner, self.datasets = purpose, run_owner, datasets
+    def __init__(self, *, purpose: str | None, run_owner: str | None, datasets: list[str],
+                 configs: list[str | os.PathLike[str]]) -> None:
+        self.purpose, self.run_owner, self.datasets, self.configs = purpose, run_owner, datasets, configs
+        self._configured: set[str] = set()  # flow runs whose configs were recorded (a flow retry starts again)
 
     def _open(self, flow: Any, flow_run: Any, process: dict[str, Any] | None = None, *, ended: bool = False) -> Run:
         tags = {"parent_run": run_key(parent)} if (parent := _parent_flow_run_id(flow_run)) else {}
@@ -136,11 +144,28 @@ class _Hooks:
             _observer.follow(str(flow_run.id), run)
         if not prefect_crashes_runs_on_sigterm():
             _close_run_on_sigterm(run, str(flow_run.id))
+        if str(flow_run.id) not in self._configured:
+            self._configured.add(str(flow_run.id))
+            for path in self.configs:
+                self._log_config(run, flow, path)
         for uri in self.datasets:
             run.log_dataset(uri.rstrip("/").rsplit("/", 1)[-1] or uri, uri)
 
+    @fail_open("Prefect flow", warn=(InvalidInputError,))
+    def _log_config(self, run: Run, flow: Any, path: str | os.PathLike[str]) -> None:
+        """Record one ``configs=`` entry; a missing or unreadable one is the user's to fix: a warning, and
+        the other entries are still recorded."""
+        found = find_config(path, source_folder(flow.fn), f"flow {flow.name!r}, tracked_flow configs=",
+                            "the flow's source file")
+        try:
+            run.log_config(found)
+        except InvalidInputError as err:
+            raise InvalidInputError(f"config {str(path)!r} of flow {flow.name!r} (tracked_flow configs=) "
+                                    f"was not recorded: {err}") from err
+
     @fail_open("Prefect flow")
     def ended(self, flow: Any, flow_run: Any, state: Any) -> None:
+        self._configured.discard(str(flow_run.id))
         run = _observer.stop_following(str(flow_run.id))
         if run is None:  # not run here (a runner-side hook) or not observable: ask the API
             run = self._open(flow, flow_run, ended=True)
