@@ -188,6 +188,7 @@ class ConfigFile(_Model):
     values: dict[str, Scalar] = Field(default_factory=dict)
     values_complete: bool = Field(default=True, description="False when ``values`` was cut at its limit.")
     redacted: bool = Field(default=False, description="True when secrets were masked in the stored copy.")
+    parse_error: str | None = Field(default=None, description="Why a YAML, JSON or TOML file was kept as text.")
     task: str | None = None
 
 

@@ -106,11 +106,14 @@ class Collected(logging.Handler):
 
 @pytest.fixture
 def guard_log() -> Iterator[Collected]:
-    logger = logging.getLogger("orchestrack.guard")  # where fail_open logs
+    loggers = [logging.getLogger("orchestrack.guard"),  # where fail_open logs
+               logging.getLogger("orchestrack.configs")]  # where a config kept as text is reported
     handler = Collected()
-    logger.addHandler(handler)
+    for logger in loggers:
+        logger.addHandler(handler)
     yield handler
-    logger.removeHandler(handler)
+    for logger in loggers:
+        logger.removeHandler(handler)
 
 
 def test_a_missing_or_broken_config_is_a_warning_and_the_dag_run_succeeds(
@@ -122,13 +125,16 @@ def test_a_missing_or_broken_config_is_a_warning_and_the_dag_run_succeeds(
     assert record.status is RunStatus.SUCCEEDED, record.failure
     assert {(t.name, t.status) for t in record.tasks} == {("orchestrack", TaskStatus.SUCCEEDED),
                                                           ("work", TaskStatus.SUCCEEDED)}
-    assert [c.name for c in record.configs] == ["configured.yaml"]  # the one that is there
+    # The broken one is still recorded, by its hash, with the parser's message; the missing one is not.
+    assert [c.name for c in record.configs] == ["configured.yaml", "broken.yaml"]
+    kept = record.configs[1]
+    assert kept.format == "text" and kept.values == {} and "not valid YAML" in (kept.parse_error or "")
     assert [r.levelno for r in guard_log.records] == [logging.WARNING] * 2, guard_log.records  # no traceback
     missing, broken = (r.getMessage() for r in guard_log.records)
     assert "'not_there.yaml'" in missing and "'config_missing'" in missing
     assert str(dags_folder) in missing and "put it next to the DAG file, or give its absolute path" in missing
-    assert f"'{dags_folder / 'broken.yaml'}'" in broken and "'config_missing'" in broken and "not valid YAML" in broken
-    assert "fix the file" in broken
+    assert f"'{dags_folder / 'broken.yaml'}'" in broken and "not valid YAML" in broken
+    assert "kept as text and compared by its hash only" in broken and "fix the file" in broken
 
 
 def test_a_missing_config_fails_the_task_in_strict_mode(dags_folder: Path) -> None:

@@ -120,16 +120,18 @@ def test_a_missing_or_broken_config_is_a_warning_and_the_flow_keeps_its_outcome(
     caplog.set_level(logging.WARNING, "orchestrack")
     state = flows.misconfigured(return_state=True)
     assert state.is_completed()
-    missing, broken = [r for r in caplog.records if r.name.startswith("orchestrack") and "configs=" in r.getMessage()]
+    missing, broken = [r for r in caplog.records if r.name.startswith("orchestrack")
+                       and ("missing.yaml" in r.getMessage() or "broken.yaml" in r.getMessage())]
     assert {missing.levelno, broken.levelno} == {logging.WARNING} and missing.exc_info is broken.exc_info is None
     message = missing.getMessage()
     assert "'missing.yaml'" in message and "flow 'misconfigured'" in message
     assert str(tmp_path / "missing.yaml") in message and "give its absolute path" in message
     message = broken.getMessage()
-    assert "'broken.yaml'" in message and "flow 'misconfigured'" in message
-    assert "is not valid YAML" in message and "fix the file" in message
-    record = only_run()
-    assert record.status is RunStatus.SUCCEEDED and [c.name for c in record.configs] == ["tuning.yaml"]
+    assert "broken.yaml" in message and "kept as text and compared by its hash only" in message
+    assert "not valid YAML" in message and "fix the file" in message
+    record = only_run()  # the broken config is still recorded, by its hash; the missing one is not
+    assert record.status is RunStatus.SUCCEEDED and [c.name for c in record.configs] == ["broken.yaml", "tuning.yaml"]
+    assert record.configs[0].format == "text" and "not valid YAML" in (record.configs[0].parse_error or "")
 
 
 def test_a_missing_config_raises_in_strict_mode(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

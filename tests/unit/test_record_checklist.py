@@ -173,14 +173,46 @@ def test_secrets_in_a_config_reach_neither_the_record_nor_the_stored_copy(tmp_pa
     assert b"hunter2-secret" not in written and b"pa55word" not in written
 
 
-def test_a_config_that_does_not_parse_or_exist_is_refused_with_the_file_named(tmp_path: Path) -> None:
+def test_a_config_that_does_not_parse_is_kept_by_its_hash_and_a_missing_one_is_refused(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
     run = orchestrack.start_run(key="cfg-bad")
-    with pytest.raises(InvalidInputError, match=r"broken\.yaml.*not valid YAML"):
-        run.log_config(tmp_path / "broken.yaml")
+    kept = run.log_config(tmp_path / "broken.yaml")
+    assert (kept.format, kept.values) == ("text", {}) and "not valid YAML" in (kept.parse_error or "")
+    assert kept.sha256 == hashlib.sha256(b"model: [unclosed\n").hexdigest()
+    assert "kept as text and compared by its hash only" in caplog.text and "broken.yaml" in caplog.text
     with pytest.raises(InvalidInputError, match=r"missing\.yaml.*does not exist"):
         run.log_config(tmp_path / "missing.yaml")
-    assert orchestrack.get_run("cfg-bad").configs == []
+    assert [c.name for c in orchestrack.get_run("cfg-bad").configs] == ["broken.yaml"]
+
+
+def test_secrets_in_a_text_config_are_masked_line_by_line(tmp_path: Path, orchestrack_home: Path) -> None:
+    env = tmp_path / "serving.env"
+    env.write_text("MODEL=churn-v7\nexport DB_PASSWORD=hunter2-in-env\nAPI_TOKEN = tok-abc-123\n"
+                   "DSN=postgres://svc:pa55-in-env@db/x\nmax_tokens=300\n")
+    stored = orchestrack.start_run(key="cfg-env").log_config(env)
+    assert stored.format == "text" and stored.redacted
+    written = b"".join(p.read_bytes() for p in orchestrack_home.rglob("*") if p.is_file())
+    assert b"hunter2-in-env" not in written and b"tok-abc-123" not in written and b"pa55-in-env" not in written
+    copy = tmp_path / "copy.env"
+    assert cli("fetch", "cfg-env", "configs/serving.env", "--to", str(copy)).exit_code == 0
+    assert copy.read_text() == ("MODEL=churn-v7\nexport DB_PASSWORD=***\nAPI_TOKEN = ***\n"
+                                "DSN=postgres://svc:***@db/x\nmax_tokens=300\n")
+
+
+def test_a_multi_document_yaml_file_is_parsed_document_by_document(tmp_path: Path) -> None:
+    (tmp_path / "deploy.yaml").write_text("kind: Service\nport: 80\n---\nkind: Deployment\nreplicas: 3\n")
+    stored = orchestrack.start_run(key="cfg-multi").log_config(tmp_path / "deploy.yaml")
+    assert stored.values == {"[0].kind": "Service", "[0].port": 80, "[1].kind": "Deployment", "[1].replicas": 3}
+
+
+def test_a_config_the_size_of_a_data_set_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrack import configs
+
+    monkeypatch.setattr(configs, "MAX_CONFIG_BYTES", 1000)
+    (tmp_path / "embeddings.json").write_text("[" + ",".join(["0.1"] * 400) + "]")
+    with pytest.raises(InvalidInputError, match=r"embeddings\.json.*over the 0 MiB a config may be.*log_artifact"):
+        orchestrack.start_run(key="cfg-big").log_config(tmp_path / "embeddings.json")
 
 
 # -- compare shows exactly what differs ---------------------------------------------------------
