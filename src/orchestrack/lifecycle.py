@@ -115,7 +115,6 @@ class Run:
         self._ended_here: dict[str, TaskAttempt] = {}
         self._faults = 0
         self._units: dict[str, str] = {}
-        self._units_read = False
         self._metrics = MetricBuffer(lambda points: self._write("log_metrics", run_id=self.run_id, points=points),
                                      flush_s=0 if settings.strict else settings.metric_flush_s)
 
@@ -478,18 +477,11 @@ class Run:
         self.log_metrics(given, step=step, slice=slice, unit={key: values[key][1] for key in given})
 
     def _set_units(self, units: Mapping[str, str]) -> None:
-        """Record metric units once per process and metric (a unit, once set, does not change)."""
+        """Record metric units, once per process and metric (the store merges them by metric)."""
         new = {key: unit for key, unit in units.items() if self._units.get(key) != unit}
-        if not new:
-            return
-        if not self._units_read:
-            try:
-                self._units.update(self.store.get_run(self.run_id).metric_units)
-            except Exception as err:
-                self._fault("read its metric units", err)
-            self._units_read = True
-        self._units.update(new)
-        self._write("update_run", run_id=self.run_id, changes={"metric_units": dict(self._units)})
+        if new:
+            self._units.update(new)
+            self._write("update_run", run_id=self.run_id, changes={"metric_units": new})
 
     # -- closing ----------------------------------------------------------------------------
 

@@ -136,6 +136,8 @@ class StoreContract:
         assert got.features == features and got.llm == llm
         assert got.llm.model_dump()["temperature"] == 0.2
         assert got.metric_units == {"llm.latency": "s", "llm.cost": "USD"}
+        store.update_run(run.run_id, {"metric_units": {"ttft": "ms", "llm.cost": "EUR"}})  # another process's
+        assert store.get_run(run.run_id).metric_units == {"llm.latency": "s", "llm.cost": "EUR", "ttft": "ms"}
 
     def test_find_artifacts_by_sha256(self, store: Store) -> None:
         old, new = store.open_run(make_record("p/which-1")), store.open_run(make_record("p/which-2"))

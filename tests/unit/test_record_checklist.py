@@ -375,3 +375,18 @@ def test_the_embedded_store_keeps_configs_in_its_own_table(config: Path, orchest
     with sqlite3.connect(orchestrack_home / "orchestrack.db") as connection:
         [(name, doc)] = connection.execute("SELECT name, doc FROM configs").fetchall()
     assert name == "train.yaml" and json.loads(doc)["values"]["model.lr"] == 0.01
+
+
+def test_units_set_by_different_processes_all_stay() -> None:
+    import subprocess
+    import sys
+
+    run = orchestrack.start_run(key="units/processes")
+    run.log_metrics({"ttft": 120.0}, unit="ms")
+    script = "import orchestrack; orchestrack.log_llm_usage(cost=0.01, currency='EUR', step=0)"
+    done = subprocess.run([sys.executable, "-c", script], env={**__import__("os").environ, **run.env()},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    run.log_metrics({"throughput": 12.0}, unit="req/s")  # this process knows nothing of the other's units
+    assert orchestrack.get_run("units/processes").metric_units == {"ttft": "ms", "llm.cost": "EUR",
+                                                                   "throughput": "req/s"}

@@ -66,7 +66,8 @@ class Store(Protocol):
         """Runs matching ``query``, newest first."""
 
     def update_run(self, run_id: str, changes: dict[str, Any]) -> None:
-        """Replace top-level run fields (status, ended_at, failure, code, environment, ...)."""
+        """Replace top-level run fields (status, ended_at, failure, code, environment, ...).
+        ``metric_units`` is merged by metric, so that units set by different processes all stay."""
 
     def log_params(self, run_id: str, params: dict[str, Scalar]) -> None:
         """Set params; a key logged again takes the new value."""

@@ -198,6 +198,22 @@ def metric_meanings(tags: dict[str, str]) -> dict[str, dict[str, Any]]:
     return {key[len(start):]: json.loads(value) for key, value in tags.items() if key.startswith(start)}
 
 
+#: ``orchestrack.unit.<hash of the metric key>`` = ``[key, unit]``: one tag a metric, so that units
+#: set by different processes merge instead of replacing each other.
+UNIT_PREFIX = PREFIX + "unit."
+
+
+def unit_tags(units: dict[str, str]) -> dict[str, str]:
+    """The tags that record metric units."""
+    return {UNIT_PREFIX + short_hash(key): json.dumps([key, unit]) for key, unit in units.items()}
+
+
+def read_units(tags: dict[str, str]) -> dict[str, str]:
+    """The metric units recorded by :func:`unit_tags`, by metric key."""
+    pairs = [json.loads(value) for key, value in tags.items() if key.startswith(UNIT_PREFIX)]
+    return dict(sorted((key, unit) for key, unit in pairs))
+
+
 def user_tags(tags: dict[str, str]) -> dict[str, str]:
     """The tags a user set: every tag that is neither orchestrack's nor MLflow's own."""
     names = {key[len(PREFIX) + 9:]: value for key, value in tags.items() if key.startswith(PREFIX + "tag_name.")}

@@ -350,7 +350,9 @@ class MlflowStore:
             elif field == "gate":
                 tags[layout.GATE_TAG] = record.gate.outcome.value if record.gate else ""
                 tags.update(layout.document_tags("gate", record.gate.model_dump(mode="json") if record.gate else None))
-            elif field in ("features", "llm", "metric_units", "incomplete", "schema_version"):
+            elif field == "metric_units":
+                tags.update(layout.unit_tags(record.metric_units))
+            elif field in ("features", "llm", "incomplete", "schema_version"):
                 value = getattr(record, field)
                 tags.update(layout.document_tags(field, value.model_dump(mode="json")
                                                  if hasattr(value, "model_dump") else value))
@@ -396,7 +398,8 @@ class MlflowStore:
         self.client.call("POST", "runs/update", body)
 
     def update_run(self, run_id: str, changes: dict[str, Any]) -> None:
-        """Replace top-level run fields (status, ended_at, failure, code, environment, ...)."""
+        """Replace top-level run fields (status, ended_at, failure, code, environment, ...); metric
+        units merge by metric."""
         unknown = set(changes) - set(UPDATABLE)
         if unknown:
             raise InvalidInputError(f"update_run cannot change {sorted(unknown)}; use the matching log_* call")
@@ -532,7 +535,7 @@ class MlflowStore:
             "code": layout.read_document(tags, "code", {}),
             "features": layout.read_document(tags, "features", {}),
             "llm": layout.read_document(tags, "llm", {}),
-            "metric_units": layout.read_document(tags, "metric_units", {}),
+            "metric_units": layout.read_units(tags),
             "environment": layout.read_document(tags, "environment", {}),
             "failure": layout.read_document(tags, "failure"),
             "gate": layout.read_document(tags, "gate"),

@@ -293,7 +293,7 @@ class SQLiteStore:
         return found
 
     def update_run(self, run_id: str, changes: dict[str, Any]) -> None:
-        """Replace top-level fields of the run."""
+        """Replace top-level fields of the run (metric units merge by metric)."""
         unknown = set(changes) - set(_COLUMNS) - set(_DOC_FIELDS)
         if unknown:
             raise InvalidInputError(f"update_run cannot change {sorted(unknown)}; use the matching log_* call")
@@ -305,7 +305,9 @@ class SQLiteStore:
             doc = json.loads(row[0])
             sets: dict[str, Any] = {}
             for field in changes:
-                if field in _DOC_FIELDS:
+                if field == "metric_units":  # merged by metric: units set by other processes stay
+                    doc[field] = {**doc.get(field, {}), **patch[field]}
+                elif field in _DOC_FIELDS:
                     doc[field] = patch[field]
                 elif field in ("started_at", "ended_at"):
                     sets[field] = _ts(patch[field])
