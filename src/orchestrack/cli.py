@@ -322,14 +322,16 @@ def _record_tables(record: RunRecord) -> list[Table]:
 
 @main.command()
 @click.argument("run_refs", metavar="RUN RUN...", nargs=-1, required=True)
+@click.option("--differences", "only_differences", is_flag=True,
+              help="Only the rows whose values differ (a config's hundreds of keys shrink to the changed ones).")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.pass_obj
-def compare(tracking_uri: str | None, run_refs: tuple[str, ...], as_json: bool) -> None:
+def compare(tracking_uri: str | None, run_refs: tuple[str, ...], only_differences: bool, as_json: bool) -> None:
     """Compare runs side by side; rows whose values differ are marked."""
     if len(run_refs) < 2:
         raise click.UsageError("compare needs at least two runs")
     records = [orchestrack.get_run(ref, tracking_uri=tracking_uri) for ref in run_refs]
-    rows = comparison_rows(records)
+    rows = [row for row in comparison_rows(records) if row["differs"] or not only_differences]
     if as_json:
         _echo_json({"runs": [r.run_id for r in records], "rows": rows})
         return

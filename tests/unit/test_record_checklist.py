@@ -238,6 +238,10 @@ def test_compare_of_runs_that_differ_in_one_config_key_shows_that_key_and_the_ha
     rows = json.loads(cli("compare", "c/1", "c/2", "--json").output)["rows"]
     row = next(r for r in rows if r["field"] == "train.yaml: data.window_days")
     assert row["values"] == [90, 60] and row["differs"]
+    only = json.loads(cli("compare", "c/1", "c/2", "--differences", "--json").output)["rows"]
+    assert [r["field"] for r in only] == ["train.yaml sha256", "train.yaml: data.window_days"]
+    text = cli("compare", "c/1", "c/2", "--differences", env={"COLUMNS": "200"}).output
+    assert "data.window_days" in text and "model.lr" not in text
 
 
 def test_compare_of_runs_with_the_same_columns_but_other_joins_shows_the_joins(config: Path) -> None:
