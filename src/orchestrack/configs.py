@@ -153,7 +153,10 @@ def _parsed_file(path: Path, fmt: str) -> tuple[Any, bytes, bool] | str | None:
     except Exception as err:
         return f"not valid {fmt.upper()}: {' '.join(str(err).split())[:300]}"
     cleaned, changed = _mask_tree(tree)
-    return cleaned, (_render(cleaned, fmt) if changed else raw), changed
+    if changed:
+        return cleaned, _render(cleaned, fmt), True
+    copy, in_text = _masked_text(raw)  # a secret in a comment, which the parsed tree does not hold
+    return cleaned, copy, in_text
 
 
 def read_config(path: str | os.PathLike[str], *, name: str | None = None, kind: str = "config",

@@ -200,6 +200,15 @@ def test_secrets_in_a_text_config_are_masked_line_by_line(tmp_path: Path, orches
                                 "DSN=postgres://svc:***@db/x\nmax_tokens=300\n")
 
 
+def test_a_secret_in_a_yaml_comment_is_masked_in_the_stored_copy(tmp_path: Path, orchestrack_home: Path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("# old: api_token: tok-in-a-comment-42\nmodel:\n  lr: 0.1  # tuned\n")
+    stored = orchestrack.start_run(key="cfg-comment").log_config(path)
+    assert stored.redacted and stored.values == {"model.lr": 0.1}
+    written = b"".join(p.read_bytes() for p in orchestrack_home.rglob("*") if p.is_file())
+    assert b"tok-in-a-comment-42" not in written and b"# tuned" in written  # the rest of the file as it was
+
+
 def test_a_multi_document_yaml_file_is_parsed_document_by_document(tmp_path: Path) -> None:
     (tmp_path / "deploy.yaml").write_text("kind: Service\nport: 80\n---\nkind: Deployment\nreplicas: 3\n")
     stored = orchestrack.start_run(key="cfg-multi").log_config(tmp_path / "deploy.yaml")
