@@ -44,6 +44,7 @@ from orchestrack.views import (
     failure_groups,
     feature_fields,
     filters_text,
+    label_date_text,
     leakage_text,
     llm_fields,
     reason_of,
@@ -298,7 +299,7 @@ def _record_tables(record: RunRecord) -> list[Table]:
                                 ("platform", env.platform), ("gpus", gpus), ("cuda", cuda), ("packages", packages)]),
         _table(("name", "uri", "version", "rows", "size", "filters", "labels as of", "leakage check"),
                [(d.name, d.uri, _short(d.version), d.rows, size_text(d.size_bytes), filters_text(d.filters),
-                 d.labels_as_of.isoformat() if d.labels_as_of else None, _leakage_text(d.leakage_check))
+                 label_date_text(d.labels_as_of), _leakage_text(d.leakage_check))
                 for d in record.data], title="Data"),
         _fields("Features", [("columns", ", ".join(record.features.columns)), ("target", record.features.target),
                              *features] if record.features.columns or features else []),

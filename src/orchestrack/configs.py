@@ -172,7 +172,7 @@ def read_config(path: str | os.PathLike[str], *, name: str | None = None, kind: 
         raise InvalidInputError(
             f"config {str(path)!r} ({where}) is {size} bytes, over the {MAX_CONFIG_BYTES >> 20} MiB a config may be; "
             "log data with log_dataset and models or other large files with log_artifact")
-    files = ([(rel, file) for rel, file in folder_files(source)] if source.is_dir() else [(source.name, source)])
+    files = list(folder_files(source)) if source.is_dir() else [(source.name, source)]
     values: dict[str, Scalar] = {}
     stored: dict[str, bytes] = {}
     redacted, problems = False, []
@@ -237,17 +237,3 @@ def find_config(path: str | os.PathLike[str], beside: Path | None, where: str,
             f"config {str(path)!r} does not exist ({where}): looked for {' and '.join(map(str, places))}; put it "
             f"next to {beside_what}, or give its absolute path")
     return found.resolve()
-
-
-def config_rows(records: list[Any]) -> list[tuple[str, list[Any]]]:
-    """``(field, value per run)`` rows that compare the runs' configs: one per parsed key, and the
-    hash of each config (changed keys say what differs; the hash also catches comments and files
-    that do not parse)."""
-    names = sorted({c.name for r in records for c in r.configs})
-    rows: list[tuple[str, list[Any]]] = []
-    for name in names:
-        by_run = [next((c for c in r.configs if c.name == name), None) for r in records]
-        rows.append((f"{name} sha256", [c.sha256[:12] if c else None for c in by_run]))
-        keys = sorted({k for c in by_run if c for k in c.values})
-        rows.extend((f"{name}: {key}", [c.values.get(key) if c else None for c in by_run]) for key in keys)
-    return rows

@@ -361,7 +361,7 @@ class Run:
             file = Path(folder) / "prompt.txt"
             file.write_text(template, encoding="utf-8")
             config, files = read_config(file, name=name, kind="prompt", where="log_prompt")
-            config = config.model_copy(update={"source": "inline", "format": "text"})
+            config = config.model_copy(update={"source": "inline"})
             return self._store_config(config, files, file)
 
     def _store_config(self, config: ConfigFile, files: dict[str, bytes], source: Path) -> ConfigFile:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime
 from typing import Any
 
 from orchestrack.record import DataSnapshot, FailureReason, Features, LeakageCheck, LlmSettings, RunRecord
@@ -54,8 +55,6 @@ def reason_of(record: RunRecord) -> str | None:
 
 def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     """One row per compared field: ``{"section", "field", "values" (one per run), "differs"}``."""
-    from orchestrack.configs import config_rows
-
     def union(keys: Iterable[Iterable[str]]) -> list[str]:
         return sorted(set().union(*keys))
 
@@ -67,7 +66,7 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
 
     data_reads: list[tuple[str, Callable[[DataSnapshot], Any]]] = [
         ("", lambda d: d.version or "?"), (" filters", lambda d: filters_text(d.filters)),
-        (" labels as of", lambda d: d.labels_as_of.isoformat() if d.labels_as_of else None),
+        (" labels as of", lambda d: label_date_text(d.labels_as_of)),
         (" leakage check", lambda d: leakage_text(d.leakage_check))]
     fields: list[tuple[str, str, list[Any]]] = [
         ("run", "status", [r.status.value for r in records]),
@@ -82,7 +81,7 @@ def comparison_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     for name in union((d.name for d in r.data) for r in records):
         rows = [(f"{name}{suffix}", [data_field(r, name, read) for r in records]) for suffix, read in data_reads]
         fields += [("data", label, values) for label, values in rows if _shown(label, name, values)]
-    fields += [("config", label, values) for label, values in config_rows(list(records))]
+    fields += [("config", label, values) for label, values in _config_rows(records)]
     fields += [("features", label, values) for label, values in _by_label(
         records, lambda r: [("columns", ", ".join(r.features.columns) or None), ("target", r.features.target),
                             *feature_fields(r.features)]) if any(v is not None for v in values)]
@@ -113,6 +112,11 @@ def filters_text(filters: dict[str, Any] | str | None) -> str | None:
     return ", ".join(f"{key}={json.dumps(value)}" for key, value in sorted(filters.items()))
 
 
+def label_date_text(moment: date | datetime | None) -> str | None:
+    """A snapshot's ``labels_as_of`` as ISO 8601 text."""
+    return moment.isoformat() if moment is not None else None
+
+
 def leakage_text(check: LeakageCheck | None) -> str | None:
     """``passed``, ``not-run`` or ``failed: <note>``."""
     return None if check is None else check.status.value + (f": {check.note}" if check.note else "")
@@ -137,6 +141,20 @@ def _by_label(records: Sequence[RunRecord], read: Callable[[RunRecord], list[tup
     per_run = [dict(read(r)) for r in records]
     labels = list(dict.fromkeys(label for values in per_run for label in values))
     return [(label, [values.get(label) for values in per_run]) for label in labels]
+
+
+def _config_rows(records: Sequence[RunRecord]) -> list[tuple[str, list[Any]]]:
+    """``(field, value per run)`` rows that compare the runs' configs: one per parsed key, and the
+    hash of each config (changed keys say what differs; the hash also catches comments and files
+    that do not parse)."""
+    names = sorted({c.name for r in records for c in r.configs})
+    rows: list[tuple[str, list[Any]]] = []
+    for name in names:
+        by_run = [next((c for c in r.configs if c.name == name), None) for r in records]
+        rows.append((f"{name} sha256", [c.sha256[:12] if c else None for c in by_run]))
+        keys = sorted({k for c in by_run if c for k in c.values})
+        rows.extend((f"{name}: {key}", [c.values.get(key) if c else None for c in by_run]) for key in keys)
+    return rows
 
 
 def differs(values: Sequence[Any]) -> bool:

@@ -30,6 +30,7 @@ from orchestrack.views import (
     failure_groups,
     feature_fields,
     filters_text,
+    label_date_text,
     leakage_text,
     llm_fields,
     run_seconds,
@@ -290,7 +291,7 @@ def run_sections(record: RunRecord, site: Site, versions: Sequence[ModelVersion]
         section("Data", table(("name", "uri", "version", "rows", "size", "filters", "labels as of", "leakage check",
                                "task"),
                               [(d.name, d.uri, d.version, d.rows, size_text(d.size_bytes),
-                                filters_text(d.filters), d.labels_as_of.isoformat() if d.labels_as_of else None,
+                                filters_text(d.filters), label_date_text(d.labels_as_of),
                                 leakage_text(d.leakage_check), d.task)
                                for d in record.data], cls="data")),
         section("Features", fields([("columns", ", ".join(record.features.columns) or None),
