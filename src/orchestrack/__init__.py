@@ -12,7 +12,7 @@ Example::
 
 from __future__ import annotations
 
-from orchestrack.classify import Rule, classify_failure, register_rule
+from orchestrack.classify import Diagnosis, Rule, classify_failure, explain_failure, register_rule
 from orchestrack.errors import (
     InvalidInputError,
     MissingExtraError,
@@ -78,8 +78,8 @@ __all__ = [
     "InvalidInputError", "LeakageCheck", "LeakageStatus", "LlmSettings",
     "MissingExtraError", "ModelNotFoundError", "ModelVersion", "NoActiveRunError",
     "OrchestrackError", "OrchestratorInfo", "OrchestratorKind", "PolicyError", "PromotionRefusedError",
-    "Purpose", "Rule", "Run", "RunNotFoundError", "RunRecord", "RunStatus", "StoreError", "TaskAttempt",
-    "TaskStatus", "__version__", "active_run", "check_gate", "classify_failure", "gate_step", "get_run",
+    "Diagnosis", "Purpose", "Rule", "Run", "RunNotFoundError", "RunRecord", "RunStatus", "StoreError", "TaskAttempt",
+    "TaskStatus", "__version__", "active_run", "check_gate", "classify_failure", "explain_failure", "gate_step", "get_run",
     "load_gate_spec", "log_artifact", "log_config", "log_dataset", "log_features", "log_llm", "log_llm_usage",
     "log_metrics", "log_params", "log_prompt", "model_version",
     "open_registry", "promote", "register_rule", "replay_spool", "run_id_for", "search_runs", "set_tags",

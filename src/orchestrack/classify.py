@@ -10,11 +10,13 @@ rules added with :func:`register_rule`, then table rules from :func:`register_ru
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrack.errors import OrchestrackError
-from orchestrack.evidence import Evidence, redact
+from orchestrack.evidence import Evidence, informative, redact
+from orchestrack.failure_model import Prediction, shipped_model
 from orchestrack.record import Failure, FailureReason
 from orchestrack.rules import CodeRule, Rule
 
@@ -54,43 +56,164 @@ def unregister_rule(rule: Rule | CodeRule) -> None:
 
 # -- classification --------------------------------------------------------------------------------
 
+#: The sentence's cause when the learned tier decides (it knows the label, not a specific mechanism).
+_MODEL_CAUSES = {
+    FailureReason.TIMEOUT: "ran past a time limit",
+    FailureReason.INFRA_ERROR: "failed because of the platform it ran on",
+    FailureReason.DATA_ERROR: "found a problem with its input data",
+    FailureReason.BAD_SCHEMA: "found data shaped differently from what its code expects",
+    FailureReason.METRIC_REGRESSION: "was rejected by a quality check on its metrics",
+    FailureReason.CODE_ERROR: "failed in its own code",
+    FailureReason.CANCELLED: "was stopped on purpose",
+}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A failure label with what decided it: the answer to ``orchestrack classify --explain``.
+
+    ``decided_by`` is one of ``carried`` (an orchestrack error such as a failed quality gate),
+    ``team-rule``, ``rule`` (``basis`` names the rule's number in docs/failure-reasons.md and what it
+    matched), ``signal`` (what the orchestrator reported apart from the text), ``user-code`` (an
+    exception raised in the user's own code), ``model`` (the learned tier) or ``nothing``.
+    ``model`` holds the learned tier's opinion whenever it was asked, even below its threshold.
+    """
+
+    failure: Failure
+    decided_by: str
+    basis: str
+    confidence: float
+    model: Prediction | None = None
+
+    def explanation(self) -> list[str]:
+        """The decision as lines a person reads."""
+        lines = [f"{self.failure.reason.value}: {self.failure.summary}",
+                 f"decided by: {self.decided_by}: {self.basis}", f"confidence: {self.confidence:.2f}"]
+        shown = [line.strip() for line in (self.failure.evidence or "").splitlines() if informative(line.strip())]
+        if shown:
+            lines.append("evidence: " + shown[0][:160])
+        if self.model is not None:
+            weights = ", ".join(f"{name!r} {weight:+.2f}" for name, weight in self.model.top_features) or "none"
+            lines.append(f"model: {self.model.label} at {self.model.confidence:.2f} (threshold "
+                         f"{self.model.threshold:.2f}); strongest features: {weights}")
+        return lines
+
+    def as_json(self) -> dict[str, Any]:
+        """The decision as JSON-ready data."""
+        model = None if self.model is None else {
+            "label": self.model.label, "confidence": round(self.model.confidence, 4),
+            "threshold": self.model.threshold, "features": [list(item) for item in self.model.top_features]}
+        return {"reason": self.failure.reason.value, "summary": self.failure.summary, "detail": self.failure.detail,
+                "decided_by": self.decided_by, "basis": self.basis, "confidence": round(self.confidence, 4),
+                "evidence": self.failure.evidence, "model": model}
+
 
 def classify_failure(error: BaseException | None = None, *, text: str | None = None,
-                     exit_code: int | None = None, task: str | None = None) -> Failure:
+                     exit_code: int | None = None, task: str | None = None,
+                     signals: Mapping[str, Any] | None = None) -> Failure:
     """Label a failure with one reason and one sentence.
 
     ``error`` is a live exception (chains and groups are followed), ``text`` a traceback, log or
-    orchestrator state message, ``exit_code`` the process's exit code (negative for a signal).
+    orchestrator state message, ``exit_code`` the process's exit code (negative for a signal),
+    ``signals`` what the orchestrator reported apart from the text: ``state`` (its state type:
+    ``crashed``, ``cancelled``, ``timed_out``, ...), ``termination_reason`` (Kubernetes:
+    ``OOMKilled``, ``Evicted``, ...), ``signal`` (the number or name that ended the process).
 
     Example::
 
         classify_failure(FileNotFoundError("data/train.parquet"), task="train").reason  # data-error
     """
+    return explain_failure(error, text=text, exit_code=exit_code, task=task, signals=signals).failure
+
+
+def explain_failure(error: BaseException | None = None, *, text: str | None = None, exit_code: int | None = None,
+                    task: str | None = None, signals: Mapping[str, Any] | None = None) -> Diagnosis:
+    """:func:`classify_failure` with what decided: the rule, signal or model features, and the confidence.
+
+    The tiers, in order: a failure an orchestrack error carries; team code rules; strong signals;
+    text rules (team rules, then the configured ones, then the built-ins), on the error lines first;
+    an exception raised in the user's own code; weak signals; the learned model above its threshold.
+    """
     carried = _carried_failure(error)
     if carried is not None:
-        return carried.model_copy(update={"task": task or carried.task})
+        return Diagnosis(carried.model_copy(update={"task": task or carried.task}), "carried",
+                         "the orchestrack error that ended the task already says why", 1.0)
     evidence = Evidence(error, text, exit_code)
     for code_rule in _registry.code_rules:
         found = code_rule(error, evidence.text, exit_code)
         if found is not None:
             reason, detail, cause = found
-            return _failure(evidence, FailureReason(reason), detail, cause, evidence.headline(), task)
+            name = getattr(code_rule, "__qualname__", repr(code_rule))
+            return Diagnosis(_failure(evidence, FailureReason(reason), detail, cause, evidence.headline(), task),
+                             "team-rule", f"code rule {name}", 1.0)
+    reported = _signals(signals)
+    for key, value, reason, detail, cause, strong in reported:
+        if strong:
+            return Diagnosis(_failure(evidence, reason, detail, cause, evidence.headline(), task), "signal",
+                             f"the orchestrator reported {key}={value}", 1.0)
     rules = _all_rules()
+    team = len(_registry.rules)
+    configured = team + len(_configured_rules())
     # The error lines first; the routine (INFO/DEBUG) lines only when the error lines say nothing.
     for view in filter(None, (evidence.focused(), evidence)):
-        for rule in rules:
+        for number, rule in enumerate(rules):
             if view is not evidence and not (rule.types or rule.pattern is not None):
                 continue  # an exit code alone is weaker than what the routine lines may still say
-            line = rule.match(view)
-            if line is not None:
-                return _failure(view, rule.reason, rule.detail, rule.cause, line, task)
+            hit = rule.hit(view)
+            if hit is not None:
+                line, matched = hit
+                if number < team:
+                    basis, kind = f"team rule {rule.reason.value}/{rule.detail} matched {matched}", "team-rule"
+                elif number < configured:
+                    basis, kind = (f"configured rule {rule.reason.value}/{rule.detail} (failure_rules setting) "
+                                   f"matched {matched}", "team-rule")
+                else:
+                    basis, kind = (f"built-in rule #{number - configured + 1} ({rule.reason.value}"
+                                   f"{'/' + rule.detail if rule.detail else ''}, docs/failure-reasons.md) matched "
+                                   f"{matched}"), "rule"
+                return Diagnosis(_failure(view, rule.reason, rule.detail, rule.cause, line, task), kind, basis, 1.0)
     seen = evidence.headline()
     if seen is not None and evidence.exceptions and evidence.raised_in_user_code():
-        return _failure(evidence, FailureReason.CODE_ERROR, "user-code", "raised an error in its own code", seen, task)
+        return Diagnosis(_failure(evidence, FailureReason.CODE_ERROR, "user-code", "raised an error in its own code",
+                                  seen, task), "user-code",
+                         "an exception no rule knows, raised in the user's own code (innermost frame)", 0.9)
+    for key, value, reason, detail, cause, _ in reported:
+        return Diagnosis(_failure(evidence, reason, detail, cause, evidence.pick_line(), task), "signal",
+                         f"the orchestrator reported {key}={value} and no text rule matched", 0.9)
+    opinion = _model_opinion(evidence)
+    if opinion is not None and opinion.confident and opinion.label != FailureReason.UNKNOWN.value:
+        reason = FailureReason(opinion.label)
+        return Diagnosis(_failure(evidence, reason, "model", _MODEL_CAUSES[reason], evidence.pick_line(), task),
+                         "model", f"the learned model (failure_model.json) at {opinion.confidence:.2f}, at or above "
+                         f"its threshold {opinion.threshold:.2f}", opinion.confidence, opinion)
+    seen = evidence.pick_line() if not evidence.exceptions else seen
     if seen is None and exit_code is not None:
         seen = f"exit code {exit_code}, no error text"
-    return _failure(evidence, FailureReason.UNKNOWN, None, "failed for a reason orchestrack does not recognise",
-                    seen or "no error text, exit code or exception", task)
+    basis = "no rule or signal matched" + (
+        f", and the learned model was not sure enough ({opinion.label} at {opinion.confidence:.2f}, below "
+        f"{opinion.threshold:.2f})" if opinion is not None and opinion.label != "unknown" else "")
+    return Diagnosis(_failure(evidence, FailureReason.UNKNOWN, None,
+                              "failed for a reason orchestrack does not recognise",
+                              seen or "no error text, exit code or exception", task), "nothing", basis,
+                     opinion.confidence if opinion is not None else 0.0, opinion)
+
+
+def _signals(signals: Mapping[str, Any] | None) -> list[tuple[str, str, FailureReason, str, str, bool]]:
+    """The known signals among those reported, in the table's order."""
+    if not signals:
+        return []
+    from orchestrack.failure_rules import SIGNALS
+
+    given = {key: str(value).strip().lower().replace(" ", "") for key, value in signals.items() if value is not None}
+    return [(key, str(signals[key]), reason, detail, cause, strong)
+            for key, value, reason, detail, cause, strong in SIGNALS if given.get(key) == value]
+
+
+def _model_opinion(evidence: Evidence) -> Prediction | None:
+    if not evidence.text.strip() and evidence.exit_code is None:
+        return None
+    model = shipped_model()
+    return model.predict(evidence.text, evidence.exit_code) if model is not None else None
 
 
 def _carried_failure(error: BaseException | None) -> Failure | None:
@@ -144,10 +267,13 @@ def _failure(evidence: Evidence, reason: FailureReason, detail: str | None, caus
         summary = f"{head} ({shown})."
     else:
         summary = f"{head}."
+    from orchestrack.fingerprint import evidence_fingerprint  # the fingerprint's only caller here
+
     errors = evidence.errors
     return Failure(reason=reason, summary=summary, task=task, detail=detail,
                    error_type=type(errors[0]).__name__ if errors else _text_error_type(evidence),
-                   exit_code=evidence.exit_code, evidence=redact(_excerpt(evidence, line))[:2000] or None)
+                   exit_code=evidence.exit_code, evidence=redact(_excerpt(evidence, line))[:2000] or None,
+                   fingerprint=evidence_fingerprint(evidence, line))
 
 
 def _text_error_type(evidence: Evidence) -> str | None:

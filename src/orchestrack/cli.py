@@ -436,13 +436,29 @@ def replay() -> None:
 @click.argument("log", type=click.File("r", encoding="utf-8", errors="replace"), default="-")
 @click.option("--exit-code", type=int, help="The failed process's exit code.")
 @click.option("--task", help="The task that failed (named in the summary).")
-@click.option("--json", "as_json", is_flag=True, help="Print reason, summary and detail as JSON.")
-def classify(log: TextIO, exit_code: int | None, task: str | None, as_json: bool) -> None:
+@click.option("--signal", "signals", multiple=True, metavar="KEY=VALUE",
+              help="What the orchestrator reported apart from the text: state=crashed, "
+                   "termination_reason=OOMKilled, signal=9 (repeatable).")
+@click.option("--explain", is_flag=True, help="Also say which rule, signal or model features decided, and how sure.")
+@click.option("--json", "as_json", is_flag=True, help="Print reason, summary and detail (and the explanation) as JSON.")
+def classify(log: TextIO, exit_code: int | None, task: str | None, signals: tuple[str, ...], explain: bool,
+             as_json: bool) -> None:
     """Label a failure from its log text (file LOG, default stdin) and/or an exit code."""
+    reported = {}
+    for given in signals:
+        key, sep, value = given.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{given!r} is not KEY=VALUE (e.g. state=crashed)", param_hint="--signal")
+        reported[key.strip()] = value.strip()
     text = log.read()
-    failure = orchestrack.classify_failure(text=text if text.strip() else None, exit_code=exit_code, task=task)
+    diagnosis = orchestrack.explain_failure(text=text if text.strip() else None, exit_code=exit_code, task=task,
+                                            signals=reported)
+    failure = diagnosis.failure
     if as_json:
-        _echo_json({"reason": failure.reason.value, "summary": failure.summary, "detail": failure.detail})
+        _echo_json(diagnosis.as_json() if explain else
+                   {"reason": failure.reason.value, "summary": failure.summary, "detail": failure.detail})
+    elif explain:
+        click.echo("\n".join(diagnosis.explanation()))
     else:
         click.echo(f"{failure.reason.value}: {failure.summary}")
 

@@ -88,6 +88,25 @@ _LIBRARY_PATH = re.compile(
     r"|pydantic|mlflow|ray|dask)[/\\]")
 
 
+# Words that say something went wrong, and "status: X"-like fields: what the evidence picker looks for.
+_ERROR_WORDS = re.compile(
+    r"(?i)\b(?:error|errors|fail\w*|fatal|exception|traceback|killed|kill|denied|refused|timeout|timed out|cancel\w*"
+    r"|abort\w*|terminat\w*|exceed\w*|invalid|cannot|can't|could not|couldn't|unable|not found|no such|missing"
+    r"|oom\w*|evict\w*|preempt\w*|crash\w*|panic|lost|rejected|violat\w*|mismatch|unexpected|expired|forbidden"
+    r"|unauthori[sz]ed|exhausted|insufficient|interrupt\w*|segmentation fault|core dumped)\b")
+_STATUS_FIELD = re.compile(r"(?i)\b(?:status|state|reason|statusReason|message|exit ?code|error_?code)\W{0,3}[:=]\s*\S")
+# A line with fewer than 3 letters in a row (a brace, a separator, a table border) says nothing.
+_NO_WORDS = re.compile(r"^[^A-Za-z]*(?:[A-Za-z]{1,2}[^A-Za-z]+)*[A-Za-z]{0,2}$")
+_TABLE_BORDER = re.compile(r"^[\s|+:=\-─━│┃┆┊╭╮╰╯┌┐└┘├┤┬┴┼═║╔╗╚╝╠╣╦╩╬*#~_.]*$")
+
+
+def informative(line: str) -> bool:
+    """Whether a log line can say what went wrong (not a brace, a separator, a table border or a frame)."""
+    return bool(line) and not _NO_WORDS.match(line) and not _TABLE_BORDER.match(line) \
+        and not line.startswith(("File ", "at ", "Traceback (most recent call last)")) \
+        and not (line.startswith("|") and line.endswith("|") and not _ERROR_WORDS.search(line))
+
+
 def _builtin_mro(name: str) -> tuple[str, ...]:
     kind = getattr(builtins, name, None)
     if isinstance(kind, type) and issubclass(kind, BaseException):
@@ -179,11 +198,29 @@ class Evidence:
         return None
 
     def headline(self) -> str | None:
-        """The raised exception's line, else the last meaningful log line."""
+        """The raised exception's line, else the most informative log line (:meth:`pick_line`)."""
         if self.exceptions:
             return next(iter(self.exceptions.values()))
-        meaningful = [line.strip() for line in self.lines if line.strip() and not line.strip().startswith("File ")]
-        return meaningful[-1] if meaningful else None
+        return self.pick_line()
+
+    def pick_line(self) -> str | None:
+        """The line that best says what went wrong: error words, exception names and status fields
+        score; braces, separators, table borders and traceback frames never qualify. Ties go to the
+        later line (the end of a log is where it failed)."""
+        best, best_score = None, 0
+        for line in self.lines:
+            stripped = line.strip()
+            if not informative(stripped):
+                continue
+            score = 1 + 3 * bool(_ERROR_WORDS.search(stripped)) + 2 * bool(_STATUS_FIELD.search(stripped)) \
+                + 2 * bool(_EXCEPTION_INSIDE.search(stripped) or _EXCEPTION_LINE.match(stripped))
+            if score >= best_score:
+                best, best_score = stripped, score
+        if best is not None and len(best) > 200:
+            hit = _ERROR_WORDS.search(best)
+            left = max(0, (hit.start() if hit else 0) - 60)
+            best = ("…" if left else "") + best[left: left + 180] + "…"
+        return best
 
 
 def _chain(error: BaseException) -> list[BaseException]:

@@ -405,6 +405,40 @@ BUILTIN_RULES: tuple[Rule, ...] = (
 )
 
 
+
+# -- what the orchestrator or platform reports apart from the text ------------------------------
+#: ``(signal, value, reason, detail, cause, strong)``. A strong signal decides before any text rule
+#: (Kubernetes says OOMKilled: the text cannot know better); a weak one only where the text rules
+#: found nothing (Prefect says Crashed, but a traceback may say why).
+SIGNALS: tuple[tuple[str, str, R, str, str, bool], ...] = (
+    ("termination_reason", "oomkilled", R.INFRA_ERROR, "oom", "was killed for running out of memory (OOMKilled)", True),
+    ("termination_reason", "evicted", R.INFRA_ERROR, "evicted", "was evicted by Kubernetes", True),
+    ("termination_reason", "deadlineexceeded", R.TIMEOUT, "deadline", "ran past its deadline (DeadlineExceeded)", True),
+    ("termination_reason", "preempted", R.INFRA_ERROR, "preempted", "lost its machine (preempted)", True),
+    ("termination_reason", "preempting", R.INFRA_ERROR, "preempted", "lost its machine (preempted)", True),
+    ("termination_reason", "nodeshutdown", R.INFRA_ERROR, "preempted", "lost its machine (node shutdown)", True),
+    ("termination_reason", "imagepullbackoff", R.INFRA_ERROR, "image-pull", "could not pull its container image", True),
+    ("termination_reason", "errimagepull", R.INFRA_ERROR, "image-pull", "could not pull its container image", True),
+    ("termination_reason", "containercannotrun", R.INFRA_ERROR, "container-runtime",
+     "could not be started by the container runtime", True),
+    ("termination_reason", "starterror", R.INFRA_ERROR, "container-runtime",
+     "could not be started by the container runtime", True),
+    ("state", "cancelled", R.CANCELLED, "cancelled", "was cancelled", True),
+    ("state", "cancelling", R.CANCELLED, "cancelled", "was cancelled", True),
+    ("state", "canceled", R.CANCELLED, "cancelled", "was cancelled", True),
+    ("state", "timed_out", R.TIMEOUT, "execution-timeout", "exceeded its time limit", True),
+    ("state", "timedout", R.TIMEOUT, "execution-timeout", "exceeded its time limit", True),
+    ("state", "crashed", R.INFRA_ERROR, "crashed", "crashed: the orchestrator lost its process", False),
+    ("state", "lost", R.INFRA_ERROR, "process-lost", "ended without reporting: its process was lost", False),
+    ("signal", "9", R.INFRA_ERROR, "killed", "was killed (SIGKILL)", False),
+    ("signal", "sigkill", R.INFRA_ERROR, "killed", "was killed (SIGKILL)", False),
+    ("signal", "15", R.INFRA_ERROR, "terminated", "was terminated (SIGTERM)", False),
+    ("signal", "sigterm", R.INFRA_ERROR, "terminated", "was terminated (SIGTERM)", False),
+    ("signal", "2", R.CANCELLED, "interrupted", "was interrupted (SIGINT)", False),
+    ("signal", "sigint", R.CANCELLED, "interrupted", "was interrupted (SIGINT)", False),
+)
+
+
 def rules_table(rules: tuple[Rule, ...] = BUILTIN_RULES) -> str:
     """The rules as a Markdown table (docs/failure-reasons.md embeds it; a test keeps the two equal)."""
     rows = ["| # | reason | detail | the sentence says | matches on |", "|---|---|---|---|---|"]

@@ -82,10 +82,10 @@ class TaskReport:
 
 
 def classify(error: BaseException | None = None, *, text: str | None = None, exit_code: int | None = None,
-             task: str | None = None) -> Failure:
+             task: str | None = None, signals: Mapping[str, Any] | None = None) -> Failure:
     """:func:`classify_failure`, except that a broken (team) rule can never replace the task's own error."""
     try:
-        return classify_failure(error, text=text, exit_code=exit_code, task=task)
+        return classify_failure(error, text=text, exit_code=exit_code, task=task, signals=signals)
     except Exception as err:
         log.warning("orchestrack could not classify a failure of %s (%s: %s); recorded as unknown",
                     task or "the run", type(err).__name__, err)
@@ -177,13 +177,8 @@ def _failure(outcome: Outcome, message: str | None, error: BaseException | None,
                            summary=f"{subject} crashed: the orchestrator lost its process.")
         return Failure(reason=FailureReason.UNKNOWN, task=task,
                        summary=f"{subject} ended failed with no error message or failed task to say why.")
-    text = f"TimedOut: {said}" if outcome is Outcome.TIMED_OUT and error is None else (said or None)
-    failure = classify(error, text=text if error is None else None, exit_code=exit_code, task=task)
-    if failure.reason is FailureReason.UNKNOWN and outcome is Outcome.TIMED_OUT:
-        failure = failure.model_copy(update={"reason": FailureReason.TIMEOUT,
-                                             "summary": f"{subject} exceeded its time limit{quoted}."})
-    elif failure.reason is FailureReason.UNKNOWN and outcome is Outcome.CRASHED:
-        # The orchestrator says the process crashed: the platform lost it, whatever the words.
-        failure = failure.model_copy(update={"reason": FailureReason.INFRA_ERROR, "detail": "crashed",
-                                             "summary": f"{subject} crashed{quoted}."})
-    return failure
+    # The orchestrator's state is a signal the classifier weighs (timed out decides; crashed and lost
+    # decide only where the text says nothing better): orchestrack classify --explain shows which.
+    signals = {"state": outcome.value} if outcome in (Outcome.TIMED_OUT, Outcome.CRASHED, Outcome.LOST) else None
+    return classify(error, text=(said or None) if error is None else None, exit_code=exit_code, task=task,
+                    signals=signals)

@@ -52,24 +52,33 @@ class Rule:
 
     def match(self, evidence: Evidence) -> str | None:
         """The evidence line this rule rests on, or ``None`` when it does not match."""
+        hit = self.hit(evidence)
+        return hit[0] if hit is not None else None
+
+    def hit(self, evidence: Evidence) -> tuple[str, str] | None:
+        """``(line, what matched)`` when the rule matches: the evidence line and the exception name,
+        the text or the exit code that decided; ``None`` when it does not match."""
         if self.exit_codes and evidence.exit_code not in self.exit_codes:
             return None
         found: str | None = ""  # an exit code alone: the cause already says it
+        matched = f"exit code {evidence.exit_code}" if self.exit_codes else ""
         if self.types:
             found = evidence.exception_line(self.types)
             if found is None:
                 return None
+            matched = "exception " + next(name for name in self.types if name in evidence.exceptions)
         if self.pattern is not None:
             anchors: tuple[str, ...] | None = getattr(self, "_anchors", None)
             if USE_PREFILTER and anchors is not None and not any(anchor in evidence.lower for anchor in anchors):
                 return None
-            hit = self.pattern.search(evidence.text)
-            if hit is None:
+            found_text = self.pattern.search(evidence.text)
+            if found_text is None:
                 return None
-            found = found if self.types else evidence.line_at(hit)
+            if not self.types:
+                found, matched = evidence.line_at(found_text), f"text {found_text.group(0).strip()[:80]!r}"
         if self.unless is not None and self.unless.search(evidence.text):
             return None
-        return found
+        return found or "", matched
 
 
 _COMMON_WORDS = frozenset({"error", "errors", "failed", "fail", "failure", "exception", "task", "run", "the", "file",

@@ -1,13 +1,18 @@
 """The labelled corpus of real failure texts (tests/corpus/*.jsonl) against the classifier.
 
 Every entry is a log excerpt, traceback or orchestrator message that someone pasted in a public
-issue thread, with the label the rubric (docs/failure-reasons.md) gives it. The test prints the
-per-label numbers and fails when overall accuracy drops under 95 % or a label under 90 %.
+place, with the label the rubric (docs/failure-reasons.md) gives it, and a part:
+
+- ``tuning``: what rules and the learned model were written from. Its score says how well they fit.
+- ``eval``: the frozen evaluation part, split off by source thread; no rule and no model weight is
+  ever written from it. Its score says how well the classifier does on texts it has never seen:
+  the number the README quotes. It must stay at or above 95 % overall and 85 % per label.
 """
 
 from __future__ import annotations
 
-import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,39 +20,46 @@ from typing import Any
 import pytest
 
 from orchestrack import FailureReason, classify_failure, rules
+from orchestrack.classify import explain_failure
+from tests.failure_corpus import PARTS, load_corpus, thread_of
 
-CORPUS = Path(__file__).resolve().parents[1] / "corpus"
-
-
-def load_corpus() -> list[dict[str, Any]]:
-    entries = []
-    for path in sorted(CORPUS.glob("*.jsonl")):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                entry = json.loads(line)
-                entry["where"] = f"{path.name}:{number}"
-                entries.append(entry)
-    return entries
-
-
+ROOT = Path(__file__).resolve().parents[2]
 ENTRIES = load_corpus()
+EVAL = [e for e in ENTRIES if e["part"] == "eval"]
+TUNING = [e for e in ENTRIES if e["part"] == "tuning"]
 
 
 def test_corpus_is_well_formed() -> None:
     ids = [e["id"] for e in ENTRIES]
-    assert len(ids) == len(set(ids)), "duplicate ids"
-    counts = Counter(e["reason"] for e in ENTRIES)
-    assert set(counts) == {reason.value for reason in FailureReason}
-    assert min(counts.values()) >= 10, counts
+    assert len(ids) == len(set(ids)), [i for i, n in Counter(ids).items() if n > 1]
+    assert {e["part"] for e in ENTRIES} <= set(PARTS), "every entry is in the tuning or the eval part"
+    for part in (TUNING, EVAL):
+        counts = Counter(e["reason"] for e in part)
+        assert set(counts) == {reason.value for reason in FailureReason}, counts
     for entry in ENTRIES:
         assert entry["text"].strip() and entry["source"], entry["where"]
 
 
-def test_corpus_accuracy_per_label(capsys: pytest.CaptureFixture[str]) -> None:
+def test_corpus_is_big_and_wide() -> None:
+    """At least 1,000 real texts from at least 12 domains (the files name their domain)."""
+    domains = {e.get("domain") or e["where"].split(":")[0] for e in ENTRIES}
+    assert len(ENTRIES) >= 1000, len(ENTRIES)
+    assert len(domains) >= 12, sorted(domains)
+
+
+def test_no_source_thread_is_in_both_parts() -> None:
+    """The split is by thread: two texts of one thread would let the eval part leak into tuning."""
+    parts: dict[str, set[str]] = {}
+    for entry in ENTRIES:
+        parts.setdefault(thread_of(entry["source"]), set()).add(entry["part"])
+    assert [thread for thread, seen in parts.items() if len(seen) > 1] == []
+
+
+def _score(entries: list[dict[str, Any]], name: str, capsys: pytest.CaptureFixture[str]) -> tuple[float, dict]:
     seen: Counter[str] = Counter()
     right: Counter[str] = Counter()
     misses = []
-    for entry in ENTRIES:
+    for entry in entries:
         failure = classify_failure(text=entry["text"], exit_code=entry.get("exit_code"), task="task")
         seen[entry["reason"]] += 1
         if failure.reason.value == entry["reason"]:
@@ -59,13 +71,41 @@ def test_corpus_accuracy_per_label(capsys: pytest.CaptureFixture[str]) -> None:
     lines = [f"{'label':<18} {'right':>5} / {'all':>3}   accuracy"]
     for label in sorted(seen):
         lines.append(f"{label:<18} {right[label]:>5} / {seen[label]:>3}   {right[label] / seen[label]:7.1%}")
-    total = sum(right.values()) / len(ENTRIES)
-    lines.append(f"{'all':<18} {sum(right.values()):>5} / {len(ENTRIES):>3}   {total:7.1%}")
+    total = sum(right.values()) / len(entries)
+    lines.append(f"{'all':<18} {sum(right.values()):>5} / {len(entries):>3}   {total:7.1%}")
     with capsys.disabled():
-        report = "\nfailure corpus, per label:\n" + "\n".join(lines)
+        report = f"\nfailure corpus, {name} part, per label:\n" + "\n".join(lines)
         print(report + ("\nmisses:\n" + "\n".join(misses) if misses else ""))
+    return total, {label: right[label] / seen[label] for label in seen}
+
+
+def test_frozen_eval_part(capsys: pytest.CaptureFixture[str]) -> None:
+    """Texts no rule or weight was written from: at least 95 % overall, 85 % on every label."""
+    total, per_label = _score(EVAL, "frozen eval", capsys)
     assert total >= 0.95
-    assert all(right[label] / seen[label] >= 0.90 for label in seen), lines
+    assert min(per_label.values()) >= 0.85, per_label
+
+
+def test_tuning_part(capsys: pytest.CaptureFixture[str]) -> None:
+    total, per_label = _score(TUNING, "tuning", capsys)
+    assert total >= 0.95
+    assert min(per_label.values()) >= 0.90, per_label
+
+
+def test_learned_tier_precision_on_the_eval_part() -> None:
+    """Where the model decides, it is right at least 95 % of the time on texts it never saw."""
+    decided = [(e, explain_failure(text=e["text"], exit_code=e.get("exit_code"))) for e in EVAL]
+    by_model = [(e, d) for e, d in decided if d.decided_by == "model"]
+    assert by_model, "the learned tier decides some eval texts (else it is dead weight)"
+    right = sum(d.failure.reason.value == e["reason"] for e, d in by_model)
+    assert right / len(by_model) >= 0.95, [(e["id"], d.failure.reason.value) for e, d in by_model
+                                           if d.failure.reason.value != e["reason"]]
+
+
+def test_shipped_model_is_trained_on_the_current_tuning_part() -> None:
+    checked = subprocess.run([sys.executable, str(ROOT / "scripts" / "train-failure-model"), "--check"],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_literal_prefilter_never_changes_a_result(monkeypatch: pytest.MonkeyPatch) -> None:
