@@ -72,6 +72,8 @@ _EXCEPTION_INSIDE = re.compile(
     r"(?:^|[\s(\[{'\"|>])((?:[A-Za-z_]\w*\.)*([A-Z]\w*(?:Error|Exception|Interrupt|Timeout|Fault|Failure"
     r"|Exceeded|Denied|NotFound|Expired|Killed|Invalid)|KeyboardInterrupt))(?=: \S)"
 )
+# A wrapper that names the error it carries: "ray.exceptions.RayTaskError(KeyError): ...".
+_WRAPPED = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\(([A-Z]\w*(?:Error|Exception))\)")
 # "exit code 127", "exited with status 137", "returned non-zero exit status 2", "return code -9"
 _STATED_EXIT_CODE = re.compile(
     r"(?i)\b(?:exit(?:ed)?(?: with)?(?: bad| non-zero)?(?: code| status(?: code)?)|exit[ _-]?code|exit status"
@@ -164,6 +166,9 @@ class Evidence:
                 for name in _builtin_mro(found.group(2)):
                     self.exceptions.setdefault(name, shown)
                 self.exceptions.setdefault(found.group(1), shown)
+        for inner in _WRAPPED.findall(self.text):  # RayTaskError(KeyError): the wrapped error is the failure
+            for name in _builtin_mro(inner):
+                self.exceptions.setdefault(name, f"{inner} (wrapped)")
         self.frames = [m.group(1) for m in map(_FRAME.match, self.lines) if m]
         if self.exit_code is None and self.text:
             stated = _STATED_EXIT_CODE.findall(self.text[-_HEAD:])

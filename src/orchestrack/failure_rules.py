@@ -47,6 +47,15 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|execution was aborted by an interrupt signal|\bscancel\b|killed by user"),
          unless=rx(r"fail(?:ed)? or (?:has been |was )?cancel|cancell?ed or fail|cancellation or|time limit"
                    r"|due to (?:task |upstream |a )?fail|timeout|timed[ _]out")),
+    Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
+        r"\bThe operation was cancel+ed\b|\bAbortError: The user aborted|\bInterruptException\b|Query execution was interrupted"
+        r"|\bBuild was aborted\b|\bAborted by \S+|\brevoked\b.{0,60}\bterminat|raised unexpected: Terminated\(|\bTaskRevokedError\b"
+        r"|expected if the job was cancell?ed|\bsystemd\[\d+\]: Stopping\b|\bStatus: 499\b|client closed request"),
+         unless=rx(r"time ?limit|timeout|timed[ _]out|max_statement_time|max_execution_time|shutdown signal|preempt|\bspot\b")),
+    Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
+        r"canceling statement due to user request|cancell?ed (?:on|due to) user request|\bon user request\b"
+        r"|completed as cancell?ed|\bFinished: ABORTED\b|\bdeleted by (?:the )?user\b|\"?result\"?\W{0,4}cancell?ed\b"
+        r"|pipeline was cancell?ed due to"), unless=rx(r"statement timeout|time ?limit")),
     Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
     Rule(R.CANCELLED, "interrupted", "was interrupted", pattern=rx(
         r"\bKeyboardInterrupt\b|keyboard interrupt|\^C|closing signal SIGINT|Received 2 death signal|\bSIGINT\b"
@@ -54,6 +63,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.CANCELLED, "interrupted", "was interrupted (SIGINT)", exit_codes=(130, -2)),
 
     # -- its own time limit -----------------------------------------------------------------------
+    Rule(R.INFRA_ERROR, "network", "timed out talking to a service", pattern=rx(
+        r"Timeout was reached:|Resolving timed out after|Connection timed out after \d+ milli"
+        r"|Operation timed out after \d+ milliseconds with \d+|download\.file\(.*(?:\n.*){0,3}Timeout of \d+ seconds was reached")),
+    Rule(R.INFRA_ERROR, "quota", "ran into a platform quota", pattern=rx(
+        r"exceeded limit for bytes billed|Resources exceeded during query|quota (?:exceeded|exhausted)|exceeded (?:your|the) quota")),
     Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", types=("AirflowSensorTimeout",)),
     Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", pattern=rx(r"sensor (?:has )?timed out|AirflowSensorTimeout")),
     Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit",
@@ -73,6 +87,18 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|timeout value|within the designated timeout|did not complete within|\btimeout of \d[\d,]*(?:\.\d+)? ?(?:s|sec"
         r"|seconds?|second\(s\)|minutes?|min|m|ms|hours?|h)\b|\btimed_out\b|timeout_in_minutes|WorkflowTimeoutError"
         r"|Operation timed out after|Launch timed out|not healthy after \d+|\bBatch expired\b|completion window")),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit",
+         types=("SoftTimeLimitExceeded", "TimeLimitExceeded", "GetTimeoutError", "JobTimeoutException")),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(
+        r"Build timed out \(after|\bTimeLimitExceeded\b|SoftTimeLimitExceeded|\bGetTimeoutError\b|Get timed out"
+        r"|reached (?:elapsed|CPU) time limit|runtime time limit|Result: timeout|with result 'timeout'"
+        r"|max_statement_time|max_execution_time exceeded|exceeded maximum timeout|JobTimeoutException|job_execution_timeout"
+        r"|hung up for \d+ (?:minutes|seconds)|exceeded the time ?limit|\btime ?limit of \d+")),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", types=("RayChannelTimeoutError",)),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(
+        r"attempt duration exceeded|configured timeout was reached|execution timeout for exceeding"
+        r"|Timeout exceeded: elapsed|\bTIMEOUT_EXCEEDED\b|Too long with no output|no_output_timeout"
+        r"|Timed out waiting for object|\bstep timeout\b")),
     Rule(R.TIMEOUT, "deadline", "ran past its deadline", unless=rx(
         r"context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError|grpc|rpc error"), pattern=rx(
         r"\bDeadlineExceeded\b|activeDeadlineSeconds|active longer than"
@@ -146,6 +172,40 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|Crash detected|infrastructure (?:error|failure|issue)"
         r"|(?:process|container|pod|job) (?:for flow run .* )?exited (?:with )?(?:unexpectedly|non-zero status code"
         r" (?:1[3-4]\d|-\d+))")),
+    Rule(R.INFRA_ERROR, "oom", "ran out of memory", pattern=rx(
+        r"cannot allocate vector of size|Reached total allocation of|cannot allocate memory block")),
+    Rule(R.INFRA_ERROR, "oom", "was killed for running out of memory", pattern=rx(
+        r"killed due to memory pressure|memory pressure \(OOM\)")),
+    Rule(R.INFRA_ERROR, "preempted", "lost its machine (preempted)", pattern=rx(r"termination is imminent")),
+    Rule(R.INFRA_ERROR, "container-runtime", "could not be started by the container runtime", pattern=rx(
+        r"CannotInspectContainerError|Could not transition to inspecting|OCI runtime (?:exec|create) failed"
+        r"|unable to start container process|CreateContainerConfigError|CreateContainerError")),
+    Rule(R.INFRA_ERROR, "credentials", "had missing or wrong credentials", pattern=rx(
+        r"unable to assume the role|Incorrect username or password|password authentication failed|invalid credentials"
+        r"|Authentication failed|login failed for user")),
+    Rule(R.INFRA_ERROR, "unschedulable", "could not get the resources it asked for", pattern=rx(
+        r"Failed to schedule placement group|no nodes are available|No zone supports|ZONE_RESOURCE_POOL_EXHAUSTED"
+        r"|does not have enough resources available|Self-bootstrap failure|ADD_NODES_FAILED|Unexpected startup failure"
+        r"|Timeout while placing nodes|Failed to reach the driver")),
+    Rule(R.INFRA_ERROR, "node-lost", "lost its node", pattern=rx(
+        r"marked dead because|missed too many heartbeats|work-horse terminated unexpectedly|waitpid returned 9")),
+    Rule(R.INFRA_ERROR, "network", "lost its connection to a service", pattern=rx(
+        r"Connection to broker lost|Retry limit exceeded while trying to reconnect|scheduler-connection-lost"
+        r"|lost the connection to the scheduler|Error while reading from (?:socket|\S+:\d+)")),
+    Rule(R.INFRA_ERROR, "worker-lost", "lost its worker", pattern=rx(
+        r"\bWorkerLostError\b|Worker exited prematurely|\bagent lost\b|runner has received a shutdown signal"
+        r"|lost communication with the server|Client report stream closed|stream closed to scheduler"
+        r"|Last heartbeat was sent \d+ ?ms ago|marked as dead|raylet (?:has )?died|\bNotReady\b|cordon and drain")),
+    Rule(R.INFRA_ERROR, "cluster-launch", "could not get its cluster or machine", pattern=rx(
+        r"Host EC2 .{0,40}terminated|Driver down|failing to launch|Cluster launch|cluster (?:failed to start|terminated unexpectedly)"
+        r"|Termination reason: StartError|failed to create containerd task|error during startup")),
+    Rule(R.INFRA_ERROR, "network", "lost its connection to a service", pattern=rx(
+        r"\bUnavailableError\b|StatusCode\.UNAVAILABLE|failed to connect to all addresses"
+        r"|Failed to get the response\. Hanging\?|FailedToConnectException")),
+    Rule(R.INFRA_ERROR, "access-denied", "was denied access", pattern=rx(r"\bACCESS_DENIED\b")),
+    Rule(R.CANCELLED, "stopped", "was stopped on purpose", pattern=rx(r"\bsystemd\[\d+\]: Stopping\b")),
+    Rule(R.INFRA_ERROR, "killed", "was killed (SIGKILL, usually out of memory)", pattern=rx(
+        r"line \d+: +\d+ Killed\b|^Killed$|\bKilled\s+(?:python|java|\./)")),
     Rule(R.INFRA_ERROR, "killed", "was killed (SIGKILL, usually out of memory)", pattern=rx(
         r"Negsignal\.SIGKILL|return code -9\b|status code:? -9\b|exit(?:ed)? (?:with )?(?:code|status)[: ]+137\b"
         r"|exit code 137|signal: killed|SIGKILL|signal 9\b|\bKilled\s*$|terminated by signal 9")),
@@ -227,6 +287,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
                    r"|timed out|SparkContext (?:was )?shut ?down")),
 
     # -- a quality gate rejected the model --------------------------------------------------------
+    Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(r"\bSchema mismatch for\b")),
     Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(
         r"not blessed|NOT_BLESSED|model validation failed|ModelValidation(?:Failed)?(?:Error|Exception)"
         r"|metric_validations_per_slice|validation_ok\W+false|value_threshold|change_threshold"
@@ -246,6 +307,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|Regressions? detected|performance regression|regression detected|_threshold \[\w+\] ="
         r"|ground_truth=\d|measured=\d|Expected: -?\d+(?:\.\d+)? \| Measured|\d+(?:\.\d+)?% < \d+(?:\.\d+)?%"
         r"|Recovery testing failed|\"(?:pass|passed|passing)\":\s*false")),
+    Rule(R.METRIC_REGRESSION, "threshold", "fell short of its quality threshold", pattern=rx(
+        r"(?:higher|lower|greater|less|worse) than (?:the )?(?:threshold|baseline|tolerance|reference|allowed|target)"
+        r"|\((?:maximum|minimum) allowed:|\(required: at least|below (?:the )?(?:baseline|threshold|tolerance)"
+        r"|exceeds? (?:the )?(?:tolerance|allowed (?:drop|degradation))|(?:performance|accuracy|quality) regression detected"),
+         unless=rx(r"memory|disk|heartbeat|cpu usage")),
     Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
         rf"\b{_METRIC}\b[^\n]{{0,80}}?(?:\bbelow\b|\bunder\b|less than|lower than|smaller than|worse than|greater than"
         rf"|higher than|above|exceeds?|<=?|>=?|not (?:above|below|greater|less)|did not (?:improve|beat|reach))"
@@ -269,6 +335,18 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"unrecognized arguments?:|error: the following arguments are required|invalid choice:|usage: .*\n.*error:")),
 
     # -- the data's structure is wrong ------------------------------------------------------------
+    Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
+        r"Metadata mismatch found|Mismatch in (?:joining )?column data types|is of type \w+(?: \w+)? but expression is of type"
+        r"|DatatypeMismatch|Numeric value '[^']*' is not recognized|Cannot index (?:string|number|array|object) with"
+        r"|Too many columns specified|inconsistent (?:columns|schema)|Could not convert .{0,40} to (?:NUMERIC|INT64|FLOAT64|BOOL)"
+        r"|Invalid (?:NUMERIC|INT64|FLOAT64|BOOL|DATE|TIMESTAMP) value|dtype mismatch|mismatched dtypes|Found +\| +Expected")),
+    Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
+        r"requires the columns?\b|\bMissing key: '|\bno such field\b|column \S+ (?:of relation \S+ )?already exists"
+        r"|must be an? (?:STRING|string|number|integer|int|boolean|bool|list|array|object)\b")),
+    Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
+        r"\bInvalidTextRepresentation\b|invalid input syntax for (?:type )?\w+")),
+    Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
+        r"undefined columns selected|未定义的列|Error in eval\(jsub|\"type\":\s*\"missing\"|\bField required\b")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it expects", pattern=rx(
         r"not in index|None of .* are in the \[?(?:columns|index)|ColumnNotFound|\bcolumns?\)? (?:\S+ ){0,3}"
         r"(?:not found|do(?:es)? not exist|(?:is|are) missing|not in (?:the )?(?:dataframe|frame|table|schema))"
@@ -310,6 +388,33 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|table_column_count)|schema (?:validation|check) failed|does not conform to (?:the )?schema")),
 
     # -- the data itself is wrong -----------------------------------------------------------------
+    Rule(R.CODE_ERROR, "missing-package", "is missing a command or package in its image", pattern=rx(
+        r"there is no package called|exec user process caused|/bin/\w+: not found|: \d+: \S+: not found|\w: not found$")),
+    Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(
+        r"could not find function|unbound variable|\bMissingSchema\b|Invalid URL '[^']*': No sch|PARSE_SYNTAX_ERROR"
+        r"|syntax error at or near|Error in [^\n]*: object '[^']+' not found")),
+    Rule(R.CODE_ERROR, "missing-package", "is missing a package its code needs", pattern=rx(
+        r"Could not find a version that satisfies|No matching distribution found"
+        r"|(?:lib|library|package|module) \S+ (?:is )?not installed|Init scripts? failed|init script \S+ failed")),
+    Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(
+        r"Invalid path '\$\.|States\.Runtime|not in registry|\bNotRegistered\b|Received unregistered task"
+        r"|\bdivision by zero\b")),
+    Rule(R.DATA_ERROR, "empty", "got empty input data", pattern=rx(
+        r"Unable to infer schema for|did not find any (?:docs|documents|data|rows|records|files)"
+        r"|found no (?:docs|documents|data|rows|records)")),
+    Rule(R.DATA_ERROR, "corrupt", "could not read corrupt input", pattern=rx(
+        r"CSV parse error|Extra data: line \d+ column|Expecting value: line \d+|Unterminated string starting at")),
+    Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
+        r"must exist for|\(not found\) Artifact|Artifact not found|Unable to find any artifacts")),
+    Rule(R.DATA_ERROR, "rejected-rows", "had input rows rejected", pattern=rx(
+        r"too many errors|Too many bad records|max_?bad_?records|rows? (?:were |was )?rejected|rejected \d+ rows?"
+        r"|Error while reading data, error message|Load into table .{0,40} failed|stl_load_errors")),
+    Rule(R.DATA_ERROR, "invalid-value", "got values it cannot read", pattern=rx(
+        r"(?:Timestamp|Date|Time) '[^']*' is not recognized|Found character .{1,6} instead of field delimiter"
+        r"|End of record reached while expected|NA/NaN/Inf in|missing values in object|ParquetDecodingException"
+        r"|Can not read value at \d+ in block|could not read page")),
+    Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
+        r"\b404 Client Error|returned 404\b|\b404 Not Found\b.{0,40}(?:url|http)")),
     Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
         r"\bNoSuchKey\b|The specified key does not exist|\bNoSuchBucket\b|specified bucket does not exist"
         r"|HeadObject operation: Not Found|\(404\).*(?:Not Found|HeadObject|GetObject)|Path does not exist"
