@@ -51,11 +51,16 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"\bThe operation was cancel+ed\b|\bAbortError: The user aborted|\bInterruptException\b|Query execution was interrupted"
         r"|\bBuild was aborted\b|\bAborted by \S+|\brevoked\b.{0,60}\bterminat|raised unexpected: Terminated\(|\bTaskRevokedError\b"
         r"|expected if the job was cancell?ed|\bsystemd\[\d+\]: Stopping\b|\bStatus: 499\b|client closed request"),
-         unless=rx(r"time ?limit|timeout|timed[ _]out|max_statement_time|max_execution_time|shutdown signal|preempt|\bspot\b")),
+         unless=rx(r"time ?limit|timeout|timed[ _]out|max_statement_time|max_execution_time|shutdown signal|preempt|\bspot\b"
+                   r"|Connection lost|server closed the connection")),
     Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
         r"canceling statement due to user request|cancell?ed (?:on|due to) user request|\bon user request\b"
         r"|completed as cancell?ed|\bFinished: ABORTED\b|\bdeleted by (?:the )?user\b|\"?result\"?\W{0,4}cancell?ed\b"
         r"|pipeline was cancell?ed due to"), unless=rx(r"statement timeout|time ?limit")),
+    Rule(R.CANCELLED, "stopped", "was stopped on purpose", pattern=rx(
+        r"\bJob killed by (?!oom|the oom|signal|kernel)\w+|PrimaryStatus: Stopped|\bcontext canceled\b|^Error: interrupt$"
+        r"|scheduling shutdown|received smart shutdown|shutdown initiated by request|Gracefully stopping|jobs? SIGHUPed"),
+         unless=rx(r"preempt|\bspot\b|deadline|timed? ?out|out of memory|OOM")),
     Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
     Rule(R.CANCELLED, "interrupted", "was interrupted", pattern=rx(
         r"\bKeyboardInterrupt\b|keyboard interrupt|\^C|closing signal SIGINT|Received 2 death signal|\bSIGINT\b"
@@ -99,6 +104,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"attempt duration exceeded|configured timeout was reached|execution timeout for exceeding"
         r"|Timeout exceeded: elapsed|\bTIMEOUT_EXCEEDED\b|Too long with no output|no_output_timeout"
         r"|Timed out waiting for object|\bstep timeout\b")),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", types=("AskTimeoutException",)),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(
+        r"\bWORKER TIMEOUT\b|has not reached a terminal status after|limite de temps|limite de tiempo|Zeitlimit"
+        r"|taking more than \d+ (?:hours?|minutes?|seconds?)|Could not execute broadcast in \d+|broadcastTimeout"
+        r"|Ask timed out on|stopTimeout|query time limit")),
     Rule(R.TIMEOUT, "deadline", "ran past its deadline", unless=rx(
         r"context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError|grpc|rpc error"), pattern=rx(
         r"\bDeadlineExceeded\b|activeDeadlineSeconds|active longer than"
@@ -192,6 +202,16 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "network", "lost its connection to a service", pattern=rx(
         r"Connection to broker lost|Retry limit exceeded while trying to reconnect|scheduler-connection-lost"
         r"|lost the connection to the scheduler|Error while reading from (?:socket|\S+:\d+)")),
+    Rule(R.INFRA_ERROR, "oom", "was killed for running out of memory", pattern=rx(r"systemd-oomd|\boomd attempting to kill")),
+    Rule(R.INFRA_ERROR, "killed", "was killed (SIGKILL, usually out of memory)", pattern=rx(r"status=9/KILL")),
+    Rule(R.INFRA_ERROR, "network", "lost its connection to a service", pattern=rx(
+        r"All connection attempts failed|\bConnectError\b|FetchFailedException|Failed to fetch shuffle|Issue communicating with driver")),
+    Rule(R.INFRA_ERROR, "service-unavailable", "hit a failure inside a service it uses", pattern=rx(
+        r"Processing aborted due to error \d+|; incident \d+")),
+    Rule(R.INFRA_ERROR, "worker-lost", "lost its worker", pattern=rx(
+        r"have not registered within the timeout|probably it crashed during start|NodeStatusUnknown|Kubelet stopped posting")),
+    Rule(R.INFRA_ERROR, "permissions", "was not allowed to write where it needed", pattern=rx(r"is not writable\b")),
+    Rule(R.INFRA_ERROR, "segfault", "crashed in native code", pattern=rx(r"\bIllegal instruction\b|dumped core")),
     Rule(R.INFRA_ERROR, "worker-lost", "lost its worker", pattern=rx(
         r"\bWorkerLostError\b|Worker exited prematurely|\bagent lost\b|runner has received a shutdown signal"
         r"|lost communication with the server|Client report stream closed|stream closed to scheduler"
@@ -288,6 +308,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
 
     # -- a quality gate rejected the model --------------------------------------------------------
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(r"\bSchema mismatch for\b")),
+    Rule(R.METRIC_REGRESSION, "threshold", "fell short of its quality threshold", pattern=rx(
+        r"(?:accuracy|score|metric|quality|performance|benchmark) check failed|required ratio")),
     Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(
         r"not blessed|NOT_BLESSED|model validation failed|ModelValidation(?:Failed)?(?:Error|Exception)"
         r"|metric_validations_per_slice|validation_ok\W+false|value_threshold|change_threshold"
@@ -341,6 +363,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|Too many columns specified|inconsistent (?:columns|schema)|Could not convert .{0,40} to (?:NUMERIC|INT64|FLOAT64|BOOL)"
         r"|Invalid (?:NUMERIC|INT64|FLOAT64|BOOL|DATE|TIMESTAMP) value|dtype mismatch|mismatched dtypes|Found +\| +Expected")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
+        r"columns in the computed data do not match|Order of columns does not match|cols? (?:are|is) missing from"
+        r"|columns? (?:are|is) missing from|enforced contract|contract (?:\S+ ){0,3}fail|MatchError: .{0,40}\(of class")),
+    Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
         r"requires the columns?\b|\bMissing key: '|\bno such field\b|column \S+ (?:of relation \S+ )?already exists"
         r"|must be an? (?:STRING|string|number|integer|int|boolean|bool|list|array|object)\b")),
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
@@ -355,7 +380,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|columns? mismatch|Field .* not found in (?:source )?schema|KeyError: \"?\[?'?\w*'?\]? ?not in index"
         r"|references column position|line contains only \d+ columns|wrong number of (?:columns|fields)")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it expects", types=("KeyError",), pattern=rx(
-        r"pandas[/\\]core[/\\](?:indexes|frame|generic|series|indexing)|polars|pyarrow|in get_loc|\bdf\[|\.loc\["
+        r"pandas[/\\](?:core[/\\](?:indexes|frame|generic|series|indexing)|_libs)|polars|pyarrow|in get_loc|\bdf\[|\.loc\["
         r"|\.iloc\[|dataframe|\[\[.*\]\]|datasets[/\\]|arrow_dataset|formatting")),
     Rule(R.BAD_SCHEMA, "feature-mismatch", "got features that do not match the model", pattern=rx(
         r"features?,? but \w+ is expecting \d+ features|feature_names mismatch|feature names (?:should|must) match"
@@ -389,10 +414,13 @@ BUILTIN_RULES: tuple[Rule, ...] = (
 
     # -- the data itself is wrong -----------------------------------------------------------------
     Rule(R.CODE_ERROR, "missing-package", "is missing a command or package in its image", pattern=rx(
-        r"there is no package called|exec user process caused|/bin/\w+: not found|: \d+: \S+: not found|\w: not found$")),
+        r"there is no package called|exec user process caused|/bin/\w+: not found|: \d+: \S+: not found"
+        r"|(?:bash|sh|zsh|exec)(?:: line \d+)?: \S+: not found|/usr/bin/env: '?\w+'?: No such file"
+        r"|FileNotFoundException: File \S+\.jar")),
     Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(
         r"could not find function|unbound variable|\bMissingSchema\b|Invalid URL '[^']*': No sch|PARSE_SYNTAX_ERROR"
-        r"|syntax error at or near|Error in [^\n]*: object '[^']+' not found")),
+        r"|syntax error at or near|Error(?: in [^\n]*)?: object '[^']+' not found|error in your SQL syntax"
+        r"|Error in python: \w+Error|\bis not TRUE\b")),
     Rule(R.CODE_ERROR, "missing-package", "is missing a package its code needs", pattern=rx(
         r"Could not find a version that satisfies|No matching distribution found"
         r"|(?:lib|library|package|module) \S+ (?:is )?not installed|Init scripts? failed|init script \S+ failed")),
@@ -403,9 +431,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"Unable to infer schema for|did not find any (?:docs|documents|data|rows|records|files)"
         r"|found no (?:docs|documents|data|rows|records)")),
     Rule(R.DATA_ERROR, "corrupt", "could not read corrupt input", pattern=rx(
-        r"CSV parse error|Extra data: line \d+ column|Expecting value: line \d+|Unterminated string starting at")),
+        r"CSV parse error|Extra data: line \d+ column|Expecting value: line \d+|Unterminated string starting at"
+        r"|invalid compressed data|Unexpected EOF in archive|not in gzip format")),
     Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
-        r"must exist for|\(not found\) Artifact|Artifact not found|Unable to find any artifacts")),
+        r"must exist for|\(not found\) Artifact|Artifact not found|Unable to find any artifacts|Schema '[^']+' does not exist")),
     Rule(R.DATA_ERROR, "rejected-rows", "had input rows rejected", pattern=rx(
         r"too many errors|Too many bad records|max_?bad_?records|rows? (?:were |was )?rejected|rejected \d+ rows?"
         r"|Error while reading data, error message|Load into table .{0,40} failed|stl_load_errors")),
