@@ -308,7 +308,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
 
     # -- a quality gate rejected the model --------------------------------------------------------
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(r"\bSchema mismatch for\b")),
-    Rule(R.METRIC_REGRESSION, "threshold", "fell short of its quality threshold", pattern=rx(
+    Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
         r"(?:accuracy|score|metric|quality|performance|benchmark) check failed|required ratio")),
     Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(
         r"not blessed|NOT_BLESSED|model validation failed|ModelValidation(?:Failed)?(?:Error|Exception)"
@@ -329,7 +329,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|Regressions? detected|performance regression|regression detected|_threshold \[\w+\] ="
         r"|ground_truth=\d|measured=\d|Expected: -?\d+(?:\.\d+)? \| Measured|\d+(?:\.\d+)?% < \d+(?:\.\d+)?%"
         r"|Recovery testing failed|\"(?:pass|passed|passing)\":\s*false")),
-    Rule(R.METRIC_REGRESSION, "threshold", "fell short of its quality threshold", pattern=rx(
+    Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
         r"(?:higher|lower|greater|less|worse) than (?:the )?(?:threshold|baseline|tolerance|reference|allowed|target)"
         r"|\((?:maximum|minimum) allowed:|\(required: at least|below (?:the )?(?:baseline|threshold|tolerance)"
         r"|exceeds? (?:the )?(?:tolerance|allowed (?:drop|degradation))|(?:performance|accuracy|quality) regression detected"),

@@ -21,6 +21,7 @@ import pytest
 
 from orchestrack import FailureReason, classify_failure, rules
 from orchestrack.classify import explain_failure
+from orchestrack.failure_model import shipped_model
 from tests.failure_corpus import PARTS, load_corpus, thread_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,13 +94,19 @@ def test_tuning_part(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_learned_tier_precision_on_the_eval_part() -> None:
-    """Where the model decides, it is right at least 95 % of the time on texts it never saw."""
+    """At its shipped threshold the model is right at least 95 % of the time on texts it never saw:
+    on its own over the whole eval part, and where it decides inside the classifier."""
+    model = shipped_model()
+    assert model is not None, "src/orchestrack/failure_model.json ships with orchestrack"
+    sure = [(e, model.predict(e["text"], e.get("exit_code"))) for e in EVAL]
+    sure = [(e, guess) for e, guess in sure if guess.confident and guess.label != "unknown"]
+    assert len(sure) >= 20, "the threshold leaves the model some texts to decide"
+    right = sum(guess.label == e["reason"] for e, guess in sure)
+    assert right / len(sure) >= 0.95, [(e["id"], g.label) for e, g in sure if g.label != e["reason"]]
     decided = [(e, explain_failure(text=e["text"], exit_code=e.get("exit_code"))) for e in EVAL]
     by_model = [(e, d) for e, d in decided if d.decided_by == "model"]
-    assert by_model, "the learned tier decides some eval texts (else it is dead weight)"
-    right = sum(d.failure.reason.value == e["reason"] for e, d in by_model)
-    assert right / len(by_model) >= 0.95, [(e["id"], d.failure.reason.value) for e, d in by_model
-                                           if d.failure.reason.value != e["reason"]]
+    wrong = [(e["id"], d.failure.reason.value) for e, d in by_model if d.failure.reason.value != e["reason"]]
+    assert len(wrong) <= 0.05 * len(by_model), wrong
 
 
 def test_shipped_model_is_trained_on_the_current_tuning_part() -> None:
