@@ -58,7 +58,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|completed as cancell?ed|\bFinished: ABORTED\b|\bdeleted by (?:the )?user\b|\"?result\"?\W{0,4}cancell?ed\b"
         r"|pipeline was cancell?ed due to"), unless=rx(r"statement timeout|time ?limit")),
     Rule(R.CANCELLED, "stopped", "was stopped on purpose", pattern=rx(
-        r"\bJob killed by (?!oom|the oom|signal|kernel)\w+|PrimaryStatus: Stopped|\bcontext canceled\b|^Error: interrupt$"
+        r"\bJob killed by (?!oom|the oom|signal|kernel)\w+|PrimaryStatus: Stopped|\bcontext canceled\b|\bError: interrupt\s*$"
         r"|scheduling shutdown|received smart shutdown|shutdown initiated by request|Gracefully stopping|jobs? SIGHUPed"),
          unless=rx(r"preempt|\bspot\b|deadline|timed? ?out|out of memory|OOM")),
     Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
@@ -369,7 +369,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"requires the columns?\b|\bMissing key: '|\bno such field\b|column \S+ (?:of relation \S+ )?already exists"
         r"|must be an? (?:STRING|string|number|integer|int|boolean|bool|list|array|object)\b")),
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
-        r"\bInvalidTextRepresentation\b|invalid input syntax for (?:type )?\w+")),
+        r"\bInvalidTextRepresentation\b|invalid input syntax for (?:type )?\w+|\bValidationError\(\[")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
         r"undefined columns selected|未定义的列|Error in eval\(jsub|\"type\":\s*\"missing\"|\bField required\b")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it expects", pattern=rx(
