@@ -53,8 +53,9 @@ class Prediction:
 
     @property
     def confident(self) -> bool:
-        """Whether the confidence reaches the threshold the model was shipped with."""
-        return self.confidence >= self.threshold
+        """Whether the confidence reaches the threshold the model was shipped with (a threshold of
+        1.0 means no precise enough threshold was found: the model only advises)."""
+        return self.threshold < 1.0 and self.confidence >= self.threshold
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"\bJob killed by (?!oom|the oom|signal|kernel)\w+|PrimaryStatus: Stopped|\bcontext canceled\b|\bError: interrupt\s*$"
         r"|scheduling shutdown|received smart shutdown|shutdown initiated by request|Gracefully stopping|jobs? SIGHUPed"),
          unless=rx(r"preempt|\bspot\b|deadline|timed? ?out|out of memory|OOM")),
+    Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
+        r"query execution cancell?ed|user-initiated termination|instance-terminated-by-user|cancellation token"
+        r"|\bcancell?ed \d{4}-\d{2}-\d{2}T"), unless=rx(r"time ?limit|timeout|timed[ _]out|preempt")),
     Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
     Rule(R.CANCELLED, "interrupted", "was interrupted", pattern=rx(
         r"\bKeyboardInterrupt\b|keyboard interrupt|\^C|closing signal SIGINT|Received 2 death signal|\bSIGINT\b"
@@ -72,7 +75,13 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"Timeout was reached:|Resolving timed out after|Connection timed out after \d+ milli"
         r"|Operation timed out after \d+ milliseconds with \d+|download\.file\(.*(?:\n.*){0,3}Timeout of \d+ seconds was reached")),
     Rule(R.INFRA_ERROR, "quota", "ran into a platform quota", pattern=rx(
-        r"exceeded limit for bytes billed|Resources exceeded during query|quota (?:exceeded|exhausted)|exceeded (?:your|the) quota")),
+        r"exceeded limit for bytes billed|Resources exceeded during query|quota (?:exceeded|exhausted)|exceeded (?:your|the) quota"
+        r"|exceeded your current quota|insufficient_quota")),
+    # An acceptance report that says FAIL is a quality gate, whatever else its lines say.
+    Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(r"Acceptance status:\W{0,3}FAIL")),
+    # A component that did not write an output it declared (KFP/Argo): its own code's doing.
+    Rule(R.CODE_ERROR, "missing-output", "did not write an output it declares", pattern=rx(
+        r"failed to save outputs: path \S+ does not exist")),
     Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", types=("AirflowSensorTimeout",)),
     Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", pattern=rx(r"sensor (?:has )?timed out|AirflowSensorTimeout")),
     Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit",
@@ -109,6 +118,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"\bWORKER TIMEOUT\b|has not reached a terminal status after|limite de temps|limite de tiempo|Zeitlimit"
         r"|taking more than \d+ (?:hours?|minutes?|seconds?)|Could not execute broadcast in \d+|broadcastTimeout"
         r"|Ask timed out on|stopTimeout|query time limit")),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(r"\bSoft time limit \(\d+")),
     Rule(R.TIMEOUT, "deadline", "ran past its deadline", unless=rx(
         r"context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError|grpc|rpc error"), pattern=rx(
         r"\bDeadlineExceeded\b|activeDeadlineSeconds|active longer than"
@@ -212,6 +222,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"have not registered within the timeout|probably it crashed during start|NodeStatusUnknown|Kubelet stopped posting")),
     Rule(R.INFRA_ERROR, "permissions", "was not allowed to write where it needed", pattern=rx(r"is not writable\b")),
     Rule(R.INFRA_ERROR, "segfault", "crashed in native code", pattern=rx(r"\bIllegal instruction\b|dumped core")),
+    Rule(R.INFRA_ERROR, "image-pull", "could not pull its container image", pattern=rx(r"CannotPullContainerError")),
     Rule(R.INFRA_ERROR, "worker-lost", "lost its worker", pattern=rx(
         r"\bWorkerLostError\b|Worker exited prematurely|\bagent lost\b|runner has received a shutdown signal"
         r"|lost communication with the server|Client report stream closed|stream closed to scheduler"
@@ -304,7 +315,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"\bPipelineTaskFinalStatus\b.*\bCANCEL|(?:state|status|phase)\W{0,6}cancell?ed\b|(?-i:\bCANCEL(?:L)?ED\b)"
         r"|\b(?:job|stage|query|run) \d+ (?:was )?cancell?ed"),
          unless=rx(r"due to (?:task |upstream |a )?fail|time limit|fail(?:ed)? or (?:has been |was )?cancel|timeout"
-                   r"|timed out|SparkContext (?:was )?shut ?down")),
+                   r"|timed out|SparkContext (?:was )?shut ?down|failed \d+ times; aborting")),
 
     # -- a quality gate rejected the model --------------------------------------------------------
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(r"\bSchema mismatch for\b")),
@@ -362,6 +373,12 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|DatatypeMismatch|Numeric value '[^']*' is not recognized|Cannot index (?:string|number|array|object) with"
         r"|Too many columns specified|inconsistent (?:columns|schema)|Could not convert .{0,40} to (?:NUMERIC|INT64|FLOAT64|BOOL)"
         r"|Invalid (?:NUMERIC|INT64|FLOAT64|BOOL|DATE|TIMESTAMP) value|dtype mismatch|mismatched dtypes|Found +\| +Expected")),
+    Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
+        r"Cannot up cast|StateSchemaNotCompatible|schema doesn't match|doesn't match (?:to )?the schema"
+        r"|neither a decimal digit|'type': '\w+_(?:parsing|type)'|Parameter validation failed")),
+    Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
+        r"not found inside \w+|Can't subset columns that don't exist|Column `[^`]+` doesn't exist"
+        r"|Problem with `\w+\(\)` (?:column|input)|✖ object '[^']+' not found")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
         r"columns in the computed data do not match|Order of columns does not match|cols? (?:are|is) missing from"
         r"|columns? (?:are|is) missing from|enforced contract|contract (?:\S+ ){0,3}fail|MatchError: .{0,40}\(of class")),
@@ -381,6 +398,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|references column position|line contains only \d+ columns|wrong number of (?:columns|fields)")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it expects", types=("KeyError",), pattern=rx(
         r"pandas[/\\](?:core[/\\](?:indexes|frame|generic|series|indexing)|_libs)|polars|pyarrow|in get_loc|\bdf\[|\.loc\["
+        r"|\bMap:\s+\d+%|\bexamples?\[\w+"
         r"|\.iloc\[|dataframe|\[\[.*\]\]|datasets[/\\]|arrow_dataset|formatting")),
     Rule(R.BAD_SCHEMA, "feature-mismatch", "got features that do not match the model", pattern=rx(
         r"features?,? but \w+ is expecting \d+ features|feature_names mismatch|feature names (?:should|must) match"
@@ -416,11 +434,12 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.CODE_ERROR, "missing-package", "is missing a command or package in its image", pattern=rx(
         r"there is no package called|exec user process caused|/bin/\w+: not found|: \d+: \S+: not found"
         r"|(?:bash|sh|zsh|exec)(?:: line \d+)?: \S+: not found|/usr/bin/env: '?\w+'?: No such file"
-        r"|FileNotFoundException: File \S+\.jar")),
+        r"|FileNotFoundException: File \S+\.jar|No FileSystem for scheme")),
     Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(
         r"could not find function|unbound variable|\bMissingSchema\b|Invalid URL '[^']*': No sch|PARSE_SYNTAX_ERROR"
         r"|syntax error at or near|Error(?: in [^\n]*)?: object '[^']+' not found|error in your SQL syntax"
-        r"|Error in python: \w+Error|\bis not TRUE\b")),
+        r"|Error in python: \w+Error|\bis not TRUE\b|syntax error: unexpected end of file|Syntax error: end of file unexpected"
+        r"|unexpected EOF while looking for matching|Invalid schema for")),
     Rule(R.CODE_ERROR, "missing-package", "is missing a package its code needs", pattern=rx(
         r"Could not find a version that satisfies|No matching distribution found"
         r"|(?:lib|library|package|module) \S+ (?:is )?not installed|Init scripts? failed|init script \S+ failed")),
@@ -428,13 +447,15 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"Invalid path '\$\.|States\.Runtime|not in registry|\bNotRegistered\b|Received unregistered task"
         r"|\bdivision by zero\b")),
     Rule(R.DATA_ERROR, "empty", "got empty input data", pattern=rx(
-        r"Unable to infer schema for|did not find any (?:docs|documents|data|rows|records|files)"
+        r"Unable to infer schema for|did not find any (?:docs|documents|data|rows|records|files)|out of bounds for size 0"
         r"|found no (?:docs|documents|data|rows|records)")),
     Rule(R.DATA_ERROR, "corrupt", "could not read corrupt input", pattern=rx(
         r"CSV parse error|Extra data: line \d+ column|Expecting value: line \d+|Unterminated string starting at"
-        r"|invalid compressed data|Unexpected EOF in archive|not in gzip format")),
+        r"|invalid compressed data|Unexpected EOF in archive|not in gzip format|file format error|Invalid file format"
+        r"|does not appear to be in valid \w+ format")),
     Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
-        r"must exist for|\(not found\) Artifact|Artifact not found|Unable to find any artifacts|Schema '[^']+' does not exist")),
+        r"must exist for|\(not found\) Artifact|Artifact not found|Unable to find any artifacts|Schema '[^']+' does not exist"
+        r"|FileNotFoundException|path \(\S+\) does not exist|does not exist in current working directory")),
     Rule(R.DATA_ERROR, "rejected-rows", "had input rows rejected", pattern=rx(
         r"too many errors|Too many bad records|max_?bad_?records|rows? (?:were |was )?rejected|rejected \d+ rows?"
         r"|Error while reading data, error message|Load into table .{0,40} failed|stl_load_errors")),
