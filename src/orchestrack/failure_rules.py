@@ -56,7 +56,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
         r"canceling statement due to user request|cancell?ed (?:on|due to) user request|\bon user request\b"
         r"|completed as cancell?ed|\bFinished: ABORTED\b|\bdeleted by (?:the )?user\b|\"?result\"?\W{0,4}cancell?ed\b"
-        r"|pipeline was cancell?ed due to"), unless=rx(r"statement timeout|time ?limit")),
+        r"|pipeline was cancell?ed due to"), unless=rx(r"statement timeout|time ?limit|ran longer than|maximum time")),
     Rule(R.CANCELLED, "stopped", "was stopped on purpose", pattern=rx(
         r"\bJob killed by (?!oom|the oom|signal|kernel)\w+|PrimaryStatus: Stopped|\bcontext canceled\b|\bError: interrupt\s*$"
         r"|scheduling shutdown|received smart shutdown|shutdown initiated by request|Gracefully stopping|jobs? SIGHUPed"),
@@ -64,6 +64,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
         r"query execution cancell?ed|user-initiated termination|instance-terminated-by-user|cancellation token"
         r"|\bcancell?ed \d{4}-\d{2}-\d{2}T"), unless=rx(r"time ?limit|timeout|timed[ _]out|preempt")),
+    Rule(R.CANCELLED, "cancelled", "was cancelled", types=("APIUserAbortError", "TaskRevokedError")),
+    Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
+        r"\bTaskRunCancelled\b|\bPipelineRunCancelled\b|Tasks flagged as revoked|\brevoke\(|Request was aborted"
+        r"|\bAborted request\b"), unless=rx(r"time ?limit|timeout|timed[ _]out")),
     Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
     Rule(R.CANCELLED, "interrupted", "was interrupted", pattern=rx(
         r"\bKeyboardInterrupt\b|keyboard interrupt|\^C|closing signal SIGINT|Received 2 death signal|\bSIGINT\b"
@@ -82,6 +86,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     # A component that did not write an output it declared (KFP/Argo): its own code's doing.
     Rule(R.CODE_ERROR, "missing-output", "did not write an output it declares", pattern=rx(
         r"failed to save outputs: path \S+ does not exist")),
+    # A job spec the platform refuses, or a library the job itself ships that is missing: its own code.
+    Rule(R.CODE_ERROR, "invalid-spec", "was defined with a value the platform refuses", pattern=rx(
+        r"Invalid value: \S+: must be")),
+    Rule(R.CODE_ERROR, "missing-package", "is missing a package its code needs", pattern=rx(
+        r"Library installation failed for library jar|FileNotFoundException: \S+\.jar")),
     Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", types=("AirflowSensorTimeout",)),
     Rule(R.TIMEOUT, "sensor", "waited past its sensor timeout", pattern=rx(r"sensor (?:has )?timed out|AirflowSensorTimeout")),
     Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit",
@@ -119,6 +128,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|taking more than \d+ (?:hours?|minutes?|seconds?)|Could not execute broadcast in \d+|broadcastTimeout"
         r"|Ask timed out on|stopTimeout|query time limit")),
     Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(r"\bSoft time limit \(\d+")),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(
+        r"did not initialize after waiting for|ApplicationMaster[^\n]*\n?[^\n]*TimeoutException|\bTimed out after \d+ secs"
+        r"|exceeded \d+s, terminating|ran longer than\s+the maximum")),
     Rule(R.TIMEOUT, "deadline", "ran past its deadline", unless=rx(
         r"context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError|grpc|rpc error"), pattern=rx(
         r"\bDeadlineExceeded\b|activeDeadlineSeconds|active longer than"
@@ -223,6 +235,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "permissions", "was not allowed to write where it needed", pattern=rx(r"is not writable\b")),
     Rule(R.INFRA_ERROR, "segfault", "crashed in native code", pattern=rx(r"\bIllegal instruction\b|dumped core")),
     Rule(R.INFRA_ERROR, "image-pull", "could not pull its container image", pattern=rx(r"CannotPullContainerError")),
+    Rule(R.INFRA_ERROR, "container-runtime", "could not be started by the container runtime", pattern=rx(
+        r"\bCgroupError\b|could not create task's platform resources")),
     Rule(R.INFRA_ERROR, "worker-lost", "lost its worker", pattern=rx(
         r"\bWorkerLostError\b|Worker exited prematurely|\bagent lost\b|runner has received a shutdown signal"
         r"|lost communication with the server|Client report stream closed|stream closed to scheduler"
@@ -320,7 +334,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     # -- a quality gate rejected the model --------------------------------------------------------
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(r"\bSchema mismatch for\b")),
     Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
-        r"(?:accuracy|score|metric|quality|performance|benchmark) check failed|required ratio")),
+        r"(?:accuracy|score|metric|quality|performance|benchmark) check failed|required ratio|\bREGRESSION \d+(?:\.\d+)?%"
+        r"|\bregresses from\b|^\s*assert \d*\.\d+ [<>]=? \d*\.\d+\s*$")),
     Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(
         r"not blessed|NOT_BLESSED|model validation failed|ModelValidation(?:Failed)?(?:Error|Exception)"
         r"|metric_validations_per_slice|validation_ok\W+false|value_threshold|change_threshold"
@@ -379,6 +394,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
         r"not found inside \w+|Can't subset columns that don't exist|Column `[^`]+` doesn't exist"
         r"|Problem with `\w+\(\)` (?:column|input)|✖ object '[^']+' not found")),
+    Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
+        r"Column `[^`]+`(?:\.`[^`]+`)? cannot be resolved|cannot resolve '?`[^`]+`")),
+    Rule(R.BAD_SCHEMA, "format", "got messages in a format it does not accept", pattern=rx(
+        r"\bContentDisallowed\b|Refusing to deserialize")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
         r"columns in the computed data do not match|Order of columns does not match|cols? (?:are|is) missing from"
         r"|columns? (?:are|is) missing from|enforced contract|contract (?:\S+ ){0,3}fail|MatchError: .{0,40}\(of class")),
@@ -456,6 +475,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
         r"must exist for|\(not found\) Artifact|Artifact not found|Unable to find any artifacts|Schema '[^']+' does not exist"
         r"|FileNotFoundException|path \(\S+\) does not exist|does not exist in current working directory")),
+    Rule(R.DATA_ERROR, "quality-check", "failed a data quality check", pattern=rx(
+        r"The following tests have failed|'success': False")),
+    Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(r"did not include the specified metric")),
     Rule(R.DATA_ERROR, "rejected-rows", "had input rows rejected", pattern=rx(
         r"too many errors|Too many bad records|max_?bad_?records|rows? (?:were |was )?rejected|rejected \d+ rows?"
         r"|Error while reading data, error message|Load into table .{0,40} failed|stl_load_errors")),
