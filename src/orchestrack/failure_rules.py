@@ -67,7 +67,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.CANCELLED, "cancelled", "was cancelled", types=("APIUserAbortError", "TaskRevokedError")),
     Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
         r"\bTaskRunCancelled\b|\bPipelineRunCancelled\b|Tasks flagged as revoked|\brevoke\(|Request was aborted"
-        r"|\bAborted request\b"), unless=rx(r"time ?limit|timeout|timed[ _]out")),
+        r"|\bAborted request\b|^Exception: \"?CancelledError\(")),
+    Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
+        r"Terminated from the (?:Web )?UI|Discarding revoked task|\bTerminating [0-9a-f-]{36} \(15\)")),
     Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
     Rule(R.CANCELLED, "interrupted", "was interrupted", pattern=rx(
         r"\bKeyboardInterrupt\b|keyboard interrupt|\^C|closing signal SIGINT|Received 2 death signal|\bSIGINT\b"
@@ -131,6 +133,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(
         r"did not initialize after waiting for|ApplicationMaster[^\n]*\n?[^\n]*TimeoutException|\bTimed out after \d+ secs"
         r"|exceeded \d+s, terminating|ran longer than\s+the maximum")),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(
+        r"Restart timed out after|Got timeout\(\d+ ?sec")),
+    Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(
+        r"Futures timed out after \[\d+ (?:seconds|milliseconds)\]|^Exception: TimeoutException\("),
+         unless=rx(r"heartbeat|RpcTimeout")),
     Rule(R.TIMEOUT, "deadline", "ran past its deadline", unless=rx(
         r"context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError|grpc|rpc error"), pattern=rx(
         r"\bDeadlineExceeded\b|activeDeadlineSeconds|active longer than"
@@ -237,6 +244,13 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "image-pull", "could not pull its container image", pattern=rx(r"CannotPullContainerError")),
     Rule(R.INFRA_ERROR, "container-runtime", "could not be started by the container runtime", pattern=rx(
         r"\bCgroupError\b|could not create task's platform resources")),
+    Rule(R.INFRA_ERROR, "unschedulable", "could not get the resources it asked for", pattern=rx(
+        r"Resources are insufficient in region|insufficient (?:capacity|resources) in (?:region|zone)")),
+    Rule(R.INFRA_ERROR, "preempted", "lost its machine (preempted)", pattern=rx(r"VMRecreatedDuringExecution")),
+    Rule(R.INFRA_ERROR, "segfault", "crashed in native code", pattern=rx(r"caught segfault|R encountered a fatal error")),
+    Rule(R.INFRA_ERROR, "disk-full", "ran out of disk space", pattern=rx(r"is over \d+% full")),
+    Rule(R.INFRA_ERROR, "service-unavailable", "hit a failure inside a service it uses", pattern=rx(
+        r"Failed to set task state|'code': 'API_ERROR'|Timed out trying to connect to")),
     Rule(R.INFRA_ERROR, "worker-lost", "lost its worker", pattern=rx(
         r"\bWorkerLostError\b|Worker exited prematurely|\bagent lost\b|runner has received a shutdown signal"
         r"|lost communication with the server|Client report stream closed|stream closed to scheduler"
@@ -335,7 +349,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(r"\bSchema mismatch for\b")),
     Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
         r"(?:accuracy|score|metric|quality|performance|benchmark) check failed|required ratio|\bREGRESSION \d+(?:\.\d+)?%"
-        r"|\bregresses from\b|^\s*assert \d*\.\d+ [<>]=? \d*\.\d+\s*$")),
+        r"|\bregresses from\b|^\s*(?:AssertionError: )?assert (?:tensor\()?\d*\.\d+[^\n<>]{0,40}\)? [<>]=? \d*\.\d+\s*$"
+        r"|is below `?--cov-fail-under|coverage failure: total of")),
     Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(
         r"not blessed|NOT_BLESSED|model validation failed|ModelValidation(?:Failed)?(?:Error|Exception)"
         r"|metric_validations_per_slice|validation_ok\W+false|value_threshold|change_threshold"
@@ -390,7 +405,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|Invalid (?:NUMERIC|INT64|FLOAT64|BOOL|DATE|TIMESTAMP) value|dtype mismatch|mismatched dtypes|Found +\| +Expected")),
     Rule(R.BAD_SCHEMA, "dtype", "got data of the wrong type", pattern=rx(
         r"Cannot up cast|StateSchemaNotCompatible|schema doesn't match|doesn't match (?:to )?the schema"
-        r"|neither a decimal digit|'type': '\w+_(?:parsing|type)'|Parameter validation failed")),
+        r"|neither a decimal digit|'type': '\w+_(?:parsing|type)'|Parameter validation failed for flow"
+        r"|cannot be inserted into column")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
         r"not found inside \w+|Can't subset columns that don't exist|Column `[^`]+` doesn't exist"
         r"|Problem with `\w+\(\)` (?:column|input)|✖ object '[^']+' not found")),
@@ -398,6 +414,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"Column `[^`]+`(?:\.`[^`]+`)? cannot be resolved|cannot resolve '?`[^`]+`")),
     Rule(R.BAD_SCHEMA, "format", "got messages in a format it does not accept", pattern=rx(
         r"\bContentDisallowed\b|Refusing to deserialize")),
+    Rule(R.BAD_SCHEMA, "format", "got records shaped differently from what it expects", pattern=rx(
+        r"Row \d+ has \d+ values, but \w+ only has \d+ columns|Received and deleted unknown message"
+        r"|kwargs must be a dict|Invalid task ignored")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
         r"columns in the computed data do not match|Order of columns does not match|cols? (?:are|is) missing from"
         r"|columns? (?:are|is) missing from|enforced contract|contract (?:\S+ ){0,3}fail|MatchError: .{0,40}\(of class")),
@@ -470,7 +489,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|found no (?:docs|documents|data|rows|records)")),
     Rule(R.DATA_ERROR, "corrupt", "could not read corrupt input", pattern=rx(
         r"CSV parse error|Extra data: line \d+ column|Expecting value: line \d+|Unterminated string starting at"
-        r"|invalid compressed data|Unexpected EOF in archive|not in gzip format|file format error|Invalid file format"
+        r"|invalid compressed data|Unexpected EOF in archive|not in gzip format|file format error|Invalid file format|\(corrupted\?\)"
         r"|does not appear to be in valid \w+ format")),
     Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
         r"must exist for|\(not found\) Artifact|Artifact not found|Unable to find any artifacts|Schema '[^']+' does not exist"
