@@ -70,6 +70,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|\bAborted request\b|^Exception: \"?CancelledError\(")),
     Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
         r"Terminated from the (?:Web )?UI|Discarding revoked task|\bTerminating [0-9a-f-]{36} \(15\)")),
+    Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(r"\buser_cancell?ed\b|\bcancell?ed_by_user\b")),
     Rule(R.CANCELLED, "interrupted", "was interrupted", types=("KeyboardInterrupt",)),
     Rule(R.CANCELLED, "interrupted", "was interrupted", pattern=rx(
         r"\bKeyboardInterrupt\b|keyboard interrupt|\^C|closing signal SIGINT|Received 2 death signal|\bSIGINT\b"
@@ -138,6 +139,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.TIMEOUT, "execution-timeout", "ran past its time limit", pattern=rx(
         r"Futures timed out after \[\d+ (?:seconds|milliseconds)\]|^Exception: TimeoutException\("),
          unless=rx(r"heartbeat|RpcTimeout")),
+    Rule(R.TIMEOUT, "deadline", "ran past its deadline", pattern=rx(r"request deadline was exceeded")),
     Rule(R.TIMEOUT, "deadline", "ran past its deadline", unless=rx(
         r"context deadline exceeded|(?-i:DEADLINE_EXCEEDED)|DeadlineExceededError|grpc|rpc error"), pattern=rx(
         r"\bDeadlineExceeded\b|activeDeadlineSeconds|active longer than"
@@ -218,7 +220,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "preempted", "lost its machine (preempted)", pattern=rx(r"termination is imminent")),
     Rule(R.INFRA_ERROR, "container-runtime", "could not be started by the container runtime", pattern=rx(
         r"CannotInspectContainerError|Could not transition to inspecting|OCI runtime (?:exec|create) failed"
-        r"|unable to start container process|CreateContainerConfigError|CreateContainerError")),
+        r"|unable to start container process|CreateContainerConfigError|CreateContainerError"),
+         unless=rx(r"executable file not found")),
     Rule(R.INFRA_ERROR, "credentials", "had missing or wrong credentials", pattern=rx(
         r"unable to assume the role|Incorrect username or password|password authentication failed|invalid credentials"
         r"|Authentication failed|login failed for user")),
@@ -251,6 +254,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.INFRA_ERROR, "disk-full", "ran out of disk space", pattern=rx(r"is over \d+% full")),
     Rule(R.INFRA_ERROR, "service-unavailable", "hit a failure inside a service it uses", pattern=rx(
         r"Failed to set task state|'code': 'API_ERROR'|Timed out trying to connect to")),
+    Rule(R.INFRA_ERROR, "unschedulable", "could not get the resources it asked for", pattern=rx(
+        r"^Waiting for workers$|no workers (?:arrived|available)")),
     Rule(R.INFRA_ERROR, "worker-lost", "lost its worker", pattern=rx(
         r"\bWorkerLostError\b|Worker exited prematurely|\bagent lost\b|runner has received a shutdown signal"
         r"|lost communication with the server|Client report stream closed|stream closed to scheduler"
@@ -350,7 +355,9 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.METRIC_REGRESSION, "threshold", "fell short of its metric threshold", pattern=rx(
         r"(?:accuracy|score|metric|quality|performance|benchmark) check failed|required ratio|\bREGRESSION \d+(?:\.\d+)?%"
         r"|\bregresses from\b|^\s*(?:AssertionError: )?assert (?:tensor\()?\d*\.\d+[^\n<>]{0,40}\)? [<>]=? \d*\.\d+\s*$"
-        r"|is below `?--cov-fail-under|coverage failure: total of")),
+        r"|is below `?--cov-fail-under|coverage failure: total of|significant change has been detected"
+        r"|^\s*(?:AssertionError: )?assert [\d.]+ (?:<=?|>=?) [\d.]+(?: (?:<=?|>=?) [\d.]+)?\s*$"
+        r"|(?:variance|latency|throughput|error rate|loss|perplexity) too (?:high|low)\b")),
     Rule(R.METRIC_REGRESSION, "gate", "was rejected by a quality gate", pattern=rx(
         r"not blessed|NOT_BLESSED|model validation failed|ModelValidation(?:Failed)?(?:Error|Exception)"
         r"|metric_validations_per_slice|validation_ok\W+false|value_threshold|change_threshold"
@@ -417,6 +424,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.BAD_SCHEMA, "format", "got records shaped differently from what it expects", pattern=rx(
         r"Row \d+ has \d+ values, but \w+ only has \d+ columns|Received and deleted unknown message"
         r"|kwargs must be a dict|Invalid task ignored")),
+    Rule(R.BAD_SCHEMA, "validation", "got a record its schema refuses", pattern=rx(
+        r"found invalid field \w+ for|unknown field \"[^\"]+\" in io\.k8s|error validating data")),
+    Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
+        r"same number of columns|DatasetGenerationCastError|must have the same columns|No column \S+ found\. Available are")),
     Rule(R.BAD_SCHEMA, "missing-column", "did not find a column it needs", pattern=rx(
         r"columns in the computed data do not match|Order of columns does not match|cols? (?:are|is) missing from"
         r"|columns? (?:are|is) missing from|enforced contract|contract (?:\S+ ){0,3}fail|MatchError: .{0,40}\(of class")),
@@ -472,6 +483,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule(R.CODE_ERROR, "missing-package", "is missing a command or package in its image", pattern=rx(
         r"there is no package called|exec user process caused|/bin/\w+: not found|: \d+: \S+: not found"
         r"|(?:bash|sh|zsh|exec)(?:: line \d+)?: \S+: not found|/usr/bin/env: '?\w+'?: No such file"
+        r"|: line \d+: /\S+: No such file or directory"
         r"|FileNotFoundException: File \S+\.jar|No FileSystem for scheme")),
     Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(
         r"could not find function|unbound variable|\bMissingSchema\b|Invalid URL '[^']*': No sch|PARSE_SYNTAX_ERROR"
@@ -486,6 +498,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|\bdivision by zero\b")),
     Rule(R.DATA_ERROR, "empty", "got empty input data", pattern=rx(
         r"Unable to infer schema for|did not find any (?:docs|documents|data|rows|records|files)|out of bounds for size 0"
+        r"|differing number of rows: (?:0, \d+|\d+, 0)\b"
         r"|found no (?:docs|documents|data|rows|records)")),
     Rule(R.DATA_ERROR, "corrupt", "could not read corrupt input", pattern=rx(
         r"CSV parse error|Extra data: line \d+ column|Expecting value: line \d+|Unterminated string starting at"
@@ -493,7 +506,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|does not appear to be in valid \w+ format")),
     Rule(R.DATA_ERROR, "missing-input", "could not find its input", pattern=rx(
         r"must exist for|\(not found\) Artifact|Artifact not found|Unable to find any artifacts|Schema '[^']+' does not exist"
-        r"|FileNotFoundException|path \(\S+\) does not exist|does not exist in current working directory")),
+        r"|FileNotFoundException|path \(\S+\) does not exist|does not exist in current working directory|blob does not exist")),
     Rule(R.DATA_ERROR, "quality-check", "failed a data quality check", pattern=rx(
         r"The following tests have failed|'success': False")),
     Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(r"did not include the specified metric")),
