@@ -208,7 +208,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|job appears to be stuck|workers? (?:were |was )?(?:lost|unresponsive)"
         r"|no longer in the running state|shouldn't be running anymore"
         r"|(?:externally|unexpectedly) (?:killed|terminated)|finished with state failed, but the task instance's state"
-        r"|finished \(failed\) although the task says (?:it'?s|its) (?:queued|running)|Executor .* reported that the task"
+        r"|finished \(failed\) although the task says (?:it'?s|its) running|Executor .* reported that the task"
         r"|worker (?:went )?(?:offline|away)|lost (?:contact|connection) with (?:the )?(?:worker|scheduler)"
         r"|Crash detected|infrastructure (?:error|failure|issue)"
         r"|(?:process|container|pod|job) (?:for flow run .* )?exited (?:with )?(?:unexpectedly|non-zero status code"
@@ -262,7 +262,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|Last heartbeat was sent \d+ ?ms ago|marked as dead|raylet (?:has )?died|\bNotReady\b|cordon and drain")),
     Rule(R.INFRA_ERROR, "cluster-launch", "could not get its cluster or machine", pattern=rx(
         r"Host EC2 .{0,40}terminated|Driver down|failing to launch|Cluster launch|cluster (?:failed to start|terminated unexpectedly)"
-        r"|Termination reason: StartError|failed to create containerd task|error during startup")),
+        r"|Termination reason: StartError|failed to create containerd task|error during startup"),
+         unless=rx(r"executable file not found")),
     Rule(R.INFRA_ERROR, "network", "lost its connection to a service", pattern=rx(
         r"\bUnavailableError\b|StatusCode\.UNAVAILABLE|failed to connect to all addresses"
         r"|Failed to get the response\. Hanging\?|FailedToConnectException")),
@@ -339,7 +340,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|(?-i:SYSTEM_ERROR)|PIPELINE_STATE_FAILED.*(?:internal|system)")),
     Rule(R.INFRA_ERROR, "terminated", "was terminated (SIGTERM), likely by the platform", pattern=rx(
         r"Received SIGTERM|Negsignal\.SIGTERM|return code -15\b|status code:? -15\b|exit code 143\b|signal: terminated"
-        r"|termination signal|terminated by signal 15")),
+        r"|termination signal|terminated by signal 15"),
+         unless=rx(r"not forwarding to steps|Container killed on request")),
     Rule(R.INFRA_ERROR, "terminated", "was terminated (SIGTERM), likely by the platform",
          types=("AirflowTaskTerminated",)),
 
@@ -570,7 +572,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"(?:mismatch|below|above|less than|expected)|leakage|data drift|DataDrift|great_expectations.*(?:False|fail)"
         r"|(?:null|missing) (?:rate|ratio|fraction)|expect_(?:column|table|multicolumn|compound|select)\w+"
         r"|inconsistent numbers of samples|configured to fail if|Got \d+ results?, configured|\d+/\d+ checks? FAILED"
-        r"|must exist in .* \[FAILED\]|checks? (?:FAILED|failed):")),
+        r"|must exist in .* \[FAILED\]|checks? (?:FAILED|failed):"), unless=rx(r"failed with error: \w*Error|is not callable")),
 
     # -- a bug in the pipeline's code, or a missing package ----------------------------------------
     Rule(R.CODE_ERROR, "missing-package", "is missing a package in its environment",
