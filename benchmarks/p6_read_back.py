@@ -44,9 +44,10 @@ def _grow(connection: sqlite3.Connection, template: str, runs: int) -> None:
                        "INSERT INTO copies SELECT n FROM c", (have, runs - 1))
     copy_id = "printf('%032x', copies.n)"
     connection.execute(
-        f"INSERT INTO runs SELECT {copy_id}, 'p6/' || copies.n, name, owner, purpose, status, pipeline, "
-        "failure_reason, strftime('%Y-%m-%dT%H:%M:%f000Z', '2026-01-01', '+' || copies.n || ' seconds'), "
-        "ended_at, doc FROM runs, copies WHERE runs.run_id = ?", (template,))
+        "INSERT INTO runs (run_id, key, name, owner, purpose, status, pipeline, failure_reason, started_at, "
+        f"ended_at, doc, failure_fingerprint) SELECT {copy_id}, 'p6/' || copies.n, name, owner, purpose, status, "
+        "pipeline, failure_reason, strftime('%Y-%m-%dT%H:%M:%f000Z', '2026-01-01', '+' || copies.n || ' seconds'), "
+        "ended_at, doc, failure_fingerprint FROM runs, copies WHERE runs.run_id = ?", (template,))
     for table, columns in TABLES.items():
         rest = columns.removeprefix("run_id, ")
         connection.execute(f"INSERT INTO {table} ({columns}) SELECT {copy_id}, {rest} FROM {table}, copies "

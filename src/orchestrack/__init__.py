@@ -24,7 +24,9 @@ from orchestrack.errors import (
     RunNotFoundError,
     StoreError,
 )
+from orchestrack.fingerprint import failure_fingerprint
 from orchestrack.gate import GateFailedError, GateHeldError, GateSpec, check_gate, gate_step, load_gate_spec
+from orchestrack.history import FailureHistory, failure_histories, failure_history
 from orchestrack.lifecycle import (
     Run,
     active_run,
@@ -73,13 +75,15 @@ from orchestrack.registry import ModelVersion, model_version, open_registry, pro
 __version__ = "0.1.0"
 
 __all__ = [
-    "SCHEMA_VERSION", "Artifact", "CodeInfo", "ConfigFile", "DataSnapshot", "Environment", "Failure", "FailureReason",
+    "SCHEMA_VERSION", "Artifact", "CodeInfo", "ConfigFile", "DataSnapshot", "Environment", "Failure", "FailureHistory",
+    "FailureReason",
     "Features", "GateCheck", "GateDecision", "GateFailedError", "GateHeldError", "GateOutcome", "GateSpec",
     "InvalidInputError", "LeakageCheck", "LeakageStatus", "LlmSettings",
     "MissingExtraError", "ModelNotFoundError", "ModelVersion", "NoActiveRunError",
     "OrchestrackError", "OrchestratorInfo", "OrchestratorKind", "PolicyError", "PromotionRefusedError",
     "Diagnosis", "Purpose", "Rule", "Run", "RunNotFoundError", "RunRecord", "RunStatus", "StoreError", "TaskAttempt",
-    "TaskStatus", "__version__", "active_run", "check_gate", "classify_failure", "explain_failure", "gate_step", "get_run",
+    "TaskStatus", "__version__", "active_run", "check_gate", "classify_failure", "explain_failure",
+    "failure_fingerprint", "failure_histories", "failure_history", "gate_step", "get_run",
     "load_gate_spec", "log_artifact", "log_config", "log_dataset", "log_features", "log_llm", "log_llm_usage",
     "log_metrics", "log_params", "log_prompt", "model_version",
     "open_registry", "promote", "register_rule", "replay_spool", "run_id_for", "search_runs", "set_tags",

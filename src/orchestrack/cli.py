@@ -29,6 +29,7 @@ from rich.text import Text
 
 import orchestrack
 from orchestrack.errors import OrchestrackError
+from orchestrack.history import FailureHistory, failed_runs, histories_of
 from orchestrack.record import (
     FailureReason,
     GateDecision,
@@ -225,8 +226,10 @@ def runs(tracking_uri: str | None, status: str | None, pipeline: str | None, rea
 def show(tracking_uri: str | None, run: str, as_json: bool) -> None:
     """Show one run in full. RUN is a key, a run id or a run-id prefix of 8+ characters."""
     record = orchestrack.get_run(run, tracking_uri=tracking_uri)
+    history = _failure_history(record, tracking_uri)
     if as_json:
-        _echo_json(record.model_dump(mode="json"))
+        _echo_json({**record.model_dump(mode="json"),
+                    "failure_history": history.model_dump(mode="json") if history else None})
         return
     console = _console()
     info = record.orchestrator
@@ -242,6 +245,8 @@ def show(tracking_uri: str | None, run: str, as_json: bool) -> None:
         label = failure.reason.value + (f" ({failure.detail})" if failure.detail else "")
         console.print(Text.assemble(("Failure: ", "bold"), (label, "bold red")), soft_wrap=True)
         console.print(Text(failure.summary), soft_wrap=True)
+        if history is not None:
+            console.print(Text(_seen_text(history), style="dim"), soft_wrap=True)
         console.print()
     if record.gate is not None:
         gate = record.gate
@@ -252,6 +257,26 @@ def show(tracking_uri: str | None, run: str, as_json: bool) -> None:
     _print_tables(console, [*_record_tables(record), _gate_table(record.gate), _versions_table(record, tracking_uri)])
     if record.incomplete:
         console.print(Text("incomplete: " + ", ".join(record.incomplete), style="yellow"), soft_wrap=True)
+
+
+def _failure_history(record: RunRecord, tracking_uri: str | None) -> FailureHistory | None:
+    """The history of the run's failure fingerprint (``None`` without one, or when it cannot be read)."""
+    fingerprint = record.failure.fingerprint if record.failure else None
+    if fingerprint is None:
+        return None
+    try:
+        return orchestrack.failure_history(fingerprint, tracking_uri=tracking_uri)
+    except Exception as err:  # the run is still worth showing
+        click.echo(f"(failure history not shown: {' '.join(str(err).split())})", err=True)
+        return None
+
+
+def _seen_text(history: FailureHistory) -> str:
+    """``Seen 12 times since 2026-11-03 (fingerprint 1a2b3c4d…)``."""
+    mark = f"(fingerprint {history.fingerprint[:8]}…)"
+    if history.count <= 1 or history.first_seen is None:
+        return f"Seen only in this run {mark}."
+    return f"Seen {history.count} times since {history.first_seen.astimezone(UTC):%Y-%m-%d} {mark}."
 
 
 def _gate_table(decision: GateDecision | None, title: str = "Quality gate checks") -> Table:
@@ -351,16 +376,21 @@ def compare(tracking_uri: str | None, run_refs: tuple[str, ...], only_difference
 @click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True,
               help="Look at this many of the newest failed or cancelled runs.")
 @click.option("--examples", type=click.IntRange(0, 100), default=3, show_default=True,
-              help="Newest examples shown per reason.")
-@click.option("--json", "as_json", is_flag=True, help="Print the counts and examples as JSON.")
+              help="Newest examples shown per reason (with --group: newest runs per fingerprint).")
+@click.option("--group", "by_fingerprint", is_flag=True,
+              help="Group the same failure across runs by its fingerprint: reason, first and last seen, how often, "
+                   "pipelines, tasks and the newest runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and examples (or groups) as JSON.")
 @click.pass_obj
-def failures(tracking_uri: str | None, pipeline: str | None, limit: int, examples: int, as_json: bool) -> None:
-    """Why runs fail: failed and cancelled runs counted by failure reason, with recent examples."""
-    found = [record for status in (RunStatus.FAILED, RunStatus.CANCELLED)
-             for record in orchestrack.search_runs(status=status, pipeline=pipeline, limit=limit,
-                                                   tracking_uri=tracking_uri)]
-    found.sort(key=lambda r: r.ended_at or r.started_at, reverse=True)
-    found = found[:limit]
+def failures(tracking_uri: str | None, pipeline: str | None, limit: int, examples: int, by_fingerprint: bool,
+             as_json: bool) -> None:
+    """Why runs fail: failed and cancelled runs counted by failure reason, with recent examples;
+    with --group, the same failure across runs (one fingerprint) counted, with when it was first
+    and last seen."""
+    found = failed_runs(pipeline=pipeline, limit=limit, tracking_uri=tracking_uri)
+    if by_fingerprint:
+        _fingerprint_groups(found, pipeline, limit, examples, as_json)
+        return
     groups = failure_groups(found, examples)
     by_reason = {reason: count for reason, count, _ in groups}
     picked = {reason: records for reason, _, records in groups}
@@ -387,6 +417,34 @@ def failures(tracking_uri: str | None, pipeline: str | None, limit: int, example
                  _when(r.ended_at)) for reason, records in picked.items() for r in records],
                title="Examples"),
     ])
+
+
+def _fingerprint_groups(found: list[RunRecord], pipeline: str | None, limit: int, examples: int,
+                        as_json: bool) -> None:
+    """``failures --group``: one row per failure fingerprint among ``found``."""
+    histories = histories_of(found, examples)
+    grouped = sum(h.count for h in histories)
+    if as_json:
+        _echo_json({"total": len(found), "grouped": grouped,
+                    "groups": [h.model_dump(mode="json") for h in histories]})
+        return
+    console = _console()
+    scope = f" of pipeline {pipeline!r}" if pipeline else ""
+    if not found:
+        console.print(f"No failed or cancelled runs{scope}.", style="dim")
+        return
+    note = f"; {grouped} of them in {_plural(len(histories), 'group')}"
+    if grouped < len(found):
+        note += f", {len(found) - grouped} without a fingerprint (no error text, or recorded before fingerprints)"
+    console.print(f"{_plural(len(found), 'failed or cancelled run')}{scope} (the newest {limit} at most){note}.",
+                  soft_wrap=True)
+    console.print()
+    _print_tables(console, [_table(
+        ("fingerprint", "reason", "count", "first seen (UTC)", "last seen (UTC)", "pipelines", "tasks", "newest runs",
+         "summary"),
+        [(h.fingerprint, h.reason, h.count, _when(h.first_seen), _when(h.last_seen), ", ".join(h.pipelines) or None,
+          ", ".join(h.tasks) or None, ", ".join(run_id[:8] for run_id in h.runs) or None, h.summary)
+         for h in histories], title="By fingerprint")])
 
 
 @main.command()

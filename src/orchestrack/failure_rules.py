@@ -49,7 +49,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
                    r"|due to (?:task |upstream |a )?fail|timeout|timed[ _]out")),
     Rule(R.CANCELLED, "cancelled", "was cancelled", pattern=rx(
         r"\bThe operation was cancel+ed\b|\bAbortError: The user aborted|\bInterruptException\b|Query execution was interrupted"
-        r"|\bBuild was aborted\b|\bAborted by \S+|\brevoked\b.{0,60}\bterminat|raised unexpected: Terminated\(|\bTaskRevokedError\b"
+        r"|\bBuild was aborted\b|(?-i:\bAborted by (?!a |an |the |signal|termination)\S+)|\brevoked\b.{0,60}\bterminat|raised unexpected: Terminated\(|\bTaskRevokedError\b"
         r"|expected if the job was cancell?ed|\bsystemd\[\d+\]: Stopping\b|\bStatus: 499\b|client closed request"),
          unless=rx(r"time ?limit|timeout|timed[ _]out|max_statement_time|max_execution_time|shutdown signal|preempt|\bspot\b"
                    r"|Connection lost|server closed the connection")),

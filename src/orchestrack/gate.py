@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrack.errors import InvalidInputError, OrchestrackError
+from orchestrack.fingerprint import failure_fingerprint
 from orchestrack.record import (
     Failure,
     FailureReason,
@@ -555,11 +556,16 @@ def _history(record: RunRecord, spec: GateSpec, tracking_uri: str | None) -> lis
 
 
 def gate_failure(decision: GateDecision) -> Failure:
-    """The ``metric-regression`` failure of a failed gate: the decision's sentence, naming the check."""
+    """The ``metric-regression`` failure of a failed gate: the decision's sentence, naming the check.
+
+    Its fingerprint is that of the first failed check's kind and subject (``min auc``), so the same
+    check failing again groups, whatever the numbers."""
     first = next((c for c in decision.checks if c.outcome is GateOutcome.FAILED), None)
     detail = "gate-require" if first is not None and first.kind == "require" else "quality-gate"
     return Failure(reason=FailureReason.METRIC_REGRESSION, summary=decision.summary[:300], task=GATE_TASK,
-                   detail=detail, error_type="GateFailedError")
+                   detail=detail, error_type="GateFailedError",
+                   fingerprint=failure_fingerprint("GateFailedError", f"{first.kind} {first.subject}"
+                                                   if first is not None else decision.summary))
 
 
 def check_gate(run: Any, spec: GateSpec | Mapping[str, Any] | str | Path, *,

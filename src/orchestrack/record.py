@@ -94,6 +94,10 @@ class Failure(_Model):
     error_type: str | None = None
     exit_code: int | None = None
     evidence: str | None = Field(default=None, description="The (redacted) text the label rests on.")
+    fingerprint: str | None = Field(
+        default=None, description="16 hex digits, the same for the same failure in any run: exception type, "
+        "message with numbers, ids, paths and quoted values masked, and user-code frames "
+        "(orchestrack.fingerprint). None when no error text or exception was seen.")
 
 
 class OrchestratorInfo(_Model):

@@ -1,6 +1,6 @@
 """What people are shown of runs, the same in the terminal (``orchestrack``) and on the run pages
 (``orchestrack ui``, ``orchestrack report``): durations and sizes in words, the rows of a comparison,
-failures grouped by reason."""
+failures grouped by reason or by fingerprint."""
 
 from __future__ import annotations
 
@@ -163,11 +163,22 @@ def differs(values: Sequence[Any]) -> bool:
     return any((type(value) is bool, value) != first for value in values[1:])
 
 
-def failure_groups(records: Sequence[RunRecord], examples: int) -> list[tuple[str, int, list[RunRecord]]]:
-    """``(reason, count, newest examples)`` per failure reason, most frequent first (``unknown`` for
-    a failed run without a failure)."""
+def _reason_label(record: RunRecord) -> str:
+    return reason_of(record) or FailureReason.UNKNOWN.value
+
+
+def fingerprint_of(record: RunRecord) -> str | None:
+    """The fingerprint of the run's failure, if it has one."""
+    return record.failure.fingerprint if record.failure else None
+
+
+def failure_groups(records: Sequence[RunRecord], examples: int,
+                   by: Callable[[RunRecord], str | None] = _reason_label) -> list[tuple[str, int, list[RunRecord]]]:
+    """``(label, count, newest examples)`` per label, most frequent first. The label is the failure
+    reason (``unknown`` for a failed run without a failure), or what ``by`` says (``by=fingerprint_of``);
+    runs ``by`` gives no label are left out."""
     newest = sorted(records, key=lambda r: r.ended_at or r.started_at, reverse=True)
-    labels = [reason_of(r) or FailureReason.UNKNOWN.value for r in newest]
-    counts = Counter(labels)
-    return [(reason, count, [r for r, label in zip(newest, labels, strict=True) if label == reason][:examples])
-            for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    labels = [by(r) for r in newest]
+    counts = Counter(label for label in labels if label is not None)
+    return [(group, count, [r for r, label in zip(newest, labels, strict=True) if label == group][:examples])
+            for group, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]

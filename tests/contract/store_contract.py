@@ -269,6 +269,39 @@ class StoreContract:
         assert [r.key for r in store.search_runs(RunQuery(owner="team-b"))] == ["s/2"]
         assert len(store.search_runs(RunQuery(limit=1))) == 1
 
+    def test_search_by_failure_fingerprint(self, store: Store) -> None:
+        """Three failed runs with one fingerprint and one with another: the search by fingerprint finds
+        the three, newest first, whether the failure came with the opening or with the close."""
+        if hasattr(store, "page_size"):
+            store.page_size = 2  # a store that reads by pages must read them all
+        same, other = "1a2b3c4d5e6f7a8b", "9f8e7d6c5b4a3f2e"
+        for index, fingerprint in enumerate([same, other, same, None, same]):
+            failure = Failure(reason=FailureReason.DATA_ERROR, summary=f"Task 'load' failed ({index}).", task="load",
+                              fingerprint=fingerprint)
+            if index == 0:  # recorded when the run is opened (a run replayed from the spool)
+                store.open_run(make_record(f"fp/{index}", status=RunStatus.FAILED, failure=failure))
+            else:
+                run = store.open_run(make_record(f"fp/{index}"))
+                store.update_run(run.run_id, {"status": RunStatus.FAILED, "failure": failure, "ended_at": utcnow()})
+            time.sleep(0.002)
+        found = store.search_runs(RunQuery(fingerprint=same))
+        assert [r.key for r in found] == ["fp/4", "fp/2", "fp/0"]
+        assert all(r.failure is not None and r.failure.fingerprint == same for r in found)
+        assert [r.key for r in store.search_runs(RunQuery(fingerprint=other))] == ["fp/1"]
+        assert [r.key for r in store.search_runs(RunQuery(fingerprint=same, limit=2))] == ["fp/4", "fp/2"]
+        store.update_run(run_id_for("fp/2"), {"failure": None})  # a cleared failure leaves the group
+        assert [r.key for r in store.search_runs(RunQuery(fingerprint=same))] == ["fp/4", "fp/0"]
+        assert store.search_runs(RunQuery(fingerprint="0" * 16)) == []
+
+    def test_a_task_failure_keeps_its_fingerprint(self, store: Store) -> None:
+        run = store.open_run(make_record("fp/task"))
+        failure = Failure(reason=FailureReason.CODE_ERROR, summary="Task 'train' raised.", task="train",
+                          error_type="ValueError", fingerprint="0123456789abcdef")
+        store.record_tasks(run.run_id, [TaskAttempt(task_id="train", name="train", attempt=1,
+                                                    status=TaskStatus.FAILED, failure=failure)])
+        [attempt] = store.get_run(run.run_id).tasks
+        assert attempt.failure == failure
+
     def test_record_round_trips(self, store: Store) -> None:
         record = make_record("p/full", owner="o", purpose=Purpose.ABLATION,
                              orchestrator=OrchestratorInfo(kind="airflow", pipeline="dag", pipeline_version="3",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrack.record import TaskAttempt, TaskStatus
+from orchestrack.stores.base import RunQuery
 from orchestrack.stores.local_artifacts import LocalArtifactStore
 from orchestrack.stores.sqlite import STORE_VERSION, SQLiteStore
 from tests.contract.store_contract import ArtifactStoreContract, StoreContract
@@ -59,6 +60,37 @@ def test_a_store_written_by_0_1_is_upgraded_and_reads(tmp_path: Path) -> None:
     assert sorted(t.task_id for t in store.get_run("r1").tasks) == ["load", "tr-1"]
     store.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == STORE_VERSION
+
+
+def test_a_store_without_the_fingerprint_column_gets_it_indexed_and_filled(tmp_path: Path) -> None:
+    """A version-2 store (no ``failure_fingerprint`` column) gains the column and its index on open; rows
+    whose failure document has a fingerprint are found by it, rows without one are not."""
+    path = tmp_path / "v2.db"
+    current = SQLiteStore(f"sqlite:///{path}")
+    current.query("SELECT 1")  # makes the file with today's layout, to take the column off again
+    current.close()
+    old = sqlite3.connect(path)
+    old.executescript("""
+        DROP INDEX runs_fingerprint;
+        ALTER TABLE runs DROP COLUMN failure_fingerprint;
+        PRAGMA user_version = 2;""")
+    for index, fingerprint in enumerate(["1a2b3c4d5e6f7a8b", None]):
+        failure = {"reason": "data-error", "summary": "x", "fingerprint": fingerprint}
+        doc = {"schema_version": 2, "orchestrator": {"kind": "python"}, "code": {}, "features": {}, "environment": {},
+               "failure": failure, "incomplete": []}
+        old.execute("INSERT INTO runs VALUES (?,?,'old','me',NULL,'failed','p','data-error',"
+                    "'2026-11-01T00:00:00.000000Z',NULL,?)", (f"r{index}", f"old/{index}", json.dumps(doc)))
+    old.commit()
+    old.close()
+
+    store = SQLiteStore(f"sqlite:///{path}")
+    assert [r.key for r in store.search_runs(RunQuery(fingerprint="1a2b3c4d5e6f7a8b"))] == ["old/0"]
+    assert {r.key for r in store.search_runs(RunQuery())} == {"old/0", "old/1"}
+    store.close()
+    upgraded = sqlite3.connect(path)
+    assert upgraded.execute("PRAGMA user_version").fetchone()[0] == STORE_VERSION
+    assert "runs_fingerprint" in {row[1] for row in upgraded.execute("PRAGMA index_list(runs)")}
+    upgraded.close()
 
 
 class TestLocalArtifactStore(ArtifactStoreContract):

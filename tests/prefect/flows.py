@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +239,14 @@ def configured_then_retried(marker: str) -> str:
         path.touch()
         raise RuntimeError("the first try fails")
     return "ok"
+
+
+@task
+def check_batch(rows: int) -> int:
+    # A new batch number and temporary folder every run: the raw error text differs each time.
+    raise ValueError(f"bad batch {uuid.uuid4().int % 100_000} at /tmp/{uuid.uuid4()}/part-{rows}.parquet")
+
+
+@tracked_flow(purpose="baseline")
+def fails_on_a_bad_batch(rows: int = 100) -> int:
+    return check_batch(rows)

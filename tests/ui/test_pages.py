@@ -49,6 +49,22 @@ def test_a_failure_sentence_and_gate_checks_are_on_the_run_page() -> None:
     assert '<span class="badge held">held</span>' in html
 
 
+def test_the_failures_page_groups_the_same_failure_by_fingerprint() -> None:
+    def failed(run_id: str, fingerprint: str | None, pipeline: str) -> RunRecord:
+        failure = Failure(reason=FailureReason.DATA_ERROR, summary=f"Task 'load' failed in {run_id}.", task="load",
+                          fingerprint=fingerprint)
+        return _record(run_id, status=RunStatus.FAILED, failure=failure, ended_at=NOW,
+                       orchestrator={"pipeline": pipeline})
+
+    records = [failed("c1", "1a2b3c4d5e6f7a8b", "nightly"), failed("c2", "1a2b3c4d5e6f7a8b", "backfill"),
+               failed("c3", "9f8e7d6c5b4a3f2e", "nightly"), failed("c4", None, "nightly")]
+    html = pages.failures_page(records)
+    rows = re.findall(r"<tr><td>([0-9a-f]{16})</td>.*?<td>(\d+)</td>.*?</tr>",
+                      html.split('class="fingerprints"')[1].split("</table>")[0])
+    assert rows == [("1a2b3c4d5e6f7a8b", "2"), ("9f8e7d6c5b4a3f2e", "1")]
+    assert "backfill, nightly" in html and 'href="/runs/c2"' in html
+
+
 def test_a_chart_has_one_circle_per_point_in_step_order() -> None:
     points = [SeriesPoint(step=step, value=value, timestamp=NOW) for step, value in ((2, 0.5), (0, 0.9), (1, 0.7))]
     svg = charts.line_chart("loss", points)

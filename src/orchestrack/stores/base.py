@@ -38,6 +38,7 @@ class RunQuery(BaseModel):
     reason: FailureReason | None = None
     purpose: Purpose | None = None
     owner: str | None = None
+    fingerprint: str | None = None
     limit: int = Field(default=50, ge=1, le=10_000)
 
 

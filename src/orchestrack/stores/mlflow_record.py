@@ -5,8 +5,8 @@ to rebuild the record exactly:
 
 - MLflow's own tags are filled: ``mlflow.runName``, ``mlflow.user`` (the owner),
   ``mlflow.source.git.commit`` / ``.branch`` / ``.repoURL``, ``mlflow.parentRunId`` on task runs.
-- ``orchestrack.*`` tags carry what people filter on (key, status, reason, sentence, purpose,
-  owner, pipeline, pipeline version, image, orchestrator run id and URL) and, as JSON documents
+- ``orchestrack.*`` tags carry what people filter on (key, status, reason, sentence, fingerprint,
+  purpose, owner, pipeline, pipeline version, image, orchestrator run id and URL) and, as JSON documents
   split over numbered tags where long, the nested parts (code, environment, features, ...).
 - Params keep their values as MLflow params; metrics keep their names, with slices and per-task
   values under ``slices/<slice>/<key>`` and ``tasks/<task>/<key>``.
@@ -32,6 +32,8 @@ KEY_TAG = PREFIX + "key"
 STATUS_TAG = PREFIX + "status"
 REASON_TAG = PREFIX + "reason"
 SENTENCE_TAG = PREFIX + "sentence"
+#: The failure's fingerprint (``orchestrack failures --group``): a tag, as MLflow filters on tags only.
+FINGERPRINT_TAG = PREFIX + "fingerprint"
 GATE_TAG = PREFIX + "gate"
 PIPELINE_TAG = PREFIX + "pipeline"
 OWNER_TAG = PREFIX + "owner"

@@ -331,6 +331,7 @@ class MlflowStore:
             elif field == "failure":
                 tags[layout.REASON_TAG] = failure.reason.value if failure else ""
                 tags[layout.SENTENCE_TAG] = failure.summary[: layout.TAG_VALUE_LIMIT] if failure else ""
+                tags[layout.FINGERPRINT_TAG] = (failure.fingerprint or "") if failure else ""
                 tags.update(layout.document_tags("failure", failure.model_dump(mode="json") if failure else None))
             elif field == "orchestrator":
                 tags.update({layout.PIPELINE_TAG: info.pipeline or "",
@@ -475,7 +476,7 @@ class MlflowStore:
         clauses = [f"tags.`{layout.KIND_TAG}` = 'run'"]
         for tag, value in ((layout.STATUS_TAG, query.status), (layout.PIPELINE_TAG, query.pipeline),
                            (layout.REASON_TAG, query.reason), (layout.PURPOSE_TAG, query.purpose),
-                           (layout.OWNER_TAG, query.owner)):
+                           (layout.OWNER_TAG, query.owner), (layout.FINGERPRINT_TAG, query.fingerprint)):
             if value is not None:
                 clauses.append(f"tags.`{tag}` = {layout.filter_literal(str(value))}")
         runs: list[dict[str, Any]] = []
@@ -711,6 +712,8 @@ class MlflowStore:
         if attempt.failure is not None:
             tags[layout.REASON_TAG] = attempt.failure.reason.value
             tags[layout.SENTENCE_TAG] = attempt.failure.summary[: layout.TAG_VALUE_LIMIT]
+            if attempt.failure.fingerprint:
+                tags[layout.FINGERPRINT_TAG] = attempt.failure.fingerprint
         if attempt.status is not TaskStatus.RUNNING:
             tags[_FINAL_AT_TAG] = str(time.time_ns())
         adopted = None

@@ -42,8 +42,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, key TEXT NOT NULL UNIQUE, name TEXT NOT NULL, owner TEXT, purpose TEXT,
     status TEXT NOT NULL, pipeline TEXT, failure_reason TEXT, started_at TEXT NOT NULL, ended_at TEXT,
-    doc TEXT NOT NULL);
+    doc TEXT NOT NULL, failure_fingerprint TEXT);
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs (failure_fingerprint);
 CREATE TABLE IF NOT EXISTS params (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (run_id, key));
 CREATE TABLE IF NOT EXISTS tags (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
@@ -62,8 +63,9 @@ CREATE TABLE IF NOT EXISTS tasks (run_id TEXT NOT NULL, task_id TEXT NOT NULL, a
     status TEXT NOT NULL, started_at TEXT, doc TEXT NOT NULL, PRIMARY KEY (run_id, task_id, attempt));
 """
 #: ``PRAGMA user_version`` of a store this version writes. 0: orchestrack 0.1 (tasks keyed by name,
-#: metric points without their task); 2: tasks keyed by the orchestrator's task identity.
-STORE_VERSION = 2
+#: metric points without their task); 2: tasks keyed by the orchestrator's task identity; 3: runs keep
+#: their failure's fingerprint in a column of their own.
+STORE_VERSION = 3
 _UPGRADE_FROM_0 = """
 ALTER TABLE tasks RENAME TO tasks_by_name;
 CREATE TABLE tasks (run_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER NOT NULL,
@@ -71,6 +73,12 @@ CREATE TABLE tasks (run_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER
 INSERT INTO tasks SELECT run_id, name, attempt, status, json_extract(doc, '$.started_at'), doc FROM tasks_by_name;
 DROP TABLE tasks_by_name;
 ALTER TABLE metrics ADD COLUMN task TEXT;
+"""
+# The fingerprint column, filled from the failure documents of the rows already there (those written
+# before fingerprints existed have none: they stay out of `orchestrack failures --group`).
+_ADD_FINGERPRINT = """
+ALTER TABLE runs ADD COLUMN failure_fingerprint TEXT;
+UPDATE runs SET failure_fingerprint = json_extract(doc, '$.failure.fingerprint') WHERE failure_reason IS NOT NULL;
 """
 # A final task attempt is never replaced: a late or repeated report (a stopped task's own hook after
 # its DAG run was closed, a replayed write) cannot contradict what the orchestrator already said.
@@ -86,6 +94,8 @@ ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET status = excluded.status,
 """
 _TASK_ORDER = "ORDER BY started_at IS NULL, started_at, task_id, attempt"
 
+# What a run row is read as (named, not ``*``: columns added by an upgrade come last in old files).
+_RUN_ROW = "run_id, key, name, owner, purpose, status, pipeline, failure_reason, started_at, ended_at, doc"
 # Top-level record fields with their own column; everything else lives in the JSON ``doc``.
 _COLUMNS = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at")
 _DOC_FIELDS = ("schema_version", "orchestrator", "code", "features", "llm", "metric_units", "environment", "failure",
@@ -185,8 +195,12 @@ class SQLiteStore:
             try:
                 version = connection.execute("PRAGMA user_version").fetchone()[0]
                 existing = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                if version < STORE_VERSION and "tasks" in existing:
+                if version < 2 and "tasks" in existing:
                     for statement in filter(str.strip, _UPGRADE_FROM_0.split(";")):
+                        connection.execute(statement)
+                if "runs" in existing and "failure_fingerprint" not in {
+                        row[1] for row in connection.execute("PRAGMA table_info(runs)")}:
+                    for statement in filter(str.strip, _ADD_FINGERPRINT.split(";")):
                         connection.execute(statement)
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     connection.execute(statement)
@@ -277,11 +291,13 @@ class SQLiteStore:
         with self._write("open a run in") as connection:
             connection.execute(
                 "INSERT INTO runs (run_id, key, name, owner, purpose, status, pipeline, failure_reason,"
-                " started_at, ended_at, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO NOTHING",
+                " started_at, ended_at, doc, failure_fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (key) DO NOTHING",
                 (record.run_id, record.key, record.name, record.owner, document["purpose"], document["status"],
                  record.orchestrator.pipeline, record.failure.reason.value if record.failure else None,
                  _ts(record.started_at), _ts(record.ended_at),
-                 json.dumps({k: document[k] for k in _DOC_FIELDS})))
+                 json.dumps({k: document[k] for k in _DOC_FIELDS}),
+                 record.failure.fingerprint if record.failure else None))
             for key, value in record.params.items():
                 connection.execute("INSERT OR IGNORE INTO params VALUES (?,?,?)",
                                    (record.run_id, key, json.dumps(value)))
@@ -315,6 +331,7 @@ class SQLiteStore:
                     sets[field] = patch[field]
             if "failure" in changes:
                 sets["failure_reason"] = patch["failure"]["reason"] if patch["failure"] else None
+                sets["failure_fingerprint"] = patch["failure"]["fingerprint"] if patch["failure"] else None
             if "orchestrator" in changes:
                 sets["pipeline"] = patch["orchestrator"]["pipeline"]
             sets["doc"] = json.dumps(doc)
@@ -323,7 +340,7 @@ class SQLiteStore:
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id."""
-        rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        rows = self._read(f"SELECT {_RUN_ROW} FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise RunNotFoundError(f"no run with id {run_id!r} in the embedded store {str(self.path)!r}")
         return self._assemble(rows[0])
@@ -340,10 +357,10 @@ class SQLiteStore:
 
     def find_run(self, key_or_run_id: str) -> RunRecord | None:
         """The run with this key or id (a unique id prefix of 8+ characters works too)."""
-        rows = (self._read("SELECT * FROM runs WHERE key = ?", (key_or_run_id,))
-                or self._read("SELECT * FROM runs WHERE run_id = ?", (key_or_run_id,)))
+        rows = (self._read(f"SELECT {_RUN_ROW} FROM runs WHERE key = ?", (key_or_run_id,))
+                or self._read(f"SELECT {_RUN_ROW} FROM runs WHERE run_id = ?", (key_or_run_id,)))
         if not rows and len(key_or_run_id) >= 8 and all(c in "0123456789abcdef" for c in key_or_run_id):
-            rows = self._read("SELECT * FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 2",
+            rows = self._read(f"SELECT {_RUN_ROW} FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 2",
                               (key_or_run_id, key_or_run_id + "g"))
             if len(rows) != 1:
                 return None
@@ -353,19 +370,20 @@ class SQLiteStore:
         """Runs matching ``query``, newest first."""
         clauses, args = [], []
         for column, value in (("status", query.status), ("pipeline", query.pipeline),
-                              ("failure_reason", query.reason), ("purpose", query.purpose), ("owner", query.owner)):
+                              ("failure_reason", query.reason), ("purpose", query.purpose), ("owner", query.owner),
+                              ("failure_fingerprint", query.fingerprint)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(str(value))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(f"SELECT * FROM runs {where} ORDER BY started_at DESC, rowid DESC LIMIT ?",
+        rows = self._read(f"SELECT {_RUN_ROW} FROM runs {where} ORDER BY started_at DESC, rowid DESC LIMIT ?",
                           (*args, query.limit))
         return self._assemble_many(rows)
 
     def find_artifacts(self, sha256: str) -> list[tuple[RunRecord, Artifact]]:
         """Every run artifact with this sha256, as ``(run, artifact)``, newest run first."""
         # The same expression as the artifacts_sha256 index, so SQLite answers from the index.
-        rows = self._read("SELECT * FROM runs WHERE run_id IN (SELECT run_id FROM artifacts "
+        rows = self._read(f"SELECT {_RUN_ROW} FROM runs WHERE run_id IN (SELECT run_id FROM artifacts "
                           "WHERE json_extract(doc, '$.sha256') = ?) ORDER BY started_at DESC, rowid DESC", (sha256,))
         return [(record, artifact) for record in self._assemble_many(rows)
                 for artifact in record.artifacts if artifact.sha256 == sha256]

@@ -21,6 +21,7 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
 
+from orchestrack.history import histories_of
 from orchestrack.record import FailureReason, GateDecision, Purpose, RunRecord, RunStatus, TaskAttempt
 from orchestrack.registry import ModelVersion
 from orchestrack.ui.charts import line_chart
@@ -382,7 +383,8 @@ def compare_page(records: Sequence[RunRecord], site: Site = SERVER) -> Html:
 
 def failures_page(records: Sequence[RunRecord], site: Site = SERVER, *, examples: int = 3,
                   pipeline: str | None = None) -> Html:
-    """Failed and cancelled runs counted by reason, with the newest examples of each."""
+    """Failed and cancelled runs counted by reason, then by fingerprint (the same failure across runs),
+    with the newest examples of each reason."""
     groups = failure_groups(records, examples)
     scope = f" of pipeline {escape(pipeline)}" if pipeline else ""
     if not groups:
@@ -392,6 +394,16 @@ def failures_page(records: Sequence[RunRecord], site: Site = SERVER, *, examples
     parts = [f"<h1>Failures</h1><p>{total} failed or cancelled run{'' if total == 1 else 's'}{scope}.</p>",
              table(("reason", "count", "share"),
                    [(badge(reason), count, f"{100 * count / total:.0f}%") for reason, count, _ in groups])]
+    recurring = histories_of(records, examples)
+    if recurring:
+        parts.append(section("By fingerprint", table(
+            ("fingerprint", "reason", "count", "first seen", "last seen", "pipelines", "tasks", "newest runs",
+             "failure"),
+            [(h.fingerprint, badge(h.reason), h.count, when(h.first_seen), when(h.last_seen),
+              ", ".join(h.pipelines) or None, ", ".join(h.tasks) or None,
+              Html(", ".join(link(site.run_link(run_id), run_id[:8]) for run_id in h.runs)),
+              Html(f'<span class="sentence">{escape(h.summary)}</span>') if h.summary else None)
+             for h in recurring], cls="fingerprints"), anchor="fingerprints"))
     for reason, count, picked in groups:
         parts.append(section(f"{reason} ({count})", table(("run", "name", "task", "failure", "ended"), [
             (link(site.run_link(r.run_id), r.run_id[:8]), r.name, r.failure.task if r.failure else None,
