@@ -84,8 +84,9 @@ class FailureModel:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document the model is shipped as."""
+        weights = {f: [round(w, 4) for w in row] for f, row in sorted(self.weights.items())}
         return {"labels": list(self.labels), "bias": [round(b, 4) for b in self.bias], "threshold": self.threshold,
-                "meta": self.meta, "weights": {f: [round(w, 4) for w in row] for f, row in sorted(self.weights.items())}}
+                "meta": self.meta, "weights": weights}
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> FailureModel:
