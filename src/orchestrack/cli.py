@@ -401,13 +401,9 @@ def failures(tracking_uri: str | None, pipeline: str | None, limit: int, example
                      for r in records]
             for reason, records in picked.items()}})
         return
-    console = _console()
-    scope = f" of pipeline {pipeline!r}" if pipeline else ""
-    if not found:
-        console.print(f"No failed or cancelled runs{scope}.", style="dim")
+    console = _failures_heading(found, pipeline, limit)
+    if console is None:
         return
-    console.print(f"{_plural(len(found), 'failed or cancelled run')}{scope} (the newest {limit} at most).",
-                  soft_wrap=True)
     _print_tables(console, [
         _table(("reason", "count", "share"),
                [(reason, count, f"{100 * count / len(found):.0f}%") for reason, count in by_reason.items()],
@@ -419,6 +415,18 @@ def failures(tracking_uri: str | None, pipeline: str | None, limit: int, example
     ])
 
 
+def _failures_heading(found: list[RunRecord], pipeline: str | None, limit: int, note: str = "") -> Console | None:
+    """Print how many failed runs ``failures`` looked at; ``None`` (after saying so) when there are none."""
+    console = _console()
+    scope = f" of pipeline {pipeline!r}" if pipeline else ""
+    if not found:
+        console.print(f"No failed or cancelled runs{scope}.", style="dim")
+        return None
+    console.print(f"{_plural(len(found), 'failed or cancelled run')}{scope} (the newest {limit} at most){note}.",
+                  soft_wrap=True)
+    return console
+
+
 def _fingerprint_groups(found: list[RunRecord], pipeline: str | None, limit: int, examples: int,
                         as_json: bool) -> None:
     """``failures --group``: one row per failure fingerprint among ``found``."""
@@ -428,16 +436,12 @@ def _fingerprint_groups(found: list[RunRecord], pipeline: str | None, limit: int
         _echo_json({"total": len(found), "grouped": grouped,
                     "groups": [h.model_dump(mode="json") for h in histories]})
         return
-    console = _console()
-    scope = f" of pipeline {pipeline!r}" if pipeline else ""
-    if not found:
-        console.print(f"No failed or cancelled runs{scope}.", style="dim")
-        return
     note = f"; {grouped} of them in {_plural(len(histories), 'group')}"
     if grouped < len(found):
         note += f", {len(found) - grouped} without a fingerprint (no error text, or recorded before fingerprints)"
-    console.print(f"{_plural(len(found), 'failed or cancelled run')}{scope} (the newest {limit} at most){note}.",
-                  soft_wrap=True)
+    console = _failures_heading(found, pipeline, limit, note)
+    if console is None:
+        return
     console.print()
     _print_tables(console, [_table(
         ("fingerprint", "reason", "count", "first seen (UTC)", "last seen (UTC)", "pipelines", "tasks", "newest runs",
