@@ -149,29 +149,17 @@ def explain_failure(error: BaseException | None = None, *, text: str | None = No
     reported = _signals(signals)
     for key, value, reason, detail, cause, strong in reported:
         if strong:
+            # The signal decides the label; a text rule of the same label may still say it more precisely
+            # (TimedOut + "dagrun timed out": the DAG run's timeout, not the task's).
+            refined = _text_rules(evidence, task, only=reason)
+            if refined is not None:
+                return Diagnosis(refined.failure, "signal", f"the orchestrator reported {key}={value}; "
+                                 f"{refined.basis}", 1.0)
             return Diagnosis(_failure(evidence, reason, detail, cause, evidence.headline(), task), "signal",
                              f"the orchestrator reported {key}={value}", 1.0)
-    rules = _all_rules()
-    team = len(_registry.rules)
-    configured = team + len(_configured_rules())
-    # The error lines first; the routine (INFO/DEBUG) lines only when the error lines say nothing.
-    for view in filter(None, (evidence.focused(), evidence)):
-        for number, rule in enumerate(rules):
-            if view is not evidence and not (rule.types or rule.pattern is not None):
-                continue  # an exit code alone is weaker than what the routine lines may still say
-            hit = rule.hit(view)
-            if hit is not None:
-                line, matched = hit
-                if number < team:
-                    basis, kind = f"team rule {rule.reason.value}/{rule.detail} matched {matched}", "team-rule"
-                elif number < configured:
-                    basis, kind = (f"configured rule {rule.reason.value}/{rule.detail} (failure_rules setting) "
-                                   f"matched {matched}", "team-rule")
-                else:
-                    basis, kind = (f"built-in rule #{number - configured + 1} ({rule.reason.value}"
-                                   f"{'/' + rule.detail if rule.detail else ''}, docs/failure-reasons.md) matched "
-                                   f"{matched}"), "rule"
-                return Diagnosis(_failure(view, rule.reason, rule.detail, rule.cause, line, task), kind, basis, 1.0)
+    by_rule = _text_rules(evidence, task)
+    if by_rule is not None:
+        return by_rule
     seen = evidence.headline()
     if seen is not None and evidence.exceptions and evidence.raised_in_user_code():
         return Diagnosis(_failure(evidence, FailureReason.CODE_ERROR, "user-code", "raised an error in its own code",
@@ -196,6 +184,35 @@ def explain_failure(error: BaseException | None = None, *, text: str | None = No
                               "failed for a reason orchestrack does not recognise",
                               seen or "no error text, exit code or exception", task), "nothing", basis,
                      opinion.confidence if opinion is not None else 0.0, opinion)
+
+
+def _text_rules(evidence: Evidence, task: str | None, only: FailureReason | None = None) -> Diagnosis | None:
+    """The first text rule that matches (of label ``only`` when given): team rules, the configured ones,
+    the built-ins; on the error lines first, the routine (INFO/DEBUG) lines only when those say nothing."""
+    rules = _all_rules()
+    team = len(_registry.rules)
+    configured = team + len(_configured_rules())
+    for view in filter(None, (evidence.focused(), evidence)):
+        for number, rule in enumerate(rules):
+            if only is not None and rule.reason is not only:
+                continue
+            if view is not evidence and not (rule.types or rule.pattern is not None):
+                continue  # an exit code alone is weaker than what the routine lines may still say
+            hit = rule.hit(view)
+            if hit is None:
+                continue
+            line, matched = hit
+            if number < team:
+                basis, kind = f"team rule {rule.reason.value}/{rule.detail} matched {matched}", "team-rule"
+            elif number < configured:
+                basis, kind = (f"configured rule {rule.reason.value}/{rule.detail} (failure_rules setting) "
+                               f"matched {matched}", "team-rule")
+            else:
+                basis, kind = (f"built-in rule #{number - configured + 1} ({rule.reason.value}"
+                               f"{'/' + rule.detail if rule.detail else ''}, docs/failure-reasons.md) matched "
+                               f"{matched}"), "rule"
+            return Diagnosis(_failure(view, rule.reason, rule.detail, rule.cause, line, task), kind, basis, 1.0)
+    return None
 
 
 def _signals(signals: Mapping[str, Any] | None) -> list[tuple[str, str, FailureReason, str, str, bool]]:

@@ -71,6 +71,16 @@ def test_a_strong_signal_beats_the_text_and_a_weak_one_does_not() -> None:
     assert classify_failure(text="ValueError: x", signals={"state": "weird", "other": 1}).reason is not None
 
 
+def test_a_text_rule_of_the_same_label_refines_a_strong_signal() -> None:
+    """TimedOut says timeout; the text says which limit (the DAG run's), and that detail is kept."""
+    diagnosis = explain_failure(text="Dag run msg=timed_out", signals={"state": "timed_out"})
+    assert (diagnosis.failure.reason, diagnosis.failure.detail) == (FailureReason.TIMEOUT, "dagrun-timeout")
+    assert diagnosis.decided_by == "signal" and "built-in rule #1 " in diagnosis.basis
+    # A text rule of another label does not: the signal's label stands.
+    other = explain_failure(text="Connection reset by peer", signals={"state": "timed_out"})
+    assert other.failure.reason is FailureReason.TIMEOUT and other.failure.detail == "execution-timeout"
+
+
 def test_adapters_pass_the_orchestrator_state_as_a_signal() -> None:
     attempt = TaskReport(task_id="t", name="train", attempt=1, outcome=Outcome.CRASHED,
                          message="the worker vanished").attempt_record()
