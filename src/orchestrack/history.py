@@ -76,14 +76,15 @@ def failure_history(fingerprint: str, *, newest: int = 5, tracking_uri: str | No
 
         orchestrack.failure_history("1a2b3c4d5e6f7a8b").count
     """
-    return history_of(fingerprint, search_runs(fingerprint=fingerprint, limit=MAX_RUNS, tracking_uri=tracking_uri),
-                      newest)
+    found = search_runs(fingerprint=fingerprint, limit=MAX_RUNS, summary=True, tracking_uri=tracking_uri)
+    return history_of(fingerprint, found, newest)
 
 
 def failed_runs(*, pipeline: str | None = None, limit: int = 200, tracking_uri: str | None = None) -> list[RunRecord]:
     """The newest ``limit`` failed or cancelled runs (of ``pipeline``), newest first."""
     found = [record for status in (RunStatus.FAILED, RunStatus.CANCELLED)
-             for record in search_runs(status=status, pipeline=pipeline, limit=limit, tracking_uri=tracking_uri)]
+             for record in search_runs(status=status, pipeline=pipeline, limit=limit, summary=True,
+                                       tracking_uri=tracking_uri)]
     found.sort(key=_failed_at, reverse=True)
     return found[:limit]
 

@@ -802,8 +802,10 @@ def get_run(key_or_run_id: str, *, tracking_uri: str | None = None) -> RunRecord
 def search_runs(*, status: RunStatus | str | None = None, pipeline: str | None = None,
                 reason: FailureReason | str | None = None, purpose: Purpose | str | None = None,
                 owner: str | None = None, fingerprint: str | None = None, limit: int = 50,
-                tracking_uri: str | None = None) -> list[RunRecord]:
+                summary: bool = False, tracking_uri: str | None = None) -> list[RunRecord]:
     """Runs matching all given filters, newest first (``fingerprint``: runs whose failure has it).
+    ``summary=True``: only what each run itself holds is needed, so a store may leave out task
+    attempts and metric series (on MLflow one request a page instead of several a run).
 
     Example::
 
@@ -815,7 +817,7 @@ def search_runs(*, status: RunStatus | str | None = None, pipeline: str | None =
         status=inputs.check_choice(status, RunStatus, "status", "search_runs") if status else None,
         reason=inputs.check_choice(reason, FailureReason, "failure reason", "search_runs") if reason else None,
         purpose=inputs.check_choice(purpose, Purpose, "purpose", "search_runs") if purpose else None,
-        pipeline=pipeline, owner=owner, fingerprint=fingerprint, limit=limit)
+        pipeline=pipeline, owner=owner, fingerprint=fingerprint, limit=limit, summary=summary)
     flush_all()
     return store_for(tracking_uri).search_runs(query)
 

@@ -293,6 +293,33 @@ class StoreContract:
         assert [r.key for r in store.search_runs(RunQuery(fingerprint=same))] == ["fp/4", "fp/0"]
         assert store.search_runs(RunQuery(fingerprint="0" * 16)) == []
 
+    def test_a_summary_search_holds_what_the_run_itself_holds(self, store: Store) -> None:
+        """``RunQuery(summary=True)`` finds the same runs with the same run-level fields; a store may
+        leave out task attempts and metric series (MLflow does: one request a page)."""
+        if hasattr(store, "page_size"):
+            store.page_size = 2
+        for index in range(3):
+            run = store.open_run(make_record(f"sum/{index}", orchestrator=OrchestratorInfo(pipeline="nightly")))
+            store.log_params(run.run_id, {"lr": 0.1 * (index + 1)})
+            store.log_metrics(run.run_id, [MetricPoint(key="loss", value=1.0 / (step + 1), step=step)
+                                           for step in range(3)])
+            store.record_tasks(run.run_id, [TaskAttempt(task_id="train", name="train", attempt=1,
+                                                        status=TaskStatus.FAILED)])
+            failure = Failure(reason=FailureReason.DATA_ERROR, summary=f"Task 'load' failed ({index}).", task="load",
+                              fingerprint="5a5a5a5a5a5a5a5a")
+            store.update_run(run.run_id, {"status": RunStatus.FAILED, "failure": failure, "ended_at": utcnow()})
+            time.sleep(0.002)
+        full = store.search_runs(RunQuery(pipeline="nightly"))
+        brief = store.search_runs(RunQuery(pipeline="nightly", summary=True))
+        assert [r.run_id for r in brief] == [r.run_id for r in full] and len(brief) == 3
+        for short, whole in zip(brief, full, strict=True):
+            assert (short.key, short.status, short.failure, short.orchestrator.pipeline, short.params,
+                    short.metrics, short.ended_at) == (whole.key, whole.status, whole.failure,
+                                                       whole.orchestrator.pipeline, whole.params, whole.metrics,
+                                                       whole.ended_at)
+        assert [r.key for r in store.search_runs(RunQuery(fingerprint="5a5a5a5a5a5a5a5a", summary=True))] == [
+            "sum/2", "sum/1", "sum/0"]
+
     def test_a_task_failure_keeps_its_fingerprint(self, store: Store) -> None:
         run = store.open_run(make_record("fp/task"))
         failure = Failure(reason=FailureReason.CODE_ERROR, summary="Task 'train' raised.", task="train",

@@ -40,6 +40,9 @@ class RunQuery(BaseModel):
     owner: str | None = None
     fingerprint: str | None = None
     limit: int = Field(default=50, ge=1, le=10_000)
+    summary: bool = Field(default=False, description=(
+        "Only what the run itself holds is needed (status, failure, pipeline, times, params, latest metrics): "
+        "a store may leave out task attempts and metric series to answer faster."))
 
 
 @runtime_checkable

@@ -486,12 +486,16 @@ class MlflowStore:
             runs.append(run)
             if len(runs) >= query.limit:
                 break
-        return self._records(runs)
+        return self._records(runs, summary=query.summary)
 
-    def _records(self, runs: list[dict[str, Any]]) -> list[RunRecord]:
-        """The records of searched MLflow runs (read in parallel), one per run id, newest first."""
-        records = _parallel(lambda run: self._assemble(
-            run, self._children(run["info"]["run_id"], run["info"]["experiment_id"]), with_series=True), runs)
+    def _records(self, runs: list[dict[str, Any]], *, summary: bool = False) -> list[RunRecord]:
+        """The records of searched MLflow runs, one per run id, newest first. With ``summary`` from the
+        searched runs alone; else with their task attempts and metric series (read in parallel)."""
+        if summary:
+            records = [self._assemble(run, {}, with_series=False) for run in runs]
+        else:
+            records = _parallel(lambda run: self._assemble(
+                run, self._children(run["info"]["run_id"], run["info"]["experiment_id"]), with_series=True), runs)
         unique = {record.run_id: record for record in reversed(records)}  # a retried create made a twin
         return sorted(unique.values(), key=lambda r: r.started_at, reverse=True)
 
