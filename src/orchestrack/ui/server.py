@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import orchestrack
@@ -212,8 +213,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _runs(self, query: dict[str, list[str]]) -> None:
         filters = {name: query.get(name, [""])[-1].strip() for name in pages.FILTERS}
-        found = orchestrack.search_runs(**{k: v or None for k, v in filters.items()}, limit=RUN_LIMIT,
-                                        tracking_uri=self.server.config.tracking_uri)
+        chosen: dict[str, Any] = {k: v or None for k, v in filters.items()}  # the filter fields only
+        found = orchestrack.search_runs(**chosen, limit=RUN_LIMIT, tracking_uri=self.server.config.tracking_uri)
         self._send(HTTPStatus.OK, pages.runs_page(found, filters, limit=RUN_LIMIT))
 
     def _compare(self, query: dict[str, list[str]]) -> None:
