@@ -17,6 +17,7 @@ from typing import Any
 from orchestrack.errors import OrchestrackError
 from orchestrack.evidence import Evidence, informative, redact
 from orchestrack.failure_model import Prediction, shipped_model
+from orchestrack.fingerprint import evidence_fingerprint
 from orchestrack.record import Failure, FailureReason
 from orchestrack.rules import CodeRule, Rule
 
@@ -123,7 +124,7 @@ def classify_failure(error: BaseException | None = None, *, text: str | None = N
 
         classify_failure(FileNotFoundError("data/train.parquet"), task="train").reason  # data-error
     """
-    return explain_failure(error, text=text, exit_code=exit_code, task=task, signals=signals).failure
+    return _diagnose(error, text, exit_code, task, signals, explain=False).failure
 
 
 def explain_failure(error: BaseException | None = None, *, text: str | None = None, exit_code: int | None = None,
@@ -134,6 +135,12 @@ def explain_failure(error: BaseException | None = None, *, text: str | None = No
     text rules (team rules, then the configured ones, then the built-ins), on the error lines first;
     an exception raised in the user's own code; weak signals; the learned model above its threshold.
     """
+    return _diagnose(error, text, exit_code, task, signals, explain=True)
+
+
+def _diagnose(error: BaseException | None, text: str | None, exit_code: int | None, task: str | None,
+              signals: Mapping[str, Any] | None, *, explain: bool) -> Diagnosis:
+    """The tiers of :func:`explain_failure`; without ``explain`` the model is asked only when it may decide."""
     carried = _carried_failure(error)
     if carried is not None:
         return Diagnosis(carried.model_copy(update={"task": task or carried.task}), "carried",
@@ -168,7 +175,7 @@ def explain_failure(error: BaseException | None = None, *, text: str | None = No
     for key, value, reason, detail, cause, _ in reported:
         return Diagnosis(_failure(evidence, reason, detail, cause, evidence.pick_line(), task), "signal",
                          f"the orchestrator reported {key}={value} and no text rule matched", 0.9)
-    opinion = _model_opinion(evidence)
+    opinion = _model_opinion(evidence, explain)
     if opinion is not None and opinion.confident and opinion.label != FailureReason.UNKNOWN.value:
         reason = FailureReason(opinion.label)
         return Diagnosis(_failure(evidence, reason, "model", _MODEL_CAUSES[reason], evidence.pick_line(), task),
@@ -189,9 +196,10 @@ def explain_failure(error: BaseException | None = None, *, text: str | None = No
 def _text_rules(evidence: Evidence, task: str | None, only: FailureReason | None = None) -> Diagnosis | None:
     """The first text rule that matches (of label ``only`` when given): team rules, the configured ones,
     the built-ins; on the error lines first, the routine (INFO/DEBUG) lines only when those say nothing."""
-    rules = _all_rules()
+    configured_rules = _configured_rules()
+    rules = _all_rules(configured_rules)
     team = len(_registry.rules)
-    configured = team + len(_configured_rules())
+    configured = team + len(configured_rules)
     for view in filter(None, (evidence.focused(), evidence)):
         for number, rule in enumerate(rules):
             if only is not None and rule.reason is not only:
@@ -226,11 +234,14 @@ def _signals(signals: Mapping[str, Any] | None) -> list[tuple[str, str, FailureR
             for key, value, reason, detail, cause, strong in SIGNALS if given.get(key) == value]
 
 
-def _model_opinion(evidence: Evidence) -> Prediction | None:
+def _model_opinion(evidence: Evidence, explain: bool) -> Prediction | None:
+    """The learned model's opinion; ``None`` without text, or when it could not decide and nobody asked."""
     if not evidence.text.strip() and evidence.exit_code is None:
         return None
     model = shipped_model()
-    return model.predict(evidence.text, evidence.exit_code) if model is not None else None
+    if model is None or not (explain or model.threshold < 1.0):
+        return None
+    return model.predict(evidence.text, evidence.exit_code)
 
 
 def _carried_failure(error: BaseException | None) -> Failure | None:
@@ -245,12 +256,12 @@ def _carried_failure(error: BaseException | None) -> Failure | None:
     return None
 
 
-def _all_rules() -> list[Rule]:
+def _all_rules(configured: list[Rule] | None = None) -> list[Rule]:
     # The built-in table compiles ~70 patterns: imported on the first diagnosis, not with
     # orchestrack (every tracked component and task process imports orchestrack; few classify).
     from orchestrack.failure_rules import BUILTIN_RULES
 
-    return [*_registry.rules, *_configured_rules(), *BUILTIN_RULES]
+    return [*_registry.rules, *(_configured_rules() if configured is None else configured), *BUILTIN_RULES]
 
 
 def _configured_rules() -> list[Rule]:
@@ -284,8 +295,6 @@ def _failure(evidence: Evidence, reason: FailureReason, detail: str | None, caus
         summary = f"{head} ({shown})."
     else:
         summary = f"{head}."
-    from orchestrack.fingerprint import evidence_fingerprint  # the fingerprint's only caller here
-
     errors = evidence.errors
     return Failure(reason=reason, summary=summary, task=task, detail=detail,
                    error_type=type(errors[0]).__name__ if errors else _text_error_type(evidence),
