@@ -9,6 +9,7 @@ import pytest
 
 import orchestrack
 from orchestrack import lifecycle, stores
+from orchestrack.lease import leases
 
 # Real servers on loopback (S3, PostgreSQL, MLflow), started by the suites that ask for them.
 pytest_plugins = ["tests.servers"]
@@ -31,6 +32,7 @@ def orchestrack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     token = lifecycle._active_run.set(None)
     yield home
     lifecycle._active_run.reset(token)
+    leases.clear()  # attempts a test left open are not renewed into the next test's store
     stores.close_all()
 
 

@@ -10,6 +10,7 @@ it to an environment of its own, as a team runs the server apart from its worker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -212,14 +213,16 @@ def mlflow_executable(major: int) -> str:
     return executable
 
 
-def start_mlflow(name: str, major: int, backend_uri: str, home: Path) -> tuple[MlflowServer, subprocess.Popen[bytes]]:
-    """An `mlflow server` on a free loopback port (SQLite or PostgreSQL backend), ready to answer."""
-    port = free_port()
+def start_mlflow(name: str, major: int, backend_uri: str, home: Path, port: int | None = None
+                 ) -> tuple[MlflowServer, subprocess.Popen[bytes]]:
+    """An `mlflow server` on a loopback port (``port``, else a free one) with a SQLite or PostgreSQL
+    backend, ready to answer."""
+    port = port or free_port()
     log = home / f"{name}.log"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     for variable in [v for v in env if v.startswith("MLFLOW_TRACKING_")]:
         env.pop(variable)
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         server = subprocess.Popen(
             [mlflow_executable(major), "server", "--backend-store-uri", backend_uri,
              "--default-artifact-root", str(home / f"{name}-artifacts"), "--host", "127.0.0.1", "--port", str(port),
@@ -268,3 +271,60 @@ def mlflow_servers(request: pytest.FixtureRequest) -> Iterator[dict[str, MlflowS
 def mlflow_server(mlflow_servers: dict[str, MlflowServer]) -> MlflowServer:
     """The newest MLflow server with a SQLite backend (what the adapter suites track into)."""
     return mlflow_servers["mlflow3-sqlite"]
+
+
+# -- network cuts ---------------------------------------------------------------------------
+
+class Forwarder:
+    """A TCP forwarder to a loopback server (MLflow, S3) that can be cut and restored: a network cut,
+    for real sockets."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.connections: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: Any, sink: Any) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.close()
+
+    def cut(self) -> None:
+        self.up = False
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.close()
+        self.connections.clear()
+
+    def restore(self) -> None:
+        self.up = True

@@ -45,7 +45,9 @@ from orchestrack.lifecycle import (
     search_runs,
     set_tags,
     start_run,
+    waiting_writes,
 )
+from orchestrack.reaper import Reaped, reap
 from orchestrack.record import (
     SCHEMA_VERSION,
     Artifact,
@@ -86,6 +88,7 @@ __all__ = [
     "failure_fingerprint", "failure_histories", "failure_history", "gate_step", "get_run",
     "load_gate_spec", "log_artifact", "log_config", "log_dataset", "log_features", "log_llm", "log_llm_usage",
     "log_metrics", "log_params", "log_prompt", "model_version",
-    "open_registry", "promote", "register_rule", "replay_spool", "run_id_for", "search_runs", "set_tags",
-    "start_run", "which",
+    "open_registry", "promote", "reap", "Reaped", "register_rule", "replay_spool", "run_id_for", "search_runs",
+    "set_tags",
+    "start_run", "waiting_writes", "which",
 ]

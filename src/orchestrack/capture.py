@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from orchestrack.evidence import redact
 from orchestrack.record import CodeInfo, DataSnapshot, Environment, Gpu
 
 log = logging.getLogger(__name__)
@@ -235,8 +236,8 @@ def _s3_snapshot(name: str, uri: str, *, version: str | None, rows: int | None,
 
         found_version, found_size, details = s3_data_facts(uri)
     except Exception as err:  # boto3 missing, no credentials, no such object: the run still records the URI
-        log.warning("data set %r: cannot read %s from S3 (%s); recorded without size or version", name, uri,
-                    type(err).__name__ if "credential" in str(err).lower() else err)
+        log.warning("data set %r: cannot read %s from S3 (%s); recorded without size or version", name, redact(uri),
+                    type(err).__name__ if "credential" in str(err).lower() else redact(str(err)))
         return DataSnapshot(name=name, uri=uri, version=version, rows=rows, size_bytes=size_bytes)
     return DataSnapshot(name=name, uri=uri, version=version or found_version, rows=rows,
                         size_bytes=found_size if size_bytes is None else size_bytes, details=details)
@@ -273,6 +274,7 @@ def snapshot_data(name: str, uri: str | os.PathLike[str], *, version: str | None
         if version is None:
             version = f"stat:{count}-{total}-{newest}"
     else:
-        log.warning("data set %r: local path %s does not exist (yet); recorded without size or version", name, path)
+        log.warning("data set %r: local path %s does not exist (yet); recorded without size or version", name,
+                    redact(str(path)))
     return DataSnapshot(name=name, uri=path.as_uri(), version=version, rows=rows, size_bytes=size_bytes)
 

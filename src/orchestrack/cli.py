@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from rich.text import Text
 import orchestrack
 from orchestrack.errors import OrchestrackError
 from orchestrack.history import FailureHistory, failed_runs, histories_of
+from orchestrack.inputs import check_artifact_name
 from orchestrack.record import (
     FailureReason,
     GateDecision,
@@ -201,7 +203,8 @@ def main(ctx: click.Context, tracking_uri: str | None) -> None:
 @click.pass_obj
 def runs(tracking_uri: str | None, status: str | None, pipeline: str | None, reason: str | None,
          purpose: str | None, owner: str | None, limit: int, as_json: bool) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (first ending attempts whose process died: see `orchestrack reap`)."""
+    _reap_on_the_way(tracking_uri)
     found = orchestrack.search_runs(status=status, pipeline=pipeline, reason=reason, purpose=purpose, owner=owner,
                                     limit=limit, tracking_uri=tracking_uri)
     if as_json:
@@ -213,10 +216,15 @@ def runs(tracking_uri: str | None, status: str | None, pipeline: str | None, rea
         return
     columns = ("run id", "name", "pipeline", "purpose", "status", "reason", "gate", "started (UTC)", "duration",
                "owner")
+    waiting = orchestrack.waiting_writes()
     console.print(_table(columns, [
-        (r.run_id[:8], r.name, r.orchestrator.pipeline, r.purpose, _status(r.status), reason_of(r),
+        (r.run_id[:8] + ("*" if r.run_id in waiting else ""), r.name, r.orchestrator.pipeline, r.purpose,
+         _status(r.status), reason_of(r),
          Text(r.gate.outcome.value, style=GATE_STYLES[r.gate.outcome.value]) if r.gate else None,
          _when(r.started_at), duration_text(run_seconds(r)), r.owner) for r in found]))
+    shown = {r.run_id for r in found}
+    for line in _waiting_lines({run_id: files for run_id, files in waiting.items() if run_id in shown}):
+        console.print(Text("* " + line, style="yellow"), soft_wrap=True)
 
 
 @main.command()
@@ -257,6 +265,18 @@ def show(tracking_uri: str | None, run: str, as_json: bool) -> None:
     _print_tables(console, [*_record_tables(record), _gate_table(record.gate), _versions_table(record, tracking_uri)])
     if record.incomplete:
         console.print(Text("incomplete: " + ", ".join(record.incomplete), style="yellow"), soft_wrap=True)
+    for line in _waiting_lines(orchestrack.waiting_writes(record.run_id)):
+        console.print(Text(line, style="yellow"), soft_wrap=True)
+
+
+def _waiting_lines(waiting: dict[str, list[tuple[Path, int]]]) -> list[str]:
+    """What ``show`` and ``runs`` say about writes still waiting in a journal on this host."""
+    lines = []
+    for run_id, files in waiting.items():
+        for path, count in files:
+            lines.append(f"{run_id[:8]}: {_plural(count, 'write')} waiting in the journal {path} "
+                         "(the store was unreachable; `orchestrack replay` delivers them)")
+    return lines
 
 
 def _failure_history(record: RunRecord, tracking_uri: str | None) -> FailureHistory | None:
@@ -468,7 +488,8 @@ def fetch(tracking_uri: str | None, run: str, artifact: str, destination: Path |
         names = ", ".join(sorted(a.name for a in record.artifacts)) or "none"
         raise click.UsageError(f"run {record.key!r} has no artifact named {artifact!r} (it has: {names})")
     found = matches[-1]
-    target = destination or Path.cwd() / found.name
+    # A stored name is checked again: a record written by something else could say "../x" or "/etc/x".
+    target = destination or Path.cwd() / check_artifact_name(found.name, "the stored artifact name; use --to")
     if found.uri.startswith("s3://"):
         store = open_artifact_store("s3://" + found.uri[5:].split("/", 1)[0])
     else:
@@ -492,6 +513,40 @@ def replay() -> None:
         for problem in problems:
             click.echo(f"  {problem}", err=True)
         raise click.exceptions.Exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was reaped as a JSON list.")
+@click.pass_obj
+def reap(tracking_uri: str | None, as_json: bool) -> None:
+    """End task attempts whose process died without a word (lease expired on any host, or the holding
+    process on this host gone) as failed / infra-error, and close their runs. Safe to run often."""
+    reaped = orchestrack.reap(tracking_uri)
+    if as_json:
+        _echo_json([{"key": r.key, "run_id": r.run_id, "closed": r.closed,
+                     "attempts": [{"task_id": t, "attempt": n, "found": why} for t, n, why in r.attempts]}
+                    for r in reaped])
+        return
+    for r in reaped:
+        for task_id, number, why in r.attempts:
+            click.echo(f"{r.key}: task {task_id} attempt {number} ended infra-error ({why})")
+        state = "closed failed (infra-error)" if r.closed else "still running (another attempt is alive)"
+        click.echo(f"{r.key}: run {state}")
+    click.echo(f"Reaped {_plural(len(reaped), 'run')}.")
+
+
+#: Seconds `orchestrack runs` spends reaping before it lists.
+RUNS_REAP_BUDGET_S = 2.0
+
+
+def _reap_on_the_way(tracking_uri: str | None) -> None:
+    """Reap before listing, bounded in time; a failure to reap never stops the listing."""
+    try:
+        orchestrack.reap(tracking_uri, budget_s=RUNS_REAP_BUDGET_S)
+    except OrchestrackError as err:  # a store or setting fault: the listing reports it, once
+        logging.getLogger(__name__).info("could not reap before listing: %s", err)
+    except Exception as err:
+        click.echo(f"orchestrack could not reap before listing ({err}); run `orchestrack reap`", err=True)
 
 
 @main.command()
@@ -794,5 +849,9 @@ def report_command(tracking_uri: str | None, run_refs: tuple[str, ...], output: 
 
     records = [orchestrack.get_run(ref, tracking_uri=tracking_uri) for ref in dict.fromkeys(run_refs)]
     registry = open_registry(tracking_uri)
-    output.write_text(report(records, {r.run_id: versions_of_run(r, registry) for r in records}), encoding="utf-8")
+    try:
+        output.write_text(report(records, {r.run_id: versions_of_run(r, registry) for r in records}), encoding="utf-8")
+    except OSError as err:
+        raise click.ClickException(f"cannot write the report to {str(output)!r}: {err.strerror or err}; "
+                                   "choose another file with -o/--output") from err
     click.echo(f"{_plural(len(records), 'run')} -> {output}")

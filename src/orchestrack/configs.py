@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrack.errors import InvalidInputError
-from orchestrack.evidence import redact
+from orchestrack.evidence import redact, redact_private_keys
 from orchestrack.inputs import MASK, check_name, is_secret_name, masked
 from orchestrack.record import ConfigFile, Scalar
 from orchestrack.stores.local_artifacts import content_sha256, folder_files
@@ -128,7 +128,7 @@ def _masked_text(raw: bytes) -> tuple[bytes, bool]:
     except UnicodeDecodeError:
         return raw, False
     lines = []
-    for line in text.splitlines(keepends=True):
+    for line in redact_private_keys(text).splitlines(keepends=True):
         body = line.rstrip("\r\n")
         match = _ASSIGNMENT.match(body)
         if match is None:

@@ -7,9 +7,16 @@ value, where it came from and what to do about it.
 
 from __future__ import annotations
 
+from orchestrack.evidence import redact
+
 
 class OrchestrackError(Exception):
-    """Root of every orchestrack error."""
+    """Root of every orchestrack error. Its message never shows a secret: a message that quotes a
+    value (a bad argument, a server's answer) has passwords, tokens and keys in it replaced by ``***``
+    (:func:`orchestrack.evidence.redact`)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class InvalidInputError(OrchestrackError, ValueError):

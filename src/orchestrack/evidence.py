@@ -21,25 +21,47 @@ from collections.abc import Iterable
 _HEAD, _TAIL = 32 * 1024, 224 * 1024
 
 _SECRET = re.compile(
-    r"(?i)(\b[\w.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|authorization|credentials?)"
-    r"[\w-]*\"?\s*[=:]\s*\"?(?:bearer\s+|basic\s+)?)([^\s\"',;]+)"
-    r"|\b(AKIA|ASIA)[0-9A-Z]{16}\b"
-    r"|(://[^/\s:@]+:)[^@\s/]+@"
-    r"|\b(gh[pousr]_[A-Za-z0-9]{20,}|xox[baprs]-[A-Za-z0-9-]{10,}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+)"
-    r"|(-----BEGIN [A-Z ]*PRIVATE KEY-----)[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----)"
+    # name=value / name: value / 'name': 'value' under a secret-looking name (the value, after an
+    # optional Bearer/Basic scheme, is hidden; the name stays readable)
+    r"(?i)(?P<named>\b[\w.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
+    r"|authorization|credentials?)[\w-]*[\"']?\s*[=:]\s*[\"']?(?:bearer\s+|basic\s+)?)(?P<value>[^\s\"',;]+)"
+    r"|(?P<scheme>\bbearer\s+)[A-Za-z0-9._~+/-]{16,}=*"  # a bearer token wherever it is quoted
+    r"|(?:\b|(?<=\\[nrt]))(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids (also just after a repr's \n)
+    r"|(?P<userinfo>://[^/\s:@]+:)[^@\s/]+@"  # user:password@ in a URL
+    r"|(?:\b|(?<=\\[nrt]))(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[baprs]-[A-Za-z0-9-]{10,}"
+    r"|sk-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{30,}"  # GitHub, Slack, OpenAI-style and Hugging Face tokens
+    r"|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+)"  # JWTs
+    # a private key block; one whose end was cut off (a truncated log) is hidden to the end of its body
+    r"|(?P<begin>-----BEGIN [A-Z ]*PRIVATE KEY-----)(?:[\s\S]*?(?P<end>-----END [A-Z ]*PRIVATE KEY-----)"
+    r"|[A-Za-z0-9+/=\s\\]*)"
 )
 
 
+_PRIVATE_KEY = re.compile(r"(-----BEGIN [A-Z ]*PRIVATE KEY-----)[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----)")
+
+
+def redact_private_keys(text: str) -> str:
+    """``text`` with the body of each private key block replaced by ``***`` (a block spans lines, so
+    line-by-line masking, as of config files, cannot see it)."""
+    return _PRIVATE_KEY.sub(r"\1***\2", text)
+
+
 def redact(text: str) -> str:
-    """``text`` with passwords, tokens, keys and URL credentials replaced by ``***``."""
+    """``text`` with passwords, tokens, keys and URL credentials replaced by ``***``.
+
+    Example::
+
+        redact("postgresql://app:S3cr3t@db/x password=hunter2")  # 'postgresql://app:***@db/x password=***'
+    """
 
     def hide(match: re.Match[str]) -> str:
-        if match.group(1):
-            return match.group(1) + "***"
-        if match.group(4):
-            return match.group(4) + "***@"
-        if match.group(6):
-            return match.group(6) + "***" + match.group(7)
+        for prefix in ("named", "scheme"):
+            if match.group(prefix):
+                return match.group(prefix) + "***"
+        if match.group("userinfo"):
+            return match.group("userinfo") + "***@"
+        if match.group("begin"):
+            return match.group("begin") + "***" + (match.group("end") or "")
         return "***"
 
     return _SECRET.sub(hide, text)
@@ -128,6 +150,9 @@ class Evidence:
         raw = _ANSI.sub("", "\n".join(parts)).replace("\r\n", "\n").replace("\r", "\n")
         if raw.count("\\n") > raw.count("\n"):  # a JSON-escaped log: its lines are inside one string
             raw = raw.replace("\\n", "\n").replace('\\"', '"').replace("\\t", "\t")
+        # Secrets go before the text is cut into lines: a private key spans lines, and every excerpt,
+        # headline and summary is made from these lines (rules never need a secret to match).
+        raw = redact(raw)
         lines, self.quiet = [], []
         for line in raw.split("\n"):
             # Very long lines (JSON blobs, progress bars) are cut to their ends to keep matching bounded.
@@ -264,7 +289,7 @@ def _exception_text(error: BaseException) -> str:
         message = str(error)
     except Exception:
         message = "<unprintable>"
-    message = message.strip().splitlines()[0] if message.strip() else ""
+    message = redact(message).strip().splitlines()[0] if message.strip() else ""
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 

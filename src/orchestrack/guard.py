@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from orchestrack.evidence import redact
 from orchestrack.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,11 @@ def fail_open(where: str, *, warn: tuple[type[Exception], ...] = ()) -> Callable
                 if strict():
                     raise
                 if isinstance(err, warn):
-                    log.warning("orchestrack %s: %s; no impact on the pipeline", where, err)
+                    log.warning("orchestrack %s: %s; no impact on the pipeline", where, redact(str(err)))
                     return None
-                log.exception("orchestrack %s hook %s failed; no impact on the pipeline", where, hook.__name__)
+                # The traceback as text, redacted: a fault's message may quote what the task handed over.
+                log.error("orchestrack %s hook %s failed; no impact on the pipeline\n%s", where, hook.__name__,
+                          redact("".join(traceback.format_exception(err)).rstrip()))
                 return None
 
         return guarded  # type: ignore[return-value]

@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from enum import Enum
-from pathlib import PurePath, PurePosixPath
+from pathlib import PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from orchestrack.errors import InvalidInputError
 from orchestrack.evidence import redact
-from orchestrack.record import LeakageCheck, LeakageStatus, Scalar
+from orchestrack.record import LeakageCheck, LeakageStatus, MetricPoint, Scalar
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,12 @@ MAX_KEY = 500
 MAX_PARAM_VALUE = 6000  # the MLflow store's limit, so every store accepts the same params
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Lone UTF-16 surrogates (``os.fsdecode`` of a non-UTF-8 file name, a bad decode): no store can encode them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Largest integer a store keeps exactly (SQLite INTEGER, MLflow's int64 steps).
+MAX_INT = 2**63 - 1
+#: Deepest list/dict nesting a param may have (deeper ones exhaust the JSON encoder's recursion).
+MAX_DEPTH = 100
 E = TypeVar("E", bound=Enum)
 
 
@@ -43,7 +52,38 @@ def check_name(value: object, what: str, where: str, limit: int = MAX_NAME) -> s
             "use a shorter name and put the long text in a tag or param")
     if _CONTROL.search(value):
         raise InvalidInputError(f"{what} {value!r} contains control characters or line breaks ({where}); remove them")
+    if _SURROGATE.search(value):
+        raise InvalidInputError(
+            f"{what} {value!r} is not valid Unicode text: it holds a lone surrogate ({where}), as a name decoded "
+            "from non-UTF-8 bytes does; decode it with errors='replace' or rename it")
     return value
+
+
+def check_count(value: object, what: str, where: str, minimum: int = 0) -> int:
+    """An integer from ``minimum`` to 2**63-1 (not a bool): a step, an attempt, a row count, a size."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_INT:
+        raise InvalidInputError(f"{what} {value!r} ({where}) must be an integer from {minimum} to 2**63-1")
+    return value
+
+
+def clean_text(value: str) -> str:
+    """Text as every store can keep it: lone surrogates and NUL characters become U+FFFD."""
+    if "\x00" in value or _SURROGATE.search(value):
+        return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+    return value
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deeply lists, tuples and dicts nest in ``value`` (stops counting past ``limit``)."""
+    deepest, level, todo = 0, 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, (list, tuple, dict)):
+            deepest = max(deepest, level)
+            if deepest > limit:
+                return deepest
+            todo.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def check_key(value: object, where: str) -> str:
@@ -76,7 +116,15 @@ def coerce_param(key: str, value: Any, where: str) -> Scalar:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
+        raise InvalidInputError(
+            f"param {key!r} ({where}) is an integer of {value.bit_length()} bits, too large to keep; "
+            "log it as str(value) or log its logarithm")
     if isinstance(value, (list, tuple, dict)):
+        if _depth(value, MAX_DEPTH) > MAX_DEPTH:
+            raise InvalidInputError(
+                f"param {key!r} ({where}) nests lists/dicts more than {MAX_DEPTH} levels deep; "
+                "flatten it into separate params or log it as a file with log_config/log_artifact")
         try:
             value = json.dumps(value, separators=(",", ":"), sort_keys=isinstance(value, dict), allow_nan=False)
         except (TypeError, ValueError) as err:
@@ -87,6 +135,8 @@ def coerce_param(key: str, value: Any, where: str) -> Scalar:
         raise InvalidInputError(
             f"param {key!r} ({where}) has type {type(value).__name__}, which cannot be stored; "
             "params are str, int, float, bool or None (lists and dicts become JSON): pass str(value)")
+    if isinstance(value, str):
+        value = clean_text(value)
     if isinstance(value, str) and len(value) > MAX_PARAM_VALUE:
         log.warning("param %r (%s) is %d characters long; truncated to %d", key, where, len(value), MAX_PARAM_VALUE)
         value = value[: MAX_PARAM_VALUE - 1] + "…"
@@ -109,6 +159,12 @@ def check_metric(key: str, value: Any, where: str) -> float:
         raise InvalidInputError(
             f"metric {key!r} ({where}) must be a number, got {type(value).__name__} {value!r}; "
             "log text as a tag or param instead")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise InvalidInputError(
+            f"metric {key!r} ({where}) is an integer too large for a float ({value.bit_length()} bits); "
+            "log a scaled or logarithmic value") from None
     if not math.isfinite(value):
         raise InvalidInputError(
             f"metric {key!r} ({where}) is {value!r}; non-finite values cannot be compared by a quality gate. "
@@ -121,8 +177,8 @@ def slice_label(slice_: str | Mapping[str, Any] | None, where: str) -> str | Non
     if slice_ is None:
         return None
     if isinstance(slice_, Mapping):
-        slice_ = ",".join(f"{k}={v}" for k, v in sorted(slice_.items()))
-    return check_name(slice_, "metric slice", where)
+        slice_ = ",".join(f"{k}={masked(k, v)}" for k, v in sorted(slice_.items()))
+    return redact(check_name(slice_, "metric slice", where))  # metric points skip the core's scrub
 
 
 #: Words that make a param or tag name secret-looking (matched as whole words of the name, so
@@ -155,15 +211,110 @@ def mask_sensitive(values: Mapping[str, Any] | None) -> dict[str, Any]:
     return {str(key): masked(key, value) for key, value in (values or {}).items()}
 
 
+#: Fields that identify a run, a task or content: kept as given, or the run could not be found again.
+_IDENTITY = frozenset({"run_id", "key", "task_id", "sha256"})
+#: Mappings keyed by metric or package names, not by setting names: their values are never secrets.
+_NAMED_BY_METRIC = frozenset({"packages", "metrics", "metric_units", "slice_metrics", "task_metrics",
+                              "metric_series"})
+
+
+def scrub(value: Any, *, names: bool = True) -> Any:
+    """``value`` (a record, a store write's arguments, any JSON-like data) as it may be stored: every
+    text passed through :func:`~orchestrack.evidence.redact`, and the value of every mapping entry
+    whose name looks secret (:func:`is_secret_name`) replaced by ``***``. Unchanged parts are the
+    same objects, so a clean record costs one pass and no copy. The core calls this on every store
+    write, whatever path the value came by (an adapter, a failure, an orchestrator's details).
+
+    Example::
+
+        scrub({"db_password": "hunter2", "dsn": "postgresql://u:pw@db/x"})
+        # {'db_password': '***', 'dsn': 'postgresql://u:***@db/x'}
+    """
+    if value is None or isinstance(value, (Enum, bool, int, float, date)):
+        return value
+    if isinstance(value, str):
+        cleaned = redact(value)
+        return value if cleaned == value else cleaned
+    if isinstance(value, MetricPoint):  # checked names and a float; thousands per write
+        return value
+    if isinstance(value, BaseModel):
+        extra = value.model_extra or {}
+        changes: dict[str, Any] = {}
+        for field, item in value:
+            if field in _IDENTITY:
+                continue
+            if field in extra and is_secret_name(field) and item not in (None, ""):
+                cleaned_item: Any = MASK
+            else:
+                cleaned_item = scrub(item, names=field not in _NAMED_BY_METRIC)
+            if cleaned_item is not item:
+                changes[field] = cleaned_item
+        return value.model_copy(update=changes) if changes else value
+    if isinstance(value, Mapping):
+        result = {key: MASK if names and is_secret_name(key) and item not in (None, "")
+                  else scrub(item, names=key not in _NAMED_BY_METRIC)
+                  for key, item in value.items()}
+        return value if all(result[key] is item for key, item in value.items()) else result
+    if isinstance(value, (list, tuple)):
+        items = [scrub(item, names=names) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else type(value)(items)
+    return value
+
+
+def adapter_args(where: str, *, purpose: object = None, run_owner: object = None, datasets: object = (),
+                 run_tags: object = None) -> list[str]:
+    """Check an adapter's decorator or operator arguments when the flow, DAG or pipeline is defined, so
+    a typo fails there with a clear error instead of every run going untracked. Returns ``datasets``
+    as a list (a single string is one dataset, not its characters)."""
+    from orchestrack.record import Purpose
+
+    if purpose is not None:
+        check_choice(purpose if isinstance(purpose, (str, Purpose)) else repr(purpose), Purpose, "purpose",
+                     f"{where} purpose=")
+    if run_owner is not None:
+        check_name(run_owner, "run_owner", f"{where} run_owner=")
+    items = [datasets] if isinstance(datasets, (str, os.PathLike)) else datasets
+    if items is None or isinstance(items, (bytes, Mapping)) or not isinstance(items, (list, tuple, set, frozenset)):
+        raise InvalidInputError(f"datasets ({where} datasets=) must be a list of URIs such as "
+                                f"['s3://bucket/train/'], got {type(datasets).__name__} {datasets!r}")
+    uris = [os.fspath(check_path(uri, "dataset URI", f"{where} datasets=")) for uri in items]
+    if run_tags is not None and not isinstance(run_tags, Mapping):
+        raise InvalidInputError(f"run_tags ({where} run_tags=) must be a mapping of name to value, "
+                                f"got {type(run_tags).__name__} {run_tags!r}")
+    if run_tags:
+        coerce_tags(run_tags, f"{where} run_tags=")
+    return [str(uri) for uri in uris]
+
+
 def check_artifact_name(name: str, where: str) -> str:
     """A relative artifact name that cannot escape the run's artifact folder."""
     check_name(name, "artifact name", where)
     path = PurePosixPath(name.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts:
+    # A drive ("C:/x", "C:x") is absolute where the artifact is fetched on Windows.
+    if path.is_absolute() or ".." in path.parts or PureWindowsPath(name).drive:
         raise InvalidInputError(
             f"artifact name {name!r} ({where}) would escape the run's artifact folder; "
             "use a relative name without '..', e.g. name='model.pt'")
+    if not path.parts:
+        raise InvalidInputError(f"artifact name {name!r} ({where}) names no file; give it a name, e.g. name='model.pt'")
     return path.as_posix()
+
+
+def check_path(value: object, what: str, where: str) -> str | os.PathLike[str]:
+    """A local path or URI given as ``str`` or ``os.PathLike``: not empty, without NUL characters."""
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        hint = " (decode bytes with os.fsdecode)" if isinstance(value, bytes) else ""
+        raise InvalidInputError(f"{what} must be a path or URI string, got {type(value).__name__} {value!r} "
+                                f"({where}){hint}")
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} {value!r} ({where}) is a bytes path; pass os.fsdecode(path)")
+    if not text.strip():
+        raise InvalidInputError(f"{what} is empty ({where}); give the path or URI it refers to")
+    if "\x00" in text:
+        raise InvalidInputError(
+            f"{what} {text!r} contains a NUL character ({where}); no file has such a name: remove it")
+    return value
 
 
 def coerce_tags(tags: Mapping[str, Any], where: str) -> dict[str, str]:

@@ -24,7 +24,10 @@ from urllib.parse import quote
 
 from orchestrack import inputs
 from orchestrack.capture import capture_code, capture_environment, snapshot_data
-from orchestrack.errors import InvalidInputError, NoActiveRunError, RunNotFoundError
+from orchestrack.delivery import apply_write, courier_for, is_transient, settle, stage_artifact, store_down
+from orchestrack.errors import InvalidInputError, NoActiveRunError, RunNotFoundError, StoreError
+from orchestrack.evidence import redact
+from orchestrack.lease import leased, leases, lost_because
 from orchestrack.metric_buffer import MetricBuffer, flush_all
 from orchestrack.outcome import Outcome, RunEnd, TaskReport, classify, conclusion, left_running, task_failure
 from orchestrack.record import (
@@ -48,7 +51,7 @@ from orchestrack.record import (
     utcnow,
 )
 from orchestrack.settings import Settings, load_settings
-from orchestrack.spool import Spool, fallback_dir, replay
+from orchestrack.spool import Spool, fallback_dir, pending_writes, replay
 from orchestrack.stores import RunQuery, Store, open_artifact_store, open_store
 
 log = logging.getLogger(__name__)
@@ -129,10 +132,24 @@ class Run:
             raise err
         level = logging.DEBUG if self._faults else logging.WARNING
         self._faults += 1
-        log.log(level, "orchestrack could not %s for run %r (%s); no impact on the task", doing, self.key, err)
+        log.log(level, "orchestrack could not %s for run %r (%s); no impact on the task", doing, self.key,
+                redact(str(err)))
 
     def _write(self, op: str, **args: Any) -> bool:
-        """Make one store write; on failure spool it (or raise in strict mode)."""
+        """Make one store write; on failure spool it (or raise in strict mode).
+
+        A remote store's writes go to this process's journal and reach the store in the background
+        (:mod:`orchestrack.delivery`); strict mode writes them at once, so that a fault raises.
+        """
+        args = inputs.scrub(args)  # nothing secret-looking reaches a store or the spool, by any path
+        if getattr(self.store, "remote", False) and not self.settings.strict:
+            try:
+                courier_for(self.store, self.settings.resolved_spool_dir).send(op, args)
+                return True
+            except Exception as err:
+                log.error("orchestrack could not journal %s for run %r (%s); this write is lost",
+                          op, self.key, redact(str(err)))
+                return False
         try:
             getattr(self.store, op)(**args)
             return True
@@ -143,13 +160,25 @@ class Run:
                 where = _spool_for(self.settings).write(self.store.uri, op, **args)
             except Exception as spool_err:
                 log.error("orchestrack could not %s for run %r (%s) nor spool it (%s); this write is lost",
-                          op, self.key, err, spool_err)
+                          op, self.key, redact(str(err)), redact(str(spool_err)))
                 return False
             self._fault(f"{op} (spooled to {where}; run `orchestrack replay` once the store is back)", err)
             return False
 
+    def _settle(self) -> None:
+        """Let what this process logged reach the store before a read or an end (bounded in time)."""
+        settle(self.settings.delivery_timeout_s)
+
+    def _store_down(self) -> bool:
+        """Whether this process's courier found the store down: reads then fail at once instead of waiting."""
+        return store_down(self.store.uri)
+
     def _read_progress(self, task_id: str | None = None) -> tuple[RunStatus | None, list[TaskAttempt]]:
         """The stored status and attempts, or ``(None, [])`` when the store cannot be read."""
+        self._settle()
+        if self._store_down():
+            self._fault("read its progress", StoreError(f"{self.store.uri} is down; writes wait in the journal"))
+            return None, []
         try:
             return self.store.get_progress(self.run_id, task_id)
         except Exception as err:
@@ -159,7 +188,7 @@ class Run:
     @property
     def record(self) -> RunRecord:
         """The run as stored now."""
-        flush_all()
+        self._settle()
         return self.store.get_run(self.run_id)
 
     @property
@@ -207,7 +236,8 @@ class Run:
         """Record that a task attempt started (adapters call this from their "task running" hook)."""
         inputs.check_name(name, "task name", "run.task()")
         task_id = task_id or name
-        if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
+        if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool)
+                                    or not 1 <= attempt <= inputs.MAX_INT):
             raise InvalidInputError(f"attempt {attempt!r} of task {name!r} (run.task()) must be an integer >= 1")
         # Read the run as stored, not as this handle last saw it: another process may have closed it.
         status, tasks = self._read_progress(task_id)
@@ -218,10 +248,11 @@ class Run:
             # Airflow "clear"): the run is open again until it is finished anew.
             self._write("update_run", run_id=self.run_id,
                         changes={"status": RunStatus.RUNNING, "ended_at": None, "failure": None})
-        started = TaskAttempt(task_id=task_id, name=name, attempt=attempt, status=TaskStatus.RUNNING,
-                              started_at=started_at or utcnow(), hostname=hostname or socket.gethostname(),
-                              details=dict(details or {}))
+        started = leased(TaskAttempt(task_id=task_id, name=name, attempt=attempt, status=TaskStatus.RUNNING,
+                                     started_at=started_at or utcnow(), hostname=hostname or socket.gethostname(),
+                                     details=dict(details or {})), self.settings.lease_s)
         self._write("record_tasks", run_id=self.run_id, attempts=[started])
+        leases.hold(self, [started])  # renewed by this process until the attempt ends
         return started
 
     def end_task(self, attempt: TaskAttempt | tuple[str, int], status: TaskStatus | str = TaskStatus.SUCCEEDED, *,
@@ -245,8 +276,10 @@ class Run:
                                               outcome=outcome, message=text, error=error, exit_code=exit_code))
         if failure is not None and failure.task is None:
             failure = failure.model_copy(update={"task": attempt.name})
-        ended = attempt.model_copy(update={"status": status, "ended_at": ended_at or utcnow(), "failure": failure})
-        flush_all()  # what the attempt logged lands before its end
+        ended = attempt.model_copy(update={"status": status, "ended_at": ended_at or utcnow(), "failure": failure,
+                                           "lease_expires_at": None, "lease_holder": None})
+        leases.release(self.run_id, [(ended.task_id, ended.attempt)])
+        self._settle()  # what the attempt logged lands before its end
         self._write("record_tasks", run_id=self.run_id, attempts=[ended])
         self._ended_here[ended.task_id] = ended
         return ended
@@ -255,18 +288,26 @@ class Run:
         """The latest stored attempt of every task, by ``task_id`` (read without metrics or artifacts)."""
         return last_attempts(self._read_progress()[1])
 
-    def report_tasks(self, reports: Iterable[TaskReport]) -> list[TaskAttempt]:
+    def report_tasks(self, reports: Iterable[TaskReport], *, hold: bool = False) -> list[TaskAttempt]:
         """Record task attempts as the orchestrator reports them, in one store write.
 
         Adapters call this with what they observed (see :class:`~orchestrack.outcome.TaskReport`);
         status and failure are decided here. An attempt already recorded as ended keeps its ending.
+        ``hold=True``: the attempts reported running run in this process, which holds their leases
+        (renewed until they are reported ended); leave it off for attempts seen from elsewhere.
         """
         attempts = [report.attempt_record() for report in reports]
+        if hold:
+            attempts = [leased(a, self.settings.lease_s) for a in attempts]
+        newest = {(a.task_id, a.attempt): a for a in attempts}  # a batch may hold an attempt's start and end
+        leases.release(self.run_id, [key for key, a in newest.items() if a.status is not TaskStatus.RUNNING])
         if any(a.status is not TaskStatus.RUNNING for a in attempts):
             flush_all()
         if attempts:
             self._write("record_tasks", run_id=self.run_id, attempts=attempts)
             self._ended_here.update((a.task_id, a) for a in attempts if a.status is not TaskStatus.RUNNING)
+        if hold:
+            leases.hold(self, [a for a in newest.values() if a.status is TaskStatus.RUNNING])
         return attempts
 
     # -- logging ----------------------------------------------------------------------------
@@ -280,9 +321,10 @@ class Run:
         """Log metric values, optionally at a ``step``, for a ``slice`` such as ``"country=DE"``, and
         with a ``unit`` (one for all of them, or one per metric: ``{"latency": "ms"}``)."""
         if not isinstance(metrics, Mapping):
-            raise InvalidInputError(f"log_metrics takes a mapping of name to number, got {type(metrics).__name__}")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
-            raise InvalidInputError(f"step {step!r} (log_metrics step=) must be an integer >= 0")
+            raise InvalidInputError(f"metrics (log_metrics) must be a mapping of name to number such as "
+                                    f"{{'auc': 0.91}}, got {type(metrics).__name__}")
+        if step is not None:
+            inputs.check_count(step, "step", "log_metrics step=")
         label = inputs.slice_label(slice, "log_metrics slice=")
         now = utcnow()
         current = _active_task.get()
@@ -306,7 +348,13 @@ class Run:
         ``{"status": "failed", "note": "customer_id predicts the label"}``.
         """
         inputs.check_name(name, "dataset name", "log_dataset")
-        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
+        inputs.check_path(uri, f"uri of dataset {name!r}", "log_dataset uri=")
+        if version is not None:
+            inputs.check_name(version, f"version of dataset {name!r}", "log_dataset version=", limit=1000)
+        if size_bytes is not None:
+            inputs.check_count(size_bytes, f"size_bytes of dataset {name!r}", "log_dataset size_bytes=")
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int)
+                                 or not 0 <= rows <= inputs.MAX_INT):
             raise InvalidInputError(f"rows {rows!r} of dataset {name!r} (log_dataset rows=) must be an integer >= 0")
         screening = inputs.leakage_check(leakage_check, f"log_dataset {name!r} leakage_check=")
         snapshot = snapshot_data(name, uri, version=version, rows=rows, size_bytes=size_bytes,
@@ -332,6 +380,7 @@ class Run:
         """
         from orchestrack.configs import read_config
 
+        inputs.check_path(path, "config path", "log_config path=")
         config, files = read_config(path, name=name, where="log_config")
         if source is not None:
             config = config.model_copy(update={"source": inputs.check_name(source, "config source",
@@ -390,7 +439,7 @@ class Run:
 
         ``kind`` (``model``, ``dataset``, ``report`` ...) defaults to ``file`` or ``folder``.
         """
-        source = Path(path)
+        source = Path(inputs.check_path(path, "artifact path", "log_artifact path="))
         kind = kind or ("folder" if source.is_dir() else "file")
         name = inputs.check_artifact_name(name or source.name, "log_artifact name=")
         inputs.check_name(kind, "artifact kind", "log_artifact kind=")
@@ -398,18 +447,42 @@ class Run:
             raise InvalidInputError(
                 f"artifact {name!r}: {str(source)!r} does not exist (log_artifact path=, working directory "
                 f"{os.getcwd()}); write it before logging it")
+        artifact_uri = self.settings.resolved_artifact_uri
         try:
-            uri, sha256, size = open_artifact_store(self.settings.resolved_artifact_uri).put(source, name)
+            uri, sha256, size = open_artifact_store(artifact_uri).put(source, name)
         except InvalidInputError:
             raise
         except Exception as err:
             if self.settings.strict:
                 raise
-            log.warning("orchestrack could not store artifact %r of run %r (%s); recorded without a copy, "
-                        "the file stays at %s", name, self.key, err, source.resolve())
-            uri, sha256, size = source.resolve().as_uri(), "", source.stat().st_size if source.is_file() else 0
+            return self._defer_artifact(source, name, kind, artifact_uri, err)
         artifact = Artifact(name=name, kind=kind, uri=uri, sha256=sha256, size_bytes=size, task=_task_name())
         self._write("log_artifact", run_id=self.run_id, artifact=artifact)
+        return artifact
+
+    def _defer_artifact(self, source: Path, name: str, kind: str, artifact_uri: str, err: Exception) -> Artifact:
+        """The artifact store cannot take ``source`` now: record it pointing at a copy kept in the spool
+        folder, and journal its upload (delivered with the other writes, or by ``orchestrack replay``)."""
+        size = source.stat().st_size if source.is_file() else 0
+        try:
+            staged = stage_artifact(source, self.settings.resolved_spool_dir)
+        except OSError as copy_err:
+            log.warning("orchestrack could not store artifact %r of run %r (%s) nor keep a copy (%s); recorded "
+                        "pointing at %s", name, self.key, redact(str(err)), copy_err, source.resolve())
+            artifact = Artifact(name=name, kind=kind, uri=source.resolve().as_uri(), sha256="", size_bytes=size,
+                                task=_task_name())
+            self._write("log_artifact", run_id=self.run_id, artifact=artifact)
+            return artifact
+        log.warning("orchestrack could not store artifact %r of run %r (%s); a copy waits in %s and is uploaded "
+                    "when the artifact store is back (no impact on the task)", name, self.key, redact(str(err)), staged)
+        artifact = Artifact(name=name, kind=kind, uri=staged.as_uri(), sha256="", size_bytes=size, task=_task_name())
+        self._write("log_artifact", run_id=self.run_id, artifact=artifact)
+        args = inputs.scrub({"run_id": self.run_id, "artifact": artifact, "staged": str(staged),
+                             "artifact_uri": artifact_uri})
+        if getattr(self.store, "remote", False):
+            courier_for(self.store, self.settings.resolved_spool_dir).send("put_artifact", args)
+        else:
+            _spool_for(self.settings).write(self.store.uri, "put_artifact", **args)
         return artifact
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
@@ -429,6 +502,11 @@ class Run:
                                      transformations=["log1p(spend_30d)"],
                                      feature_store="feast:churn_features", feature_store_version="7")
         """
+        if isinstance(columns, str):  # one column, not its letters
+            columns = [columns]
+        if not isinstance(columns, (list, tuple)):
+            raise InvalidInputError(f"feature columns (log_features columns=) must be a list of names, "
+                                    f"got {type(columns).__name__} {columns!r}")
         for column in columns:
             inputs.check_name(column, "feature column", "log_features")
         lists = {label: inputs.text_list(value, f"log_features {label}=")
@@ -490,7 +568,8 @@ class Run:
 
         Without ``status`` the run is ``failed`` when a task's last attempt failed, else
         ``succeeded``. The run's failure is the given one, else the first failed task's. Attempts
-        still running are closed as cancelled. Returns the closed record (``None`` if the store
+        still running are closed as cancelled, except those whose holder died (lease expired, process
+        gone): they end failed / ``infra-error``. Returns the closed record (``None`` if the store
         could not be read; the close is then spooled).
         """
         if status is not None:
@@ -512,8 +591,10 @@ class Run:
     def _close(self, end: RunEnd | None, *, failure: Failure | None) -> RunRecord | None:
         """Close the run as ``end`` says (``None``: as its tasks say), ``failure`` overriding the decided one."""
         now = (end.ended_at if end is not None else None) or utcnow()
-        flush_all()
+        self._settle()
         try:
+            if self._store_down():
+                raise StoreError(f"{self.store.uri} is down; writes wait in the journal")
             record = self.store.get_run(self.run_id)
         except Exception as err:
             self._fault("read the run to close it (closing from what this process saw)", err)
@@ -526,6 +607,15 @@ class Run:
         if record.finished:
             self._release()
             return record
+        # Attempts whose holder died (lease expired, process gone) were lost, not stopped with the run:
+        # end them infra-error first, so the run's failure can be theirs.
+        found = [(a, why) for a in record.tasks if (why := lost_because(a)) is not None]
+        lost = {(a.task_id, a.attempt): a for a in self.report_tasks(
+            TaskReport(task_id=a.task_id, name=a.name, attempt=a.attempt, outcome=Outcome.LOST, message=why,
+                       started_at=a.started_at, ended_at=now, hostname=a.hostname, cached=a.cached,
+                       details=a.details) for a, why in found)}
+        if lost:
+            record = record.model_copy(update={"tasks": [lost.get((a.task_id, a.attempt), a) for a in record.tasks]})
         # Decide from the attempts as the orchestrator reported them, then close those left running.
         latest = {task_id: a for task_id, a in record.last_attempts().items() if a.status is not TaskStatus.RUNNING}
         end = end or RunEnd(_derived_outcome(latest))
@@ -549,6 +639,7 @@ class Run:
 
     def _release(self) -> None:
         global _process_run
+        leases.release(self.run_id)  # closed: nothing of it is renewed any more
         if _process_run is self:
             _process_run = None
 
@@ -618,6 +709,7 @@ def start_run(key: str | None = None, *, name: str | None = None, owner: str | N
     if key is None:
         key = settings.run_key or f"run-{uuid.uuid4().hex}"
     key = inputs.check_key(key, "start_run key=")
+    _check_start_args(name=name, image=image, pipeline_version=pipeline_version, started_at=started_at)
     if owner is not None:
         inputs.check_name(owner, "owner", "start_run owner=")
     purpose = inputs.check_choice(purpose, Purpose, "purpose", "start_run purpose=") if purpose is not None else None
@@ -639,14 +731,17 @@ def start_run(key: str | None = None, *, name: str | None = None, owner: str | N
         tags=inputs.coerce_tags(tags or {}, "start_run tags="),
     )
     store = open_store(settings.resolved_tracking_uri, busy_timeout_s=settings.busy_timeout_s)
-    _replay_spool_once(settings)
+    _replay_spool_once(settings, store)
     run = Run(record, store, settings)
     record.incomplete = settings.policy.missing(record)
     if settings.policy.strict and _exists(store, key, settings) is not True:
         # A strict policy judges a new run by what its opener gives; a process attaching to an
         # existing run is judged by the stored run, which already passed (or was recorded) at open.
         settings.policy.enforce(record, at_finish=False)
+    record = inputs.scrub(record)
     try:
+        if getattr(store, "remote", False) and not settings.strict and store_down(store.uri):
+            raise StoreError(f"{store.uri} is down; the run opens from the journal when it is back")
         stored = store.open_run(record)
     except Exception as err:
         if settings.strict:
@@ -706,31 +801,55 @@ def _fill_missing(run: Run, stored: RunRecord, wanted: RunRecord) -> None:
         run._write("set_tags", run_id=run.run_id, tags=new_tags)
 
 
-def _replay_spool_once(settings: Settings) -> None:
-    """Replay what earlier processes spooled, once per process and spool folder."""
+def _replay_spool_once(settings: Settings, store: Store) -> None:
+    """Replay what earlier processes journaled, once per process and spool folder: at once into a
+    local store, in the background when the run's store is remote (a store that is down, or a long
+    journal, must not hold up the task; a replay cut short resumes where it stopped)."""
     directory = settings.resolved_spool_dir
     marker = str(directory)
     if marker in _replayed:
         return
     _replayed.add(marker)
-    try:
-        applied, problems = replay_spool(settings)
-        if applied:
-            log.info("orchestrack replayed %d spooled writes from %s", applied, directory)
-        for problem in problems[:5]:
-            log.warning("orchestrack spool replay: %s", problem)
-    except Exception as err:
-        if settings.strict:
-            raise
-        log.warning("orchestrack could not replay its spool in %s: %s", directory, err)
+
+    def run() -> None:
+        try:
+            applied, problems = replay_spool(settings)
+            if applied:
+                log.info("orchestrack replayed %d journaled writes from %s", applied, directory)
+            for problem in problems[:5]:
+                log.warning("orchestrack journal replay: %s", redact(problem))
+        except Exception as err:
+            if settings.strict:
+                raise
+            log.warning("orchestrack could not replay its journal in %s: %s", directory, redact(str(err)))
+
+    if settings.strict or not getattr(store, "remote", False):
+        run()
+    else:
+        threading.Thread(target=run, name="orchestrack-replay", daemon=True).start()
+
+
+def _journal_dirs(settings: Settings) -> list[Path]:
+    return [d for d in (settings.resolved_spool_dir, fallback_dir()) if d.is_dir()]
 
 
 def replay_spool(settings: Settings | None = None) -> tuple[int, list[str]]:
-    """Send spooled writes (from the spool folder and the fallback folder) to their stores."""
+    """Send journaled writes (from the spool folder and the fallback folder) to their stores; return
+    ``(writes delivered, problems)``. Writes delivered before are skipped, so running it twice, or
+    again after a replay that died half-way, stores nothing twice."""
     settings = settings or load_settings()
-    directories = [settings.resolved_spool_dir, fallback_dir()]
-    return replay([d for d in directories if d.is_dir()],
-                  lambda uri: open_store(uri, busy_timeout_s=settings.busy_timeout_s))
+    def deliver(uri: str, op: str, args: dict[str, Any], write_id: str) -> None:
+        apply_write(open_store(uri, busy_timeout_s=settings.busy_timeout_s), op, args, write_id)
+
+    return replay(_journal_dirs(settings), deliver, transient=is_transient)
+
+
+def waiting_writes(run_id: str | None = None, settings: Settings | None = None
+                   ) -> dict[str, list[tuple[Path, int]]]:
+    """By run id (only ``run_id``'s when given): the journal files on this host holding writes that have
+    not reached the store yet, with how many each holds (``orchestrack show`` and ``runs`` say so)."""
+    found = pending_writes(_journal_dirs(settings or load_settings()))
+    return found if run_id is None else {run_id: found[run_id]} if run_id in found else {}
 
 
 def active_run() -> Run | None:
@@ -782,6 +901,17 @@ def store_for(tracking_uri: str | None) -> Store:
     return open_store(settings.resolved_tracking_uri, busy_timeout_s=settings.busy_timeout_s)
 
 
+def _check_start_args(*, name: object, image: object, pipeline_version: object, started_at: object) -> None:
+    """The ``start_run`` arguments no model checks before it is built (a bad type would surface as a
+    pydantic or regex error naming none of them)."""
+    for label, value in (("name", name), ("image", image), ("pipeline_version", pipeline_version)):
+        if value is not None:
+            inputs.check_name(value, label, f"start_run {label}=", limit=1000)
+    if started_at is not None and not isinstance(started_at, datetime):
+        raise InvalidInputError(f"started_at {started_at!r} (start_run started_at=) must be a datetime, got "
+                                f"{type(started_at).__name__}; pass e.g. datetime.fromisoformat(text)")
+
+
 def get_run(key_or_run_id: str, *, tracking_uri: str | None = None) -> RunRecord:
     """The run with this key or run id (or a unique run-id prefix of 8+ characters).
 
@@ -789,8 +919,9 @@ def get_run(key_or_run_id: str, *, tracking_uri: str | None = None) -> RunRecord
 
         orchestrack.get_run("nightly-train/2026-11-28").status
     """
+    inputs.check_key(key_or_run_id, "get_run")
     store = store_for(tracking_uri)
-    flush_all()
+    settle(load_settings().delivery_timeout_s)
     record = store.find_run(key_or_run_id)
     if record is None:
         raise RunNotFoundError(
@@ -817,11 +948,14 @@ def search_runs(*, status: RunStatus | str | None = None, pipeline: str | None =
         status=inputs.check_choice(status, RunStatus, "status", "search_runs") if status else None,
         reason=inputs.check_choice(reason, FailureReason, "failure reason", "search_runs") if reason else None,
         purpose=inputs.check_choice(purpose, Purpose, "purpose", "search_runs") if purpose else None,
-        pipeline=pipeline, owner=owner, fingerprint=fingerprint, limit=limit, summary=summary)
-    flush_all()
+        pipeline=pipeline and inputs.check_name(pipeline, "pipeline", "search_runs pipeline="),
+        owner=owner and inputs.check_name(owner, "owner", "search_runs owner="),
+        fingerprint=fingerprint and inputs.check_name(fingerprint, "fingerprint", "search_runs fingerprint="),
+        limit=limit, summary=summary)
+    settle(load_settings().delivery_timeout_s)
     return store_for(tracking_uri).search_runs(query)
 
 
 __all__ = ["Run", "active_run", "get_run", "log_artifact", "log_config", "log_dataset", "log_features", "log_llm",
            "log_llm_usage", "log_metrics", "log_params", "log_prompt", "replay_spool", "run_id_for", "search_runs",
-           "set_tags", "start_run"]
+           "set_tags", "start_run", "waiting_writes"]

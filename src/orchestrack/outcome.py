@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrack.classify import classify_failure
+from orchestrack.evidence import redact
 from orchestrack.record import Failure, FailureReason, RunStatus, TaskAttempt, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,8 @@ def classify(error: BaseException | None = None, *, text: str | None = None, exi
         return classify_failure(error, text=text, exit_code=exit_code, task=task, signals=signals)
     except Exception as err:
         log.warning("orchestrack could not classify a failure of %s (%s: %s); recorded as unknown",
-                    task or "the run", type(err).__name__, err)
-        seen = f"{type(error).__name__}: {error}" if error is not None else (text or f"exit code {exit_code}")
+                    task or "the run", type(err).__name__, redact(str(err)))
+        seen = redact(f"{type(error).__name__}: {error}" if error is not None else (text or f"exit code {exit_code}"))
         return Failure(reason=FailureReason.UNKNOWN, task=task, summary=f"{_subject(task)} failed ({seen[:150]}).",
                        error_type=type(error).__name__ if error is not None else None, exit_code=exit_code)
 
@@ -157,7 +158,7 @@ def _subject(task: str | None) -> str:
 
 def _failure(outcome: Outcome, message: str | None, error: BaseException | None, exit_code: int | None,
              by_person: bool, task: str | None) -> Failure:
-    subject, said = _subject(task), (message or "").strip()
+    subject, said = _subject(task), redact(message or "").strip()
     quoted = f" ({said[:150]})" if said else ""
     if outcome is Outcome.CANCELLED or (by_person and outcome is Outcome.FAILED and error is None):
         how = "was stopped by a person" if by_person else "was cancelled"
@@ -167,7 +168,12 @@ def _failure(outcome: Outcome, message: str | None, error: BaseException | None,
         return Failure(reason=FailureReason.CANCELLED, task=task, detail="upstream-failed",
                        summary=f"{subject} did not run because a task it depends on failed.")
     if outcome is Outcome.LOST:
-        return Failure(reason=FailureReason.INFRA_ERROR, task=task, detail="process-lost", exit_code=exit_code,
+        # How it was found (heartbeat lost, process gone, pod evicted) is in the words of whoever found
+        # it: the classifier's rules turn them into the detail.
+        found = classify(None, text=said, task=task, signals={"state": outcome.value}) if said else None
+        detail = found.detail if found is not None and found.reason is FailureReason.INFRA_ERROR else None
+        return Failure(reason=FailureReason.INFRA_ERROR, task=task, detail=detail or "process-lost",
+                       exit_code=exit_code,
                        summary=f"{subject} ended without reporting{quoted or ': its process was lost'}.")
     if error is None and not said and exit_code is None:
         if outcome is Outcome.TIMED_OUT:

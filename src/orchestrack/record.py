@@ -288,6 +288,11 @@ class TaskAttempt(_Model):
     hostname: str | None = None
     cached: bool = False
     details: dict[str, Any] = Field(default_factory=dict)
+    #: While running: until when the process holding the attempt vouches for it (renewed every
+    #: ``lease_s / 3``); an attempt whose lease expired is ended by ``orchestrack reap``.
+    lease_expires_at: datetime | None = None
+    #: While running: ``host:pid`` of the process holding the lease.
+    lease_holder: str | None = None
 
     def model_post_init(self, context: Any) -> None:
         if not self.task_id:  # schema 1 records identified a task by its name

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrack import inputs
 from orchestrack.errors import InvalidInputError, ModelNotFoundError, PromotionRefusedError
+from orchestrack.evidence import redact
 from orchestrack.record import Artifact, GateOutcome, RunRecord, RunStatus, utcnow
 from orchestrack.stores import mlflow_record as layout
 
@@ -130,7 +131,7 @@ def _draft(record: RunRecord, artifact: Artifact, name: str, forced: bool, note:
         artifact=artifact.name, uri=artifact.uri, sha256=artifact.sha256, size_bytes=artifact.size_bytes,
         gate=gate.outcome if gate else None, gate_summary=gate.summary if gate else None,
         code_commit=record.code.commit, data_versions={d.name: d.version for d in record.data},
-        forced=forced, note=note)
+        forced=forced, note=redact(note) if note else note)  # the record is masked; a note is new text
 
 
 # -- the embedded registry ----------------------------------------------------------------------

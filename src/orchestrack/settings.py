@@ -102,6 +102,10 @@ class MlflowSettings(BaseModel):
                     "On Databricks, a workspace folder such as /Shared/.orchestrack-run-claims.")
     ui_url: str | None = Field(
         default=None, description="The MLflow UI's address when it is not the tracking URI (e.g. behind a proxy).")
+    timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, allow_inf_nan=False,
+        description="The longest one request to the tracking server may take, its retries included: a server "
+                    "that accepts and never answers fails the write after this long (spooled unless strict).")
     join_injected_run: bool = Field(
         default=True,
         description="In a KFP component whose MLflow plugin injected MLFLOW_RUN_ID, write into that run and its "
@@ -149,10 +153,19 @@ class Settings(BaseSettings):
     code_dir: Path | None = Field(default=None, description="Checkout to read the code commit from; default: cwd.")
     spool_dir: Path | None = Field(default=None,
                                    description="Where faulted writes wait; default: $ORCHESTRACK_HOME/spool.")
-    busy_timeout_s: float = Field(default=30.0, gt=0, description="How long SQLite waits for a lock.")
+    busy_timeout_s: float = Field(default=30.0, gt=0, le=86_400, allow_inf_nan=False,
+                                  description="How long SQLite waits for a lock.")
+    lease_s: float = Field(
+        default=120.0, ge=0, allow_inf_nan=False,
+        description="How long a running task attempt's lease lasts (renewed every lease_s/3 while it runs); "
+                    "`orchestrack reap` ends attempts whose lease expired. 0: no leases.")
     metric_flush_s: float = Field(
-        default=1.0, ge=0,
+        default=1.0, ge=0, allow_inf_nan=False,
         description="Metric points are written in batches at least this often (0: every call at once).")
+    delivery_timeout_s: float = Field(
+        default=10.0, ge=0, allow_inf_nan=False,
+        description="How long a task's end, a run's close and the process's exit wait for journaled writes to reach "
+                    "a remote store (not at all while it is down); what is left waits in the journal.")
     data_hash_limit_mb: int = Field(
         default=256, ge=0,
         description="Local data files up to this size get a sha256 version; larger get a stat fingerprint.")
@@ -177,6 +190,21 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @field_validator("tracking_uri", "artifact_uri")
+    @classmethod
+    def _uri(cls, uri: str | None) -> str | None:
+        # "" means unset (ORCHESTRACK_TRACKING_URI= in a shell); blank or control characters would name
+        # a file such as "   " in the working directory instead of failing.
+        if uri is None or uri == "":
+            return None
+        if not uri.strip() or re.search(r"[\x00-\x1f\x7f]", uri):
+            raise ValueError(f"URI {uri!r} is blank or contains control characters; write a path or scheme://... "
+                             "without spaces around it")
+        if uri.removeprefix("sqlite:///").strip() in (":memory:", ""):
+            raise ValueError("an in-memory SQLite store is not shared between processes and loses every run at "
+                             "exit; give a file, e.g. sqlite:////srv/orchestrack/runs.db")
+        return uri
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -217,13 +245,28 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as err:
         raise InvalidInputError(_explain(err, overrides, path)) from err
-    except ValueError as err:  # a malformed TOML file or env value pydantic-settings cannot parse
-        where = f"config file {path}" if path is not None else "the ORCHESTRACK_* environment"
-        raise InvalidInputError(f"cannot read orchestrack settings from {where}: {err}") from err
+    except (ValueError, RecursionError) as err:  # a malformed TOML file or env value pydantic-settings cannot parse
+        raise InvalidInputError(_unreadable(err, path)) from err
     if len(_cache) > 32:
         _cache.clear()
     _cache[cache_key] = settings
     return settings
+
+
+def _unreadable(err: Exception, path: Path | None) -> str:
+    """What to say when a source cannot even be parsed (pydantic-settings names only the field)."""
+    field = re.search(r'error parsing value for field "(\w+)" from source "EnvSettingsSource"', str(err))
+    if field:
+        name = ENV_PREFIX + field.group(1).upper()
+        return (f"cannot read orchestrack settings: environment variable {name} is not valid JSON "
+                f"({os.environ.get(name, '')[:80]!r}); lists and tables are JSON in the environment, "
+                f"e.g. {name}='[\"a\", \"b\"]' or '{{\"strict\": true}}', or set one field with {name}__FIELD")
+    if path is not None:
+        problem = "it nests too deeply" if isinstance(err, RecursionError) else str(err)
+        return (f"cannot read orchestrack settings from config file {path} (ORCHESTRACK_CONFIG, ./orchestrack.toml "
+                f"or $ORCHESTRACK_HOME/config.toml): not valid UTF-8 TOML: {problem}; fix the file "
+                "(docs/configuration.md shows an example) or point ORCHESTRACK_CONFIG elsewhere")
+    return f"cannot read orchestrack settings from the ORCHESTRACK_* environment: {err}"
 
 
 def _explain(err: ValidationError, overrides: dict[str, Any], path: Path | None) -> str:

@@ -1,19 +1,26 @@
-"""The spool: where a write waits when its store fails, so no run is ever lost.
+"""The spool folder: each process's journal of writes that have not reached their store yet.
 
-Each process appends the writes it could not make to its own JSON-lines file. ``orchestrack
-replay`` (and every later ``start_run``) sends them to the store again; a file is claimed by
-renaming it first, so two processes never replay the same writes.
+A process appends each such write to a JSON-lines file of its own (``<host>-<pid>-<time>.jsonl``;
+``....journal.jsonl`` for the writes a remote store's courier delivers, see
+:mod:`orchestrack.delivery`), one fsynced line per write with a unique ``id``. The ids of writes
+that arrived are noted beside it (``<file>.delivered``). ``orchestrack replay`` (and every later
+``start_run``) sends the rest to the store again: a file is claimed by renaming it first, so two
+processes never replay the same writes, and a replay that dies half-way is taken over from the
+last write it delivered. Every write is idempotent (a metric batch carries its id into the store),
+so nothing lands twice.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
 import socket
 import tempfile
 import threading
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +45,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "set_tags": {"run_id": str, "tags": dict[str, str]},
     "record_task": {"run_id": str, "attempt": TaskAttempt},  # orchestrack 0.1
     "record_tasks": {"run_id": str, "attempts": list[TaskAttempt]},
+    # Not a store method: upload a copy kept in the spool folder, then record it (orchestrack.delivery).
+    "put_artifact": {"run_id": str, "artifact": Artifact, "staged": str, "artifact_uri": str},
 }
 
 
@@ -52,19 +61,29 @@ def fallback_dir() -> Path:
 
 
 class Spool:
-    """This process's spool file in ``directory`` (or the fallback folder when it is unwritable)."""
+    """This process's journal file in ``directory`` (or the fallback folder when it is unwritable).
 
-    def __init__(self, directory: Path) -> None:
+    ``kind`` names files of a second journal kept by the same process (``"journal"``: a courier's).
+    """
+
+    def __init__(self, directory: Path, *, kind: str = "") -> None:
         self.directory = directory
+        self.kind = kind
         self._lock = threading.Lock()
         self._path: Path | None = None
         self._pid = -1
+        self._lines = 0
+
+    @property
+    def path(self) -> Path | None:
+        """The file this process writes now (``None`` before its first write)."""
+        return self._path if self._pid == os.getpid() else None
 
     def _file(self) -> Path:
         if self._path is not None and self._pid == os.getpid():
             return self._path
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        name = f"{socket.gethostname()}-{os.getpid()}-{stamp}.jsonl"
+        name = f"{socket.gethostname()}-{os.getpid()}-{stamp}{'.' + self.kind if self.kind else ''}.jsonl"
         for directory in (self.directory, fallback_dir()):
             try:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -73,13 +92,14 @@ class Spool:
             except OSError as err:
                 log.warning("cannot spool into %s (%s); trying the next folder", directory, err)
                 continue
-            self._path, self._pid = path, os.getpid()
+            self._path, self._pid, self._lines = path, os.getpid(), 0
             return path
         raise OSError(f"no writable spool folder: {self.directory} and {fallback_dir()} both failed")
 
-    def write(self, store_uri: str, op: str, **args: Any) -> Path:
-        """Append one failed write; return the spool file it went to."""
-        line = json.dumps({"store": store_uri, "op": op, "at": datetime.now(UTC).isoformat(),
+    def append(self, store_uri: str, op: str, args: dict[str, Any]) -> str:
+        """Append one write durably (fsynced); return its id."""
+        write_id = uuid.uuid4().hex
+        line = json.dumps({"id": write_id, "store": store_uri, "op": op, "at": datetime.now(UTC).isoformat(),
                            "args": to_jsonable_python(args)})
         with self._lock:
             path = self._file()
@@ -87,7 +107,59 @@ class Spool:
                 handle.write(line + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-        return path
+            self._lines += 1
+        return write_id
+
+    def write(self, store_uri: str, op: str, **args: Any) -> Path:
+        """Append one failed write; return the spool file it went to."""
+        self.append(store_uri, op, args)
+        assert self._path is not None
+        return self._path
+
+    def delivered(self, write_id: str) -> None:
+        """Note that the write ``write_id`` of this process's file reached its store."""
+        with self._lock:
+            if self._path is not None and self._pid == os.getpid():
+                _note_delivered(self._path, write_id)
+
+    def forget_delivered(self, *, remove: bool = False) -> None:
+        """Empty this process's file once every write in it was delivered (the caller knows); with
+        ``remove``, delete it (the process is ending)."""
+        with self._lock:
+            if self._path is None or self._pid != os.getpid() or not (self._lines or remove):
+                return
+            try:
+                if remove:
+                    self._path.unlink(missing_ok=True)
+                else:
+                    self._path.write_bytes(b"")
+                progress_file(self._path).unlink(missing_ok=True)
+            except OSError as err:
+                log.debug("could not empty %s: %s", self._path, err)
+                return
+            self._lines = 0
+
+
+def progress_file(journal: Path) -> Path:
+    """Where the ids of a journal's delivered writes are noted."""
+    return journal.with_suffix(".delivered")
+
+
+def _note_delivered(journal: Path, write_id: str) -> None:
+    with open(progress_file(journal), "a", encoding="utf-8") as handle:
+        handle.write(write_id + "\n")
+
+
+def _delivered_ids(journal: Path) -> set[str]:
+    try:
+        return set(progress_file(journal).read_text(encoding="utf-8").split())
+    except OSError:
+        return set()
+
+
+def write_id_of(entry: dict[str, Any], line: str) -> str:
+    """A journal line's write id (lines written before ids existed: a hash of the line)."""
+    return str(entry.get("id") or hashlib.sha256(line.encode()).hexdigest()[:32])
 
 
 def pending_files(directories: list[Path]) -> list[Path]:
@@ -108,8 +180,11 @@ def pending_files(directories: list[Path]) -> list[Path]:
                 files.append(path)
                 continue
             parts = path.stem.rsplit("-", 2)
-            if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and _alive(int(parts[1])):
-                continue
+            if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
+                if _alive(int(parts[1])):
+                    continue
+                if int(parts[1]) == os.getpid() and path.name.endswith(".journal.jsonl"):
+                    continue  # this process's courier is delivering it
             files.append(path)
     return sorted(files, key=lambda p: p.stat().st_mtime if p.exists() else 0)
 
@@ -120,11 +195,13 @@ def _alive(pid: int) -> bool:
     return process_alive(pid)
 
 
-def replay(directories: list[Path], open_store: Any) -> tuple[int, list[str]]:
-    """Send spooled writes to their stores; return ``(writes applied, problems)``.
+def replay(directories: list[Path], deliver: Any, *, transient: Any = None) -> tuple[int, list[str]]:
+    """Send journaled writes to their stores; return ``(writes applied, problems)``.
 
-    ``open_store(uri)`` returns the store for a spooled write's store URI. A file whose writes all
-    succeed is deleted; one with failures is kept (renamed back) for a later replay.
+    ``deliver(store_uri, op, args, write_id)`` makes one write. Writes already delivered (noted
+    beside their file) are skipped. ``transient(error)`` says a failure means the store is down for
+    now: the rest of that store's writes then wait for a later replay instead of each failing in
+    turn. A file whose writes all arrived is deleted; one with writes left is put back as it was.
     """
     applied, problems = 0, []
     for path in pending_files(directories):
@@ -134,22 +211,66 @@ def replay(directories: list[Path], open_store: Any) -> tuple[int, list[str]]:
         except OSError:
             continue  # another process claimed it first
         path = path.with_suffix(".jsonl")
-        failed_lines = []
+        done = _delivered_ids(path)
+        down: set[str] = set()
+        left = 0
         for number, line in enumerate(claimed.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
+            entry: Any = None
             try:
                 entry = json.loads(line)
+                write_id = write_id_of(entry, line)
+                if write_id in done:
+                    continue
+                if entry["store"] in down:
+                    left += 1
+                    continue
                 adapters = _adapters(entry["op"])
                 args = {name: adapters[name].validate_python(value) for name, value in entry["args"].items()}
-                getattr(open_store(entry["store"]), entry["op"])(**args)
-                applied += 1
+                deliver(entry["store"], entry["op"], args, write_id)
             except Exception as err:
+                left += 1
                 problems.append(f"{path.name}:{number}: {type(err).__name__}: {err}")
-                failed_lines.append(line)
-        if failed_lines:
-            claimed.write_text("\n".join(failed_lines) + "\n", encoding="utf-8")
+                if transient is not None and isinstance(entry, dict) and transient(err):
+                    down.add(str(entry.get("store")))
+                continue
+            _note_delivered(path, write_id)
+            done.add(write_id)
+            applied += 1
+        if left:
             os.rename(claimed, path)
         else:
             claimed.unlink()
+            progress_file(path).unlink(missing_ok=True)
     return applied, problems
+
+
+def pending_writes(directories: list[Path]) -> dict[str, list[tuple[Path, int]]]:
+    """By run id: the journal files holding writes of that run that have not reached the store, with
+    their count (files of live processes included: their writes are waiting too)."""
+    found: dict[str, list[tuple[Path, int]]] = {}
+    for directory in directories:
+        try:
+            files = sorted([*directory.glob("*.jsonl"), *directory.glob("*.replaying-*")])
+        except OSError:
+            continue
+        for path in files:
+            done = _delivered_ids(path.with_suffix(".jsonl"))
+            counts: dict[str, int] = {}
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                    args = entry.get("args") or {}
+                    run_id = args.get("run_id") or (args.get("record") or {}).get("run_id")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(run_id, str) and write_id_of(entry, line) not in done:
+                    counts[run_id] = counts.get(run_id, 0) + 1
+            for run_id, count in counts.items():
+                found.setdefault(run_id, []).append((path, count))
+    return found

@@ -269,6 +269,18 @@ class StoreContract:
         assert [r.key for r in store.search_runs(RunQuery(owner="team-b"))] == ["s/2"]
         assert len(store.search_runs(RunQuery(limit=1))) == 1
 
+    def test_search_pages_by_start_time(self, store: Store) -> None:
+        """``started_before`` is inclusive: paging by the last page's oldest start skips no run, even runs
+        that share that start (``orchestrack reap`` reads every running run this way)."""
+        base = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+        starts = [base, base + timedelta(seconds=1), base + timedelta(seconds=1), base + timedelta(seconds=2)]
+        for index, started_at in enumerate(starts):
+            store.open_run(make_record(f"page/{index}", started_at=started_at))
+        cut = base + timedelta(seconds=1)
+        assert sorted(r.key for r in store.search_runs(RunQuery(started_before=cut))) == ["page/0", "page/1", "page/2"]
+        assert [r.key for r in store.search_runs(RunQuery(started_before=base, summary=True))] == ["page/0"]
+        assert store.search_runs(RunQuery(started_before=base - timedelta(seconds=1))) == []
+
     def test_search_by_failure_fingerprint(self, store: Store) -> None:
         """Three failed runs with one fingerprint and one with another: the search by fingerprint finds
         the three, newest first, whether the failure came with the opening or with the close."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import orchestrack
+from tests.concurrency import KEY, WORKERS, expected_points, run_workers
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +62,20 @@ def test_eight_processes_share_one_run(tmp_path: Path) -> None:
     assert sorted(a.name for a in record.artifacts) == [f"artifact-{i}.txt" for i in range(8)]
     assert all(Path(a.uri.removeprefix("file://")).is_file() for a in record.artifacts)
     assert not list((tmp_path / "orchestrack-home").glob("spool/*.jsonl"))  # strict mode: nothing was spooled
+
+
+def test_thirty_two_processes_log_a_thousand_points_each_into_one_run(tmp_path: Path) -> None:
+    """32 processes attach at once and each log 1,000 points, a param and an artifact: one run holds
+    all 32,000 points, 32 params, 32 artifacts and 32 attempts, and nothing was spooled (strict mode)."""
+    assert len(run_workers(tmp_path)) == 1  # every process got the same run
+    runs = orchestrack.search_runs(limit=100)
+    assert [r.key for r in runs] == [KEY]
+    record = orchestrack.get_run(KEY)
+    assert record.params == {f"param_{i}": i for i in range(WORKERS)}
+    assert {key: sorted((p.step, p.value) for p in points) for key, points in record.metric_series.items()} == {
+        f"loss_{i}": expected_points(i) for i in range(WORKERS)}
+    assert sorted(a.name for a in record.artifacts) == sorted(f"artifact-{i}.txt" for i in range(WORKERS))
+    assert all(Path(a.uri.removeprefix("file://")).is_file() for a in record.artifacts)
+    assert sorted((t.name, t.status.value) for t in record.tasks) == sorted(
+        (f"worker-{i}", "succeeded") for i in range(WORKERS))
+    assert not list((tmp_path / "orchestrack-home").glob("spool/*.jsonl"))

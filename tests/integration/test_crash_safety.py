@@ -70,3 +70,70 @@ def test_kill_9_during_heavy_writes_loses_nothing_acknowledged(tmp_path: Path, o
     steps = {point.step for point in full.metric_series.get("loss", [])}
     missing_points = [n for n in acknowledged if n not in steps]
     assert (missing_params, missing_tags, missing_points) == ([], [], [])
+
+
+#: The same writer in fail-open mode against a remote store (tests/flaky_store.py): "ack N" once write
+#: N is in the journal (fsynced), while a courier thread delivers the journal to the store behind it.
+JOURNAL_WRITER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[2])
+    from tests import flaky_store
+    import orchestrack
+    from orchestrack.metric_buffer import flush_all
+
+    flaky_store.register()
+    first = int(sys.argv[1])
+    run = orchestrack.start_run(key="crash/journal", pipeline="crash")
+    for n in range(first, first + 100_000):
+        orchestrack.log_params({f"p{n}": n})
+        orchestrack.log_metrics({"loss": 1.0 / (n + 1)}, step=n)
+        flush_all()
+        orchestrack.set_tags({f"t{n}": "x"})
+        print(f"ack {n}", flush=True)
+""")
+
+
+def test_kill_9_while_the_journal_is_delivered_then_replay_lands_each_write_exactly_once(
+        tmp_path: Path, orchestrack_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers killed mid-write while their couriers deliver to a remote store (up for half the rounds,
+    down for the rest): the replay delivers every acknowledged write, and none twice."""
+    from tests import flaky_store
+
+    flaky_store.register()
+    remote = tmp_path / "remote.db"
+    monkeypatch.delenv("ORCHESTRACK_STRICT")
+    monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", f"flaky://{remote}")
+    script = tmp_path / "journal_writer.py"
+    script.write_text(JOURNAL_WRITER)
+    root = str(Path(__file__).resolve().parents[2])
+    acknowledged: list[int] = []
+    shuffle = random.Random(21)
+    for index in range(ROUNDS):
+        flaky_store.set_down(remote, index % 2 == 1)
+        writer = subprocess.Popen([sys.executable, str(script), str(index * 100_000), root], cwd=tmp_path,
+                                  env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert writer.stdout is not None
+        first = writer.stdout.readline()
+        assert first.startswith("ack "), writer.stderr.read() if writer.stderr else first
+        time.sleep(shuffle.uniform(0.05, 0.6))
+        writer.send_signal(signal.SIGKILL)
+        out, _ = writer.communicate(timeout=60)
+        assert writer.returncode == -signal.SIGKILL
+        acknowledged += [int(line.split()[1]) for line in [first, *out.splitlines()] if line.startswith("ack ")]
+    assert len(acknowledged) > ROUNDS * 2
+
+    flaky_store.set_down(remote, False)
+    for _ in range(2):  # the second replay finds nothing left
+        applied, problems = orchestrack.replay_spool()
+        assert problems == []
+    assert applied == 0
+    with sqlite3.connect(remote) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        steps = [step for (step,) in connection.execute("SELECT step FROM metrics WHERE key = 'loss'")]
+    full = orchestrack.get_run("crash/journal")
+    missing_params = [n for n in acknowledged if full.params.get(f"p{n}") != n]
+    missing_tags = [n for n in acknowledged if full.tags.get(f"t{n}") != "x"]
+    missing_points = sorted(set(acknowledged) - set(steps))
+    assert (missing_params, missing_tags, missing_points) == ([], [], [])
+    assert len(steps) == len(set(steps)), "a metric point landed twice"
+    assert not list((orchestrack_home / "spool").glob("*.jsonl"))

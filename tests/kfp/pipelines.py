@@ -40,6 +40,20 @@ def crashes(code: int) -> None:
     sys.exit(code)
 
 
+@otk.component(base_image="python:3.11", packages_to_install=[])
+def killed_mid_task() -> None:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would: no code of ours runs after
+
+
+@otk.pipeline(name="nightly-killed", purpose="tuning", packages_to_install=[])
+def loses_a_task() -> None:
+    data = prepare(rows=5)
+    killed_mid_task().after(data)
+
+
 @otk.pipeline(name="nightly-train", purpose="tuning", run_owner="ml-platform", packages_to_install=[])
 def nightly(rows: int = 50, epochs: int = 2) -> None:
     data = prepare(rows=rows)

@@ -97,6 +97,41 @@ def test_a_component_that_exits_non_zero_fails_the_run() -> None:
     assert record.failure is not None and record.failure.task == "crashes"
 
 
+def test_a_sigkilled_component_ends_failed_infra_error_by_the_exit_handler() -> None:
+    """No code of ours runs in a SIGKILLed component; the exit handler finds its attempt still running,
+    its holder gone, and ends it (and the run) failed / infra-error."""
+    with pytest.raises(RuntimeError, match="FAILURE"):
+        pipelines.loses_a_task()
+    record = only_run()
+    lost = next(t for t in record.tasks if t.name == "killed-mid-task")
+    assert lost.status is TaskStatus.FAILED and lost.failure is not None
+    assert (lost.failure.reason, lost.failure.detail) == (FailureReason.INFRA_ERROR, "process-lost")
+    assert "process gone: pid" in lost.failure.summary
+    assert next(t for t in record.tasks if t.name == "prepare").status is TaskStatus.SUCCEEDED
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert record.failure.reason is FailureReason.INFRA_ERROR and record.failure.task == "killed-mid-task"
+
+
+def test_the_exit_handler_ends_an_attempt_whose_pod_vanished_as_lost() -> None:
+    """On a cluster the killed pod was another machine: its lease may not have expired yet when the exit
+    handler runs, but KFP runs it only after every task ended, so an attempt still running lost its pod."""
+    from datetime import timedelta
+
+    from orchestrack.kfp.executor import POD_GONE, end_lost_attempts
+    from orchestrack.record import TaskAttempt, utcnow
+
+    run = orchestrack.start_run(key="kfp/pod-gone")
+    run.store.record_tasks(run.run_id, [TaskAttempt(
+        task_id="train", name="train", attempt=1, status=TaskStatus.RUNNING, started_at=utcnow(),
+        lease_holder="train-pod-7:1", lease_expires_at=utcnow() + timedelta(seconds=60))])
+    end_lost_attempts(run)
+    record = run.finish()
+    assert record is not None and record.status is RunStatus.FAILED
+    (train,) = record.tasks
+    assert train.status is TaskStatus.FAILED and train.failure is not None
+    assert train.failure.reason is FailureReason.INFRA_ERROR and POD_GONE in train.failure.summary
+
+
 def test_compiled_yaml_has_the_exit_handler_settings_and_no_secrets(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", "http://mlflow.ml.svc:5000")

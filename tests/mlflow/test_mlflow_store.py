@@ -3,7 +3,6 @@ processes released at the same instant."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import subprocess
@@ -16,13 +15,14 @@ from typing import Any
 import pytest
 
 import orchestrack
+from orchestrack import delivery
 from orchestrack.errors import StoreError
 from orchestrack.record import CodeInfo, MetricPoint, TaskAttempt, TaskStatus, utcnow
 from orchestrack.stores.mlflow_rest import MlflowRestClient
 from orchestrack.stores.mlflow_store import MlflowStore
 from tests.contract.store_contract import make_record
 from tests.mlflow.conftest import delete_orchestrack_experiments
-from tests.servers import MlflowServer
+from tests.servers import Forwarder, MlflowServer
 
 PROCESSES = 16
 
@@ -284,62 +284,9 @@ def test_a_claim_left_by_a_dead_opener_is_taken_over(store: MlflowStore, mlflow_
     assert fresh._ids(record.run_id) == store._ids(record.run_id)
 
 
-class Forwarder:
-    """A TCP forwarder to the MLflow server that can be cut and restored: an outage, for real sockets."""
-
-    def __init__(self, target_port: int) -> None:
-        import socket
-        import threading
-
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.up = True
-        self.connections: list[Any] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.up:
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self.connections += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: Any, sink: Any) -> None:
-        try:
-            while chunk := source.recv(65536):
-                sink.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.close()
-
-    def cut(self) -> None:
-        self.up = False
-        for connection in self.connections:
-            with contextlib.suppress(OSError):
-                connection.close()
-        self.connections.clear()
-
-    def restore(self) -> None:
-        self.up = True
-
-
-def test_an_outage_spools_writes_and_replay_lands_them(store: MlflowStore, monkeypatch: pytest.MonkeyPatch,
-                                                       mlflow_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_outage_journals_writes_and_they_land_when_it_is_back(
+        store: MlflowStore, monkeypatch: pytest.MonkeyPatch, mlflow_client: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
     forwarder = Forwarder(int(store.uri.rsplit(":", 1)[1]))
     through = f"http://127.0.0.1:{forwarder.port}"
     monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", through)
@@ -351,12 +298,43 @@ def test_an_outage_spools_writes_and_replay_lands_them(store: MlflowStore, monke
     forwarder.cut()
     with run.task("train"):  # MLflow is unreachable: the task still runs and succeeds
         orchestrack.log_metrics({"auc": 0.93})
-    assert "spooled" in caplog.text
+    assert "writes wait in" in caplog.text and "journal" in caplog.text
+    assert orchestrack.waiting_writes(run.run_id)
     forwarder.restore()
-    replayed, problems = orchestrack.replay_spool()
-    assert problems == [] and replayed >= 3
+    assert delivery.settle(120, while_down=True)  # the courier finds the server back and delivers the rest
+    assert orchestrack.waiting_writes(run.run_id) == {}
     record = orchestrack.get_run("outage/1")
     assert record.metrics == {"auc": 0.93}
     assert [(t.task_id, t.status) for t in record.tasks] == [("train", "succeeded")]
     mlflow_run = _mlflow_run(mlflow_client, store, record.run_id)
     assert mlflow_run.data.metrics["auc"] == 0.93 and mlflow_run.data.metrics["tasks/train/auc"] == 0.93
+
+
+def test_leases_renew_and_reap_on_mlflow(tracked: MlflowStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renewed lease keeps its attempt (and its start) on MLflow; an expired one elsewhere is reaped."""
+    from datetime import timedelta
+
+    monkeypatch.setenv("ORCHESTRACK_LEASE_S", "3")  # renewed every second: a margin for slow MLflow writes
+    run = orchestrack.start_run(key="mlflow/leases", pipeline="leases")
+    alive = run.start_task("alive")
+    first = next(a for a in orchestrack.get_run("mlflow/leases").tasks if a.task_id == "alive")
+    tracked.record_tasks(run.run_id, [TaskAttempt(
+        task_id="lost", name="lost", attempt=1, status=TaskStatus.RUNNING, started_at=utcnow(),
+        lease_expires_at=utcnow() - timedelta(seconds=1), lease_holder="gpu-node-7:4242")])
+    deadline = time.time() + 10
+    while next(a for a in orchestrack.get_run("mlflow/leases").tasks
+               if a.task_id == "alive").lease_expires_at == first.lease_expires_at:
+        assert time.time() < deadline, "the lease was never renewed"
+        time.sleep(0.2)
+    reaped = orchestrack.reap()
+    assert [(r.key, r.closed, [a[0] for a in r.attempts]) for r in reaped] == [("mlflow/leases", False, ["lost"])]
+    by_task = {a.task_id: a for a in orchestrack.get_run("mlflow/leases").tasks}
+    assert by_task["alive"].status is TaskStatus.RUNNING and by_task["alive"].started_at == first.started_at
+    assert by_task["alive"].lease_expires_at > first.lease_expires_at  # type: ignore[operator]
+    assert by_task["lost"].status is TaskStatus.FAILED and by_task["lost"].failure is not None
+    assert by_task["lost"].failure.detail == "heartbeat-lost"
+    run.end_task(alive)
+    record = run.finish()
+    assert record is not None and record.status.value == "failed" and record.failure is not None
+    assert record.failure.reason.value == "infra-error"
+    assert orchestrack.reap() == []

@@ -102,6 +102,17 @@ def hangs(pid_file: str) -> None:
     time.sleep(120)
 
 
+@task
+def trains_forever(pid_file: str) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+@tracked_flow(purpose="tuning")
+def hangs_in_a_task(pid_file: str) -> None:
+    trains_forever(pid_file)
+
+
 
 
 @task(retries=1, retry_delay_seconds=0)
@@ -196,7 +207,12 @@ def serve_hangs() -> None:
 if __name__ == "__main__":
     import sys
 
-    serve_hangs() if sys.argv[1] == "serve" else hangs(sys.argv[1])
+    if sys.argv[1] == "serve":
+        serve_hangs()
+    elif sys.argv[1] == "task":
+        hangs_in_a_task(sys.argv[2])
+    else:
+        hangs(sys.argv[1])
 
 
 GATE = {"metrics": {"auc": {"min": 0.75}}, "suspicious": {"ceiling": {"auc": 0.99}}}

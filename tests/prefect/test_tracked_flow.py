@@ -187,6 +187,37 @@ def test_sigkill_of_a_direct_flow_run_is_reaped(tmp_path: Path) -> None:
     assert reap_lost_runs() == []  # harmless to run again
 
 
+def test_sigkill_mid_task_ends_the_task_attempt_infra_error(tmp_path: Path) -> None:
+    """The flow process holds the lease of the task attempt it runs; killed mid-task, `orchestrack reap`
+    ends the attempt (and the run) failed / infra-error; reap_lost_runs also tells Prefect."""
+    from orchestrack.prefect import reap_lost_runs
+
+    pid_file = tmp_path / "pid"
+    process = subprocess.Popen([sys.executable, "-m", "tests.prefect.flows", "task", str(pid_file)],
+                               cwd=Path(__file__).resolve().parents[2],
+                               env={**os.environ, "ORCHESTRACK_LEASE_S": "2"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (orchestrack.search_runs() and any(t.status is TaskStatus.RUNNING for t in only_run().tasks)
+               and pid_file.exists() and pid_file.read_text().strip()):
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)  # mid-task: no hook can run
+    process.wait(30)
+    key = only_run().key
+    reaped = subprocess.run([sys.executable, "-m", "orchestrack", "reap", "--json"], env=dict(os.environ),
+                            capture_output=True, text=True, timeout=120)
+    assert reaped.returncode == 0, reaped.stderr
+    record = orchestrack.get_run(key)
+    (attempt,) = record.tasks
+    assert attempt.status is TaskStatus.FAILED and attempt.failure is not None
+    assert (attempt.failure.reason, attempt.failure.detail) == (FailureReason.INFRA_ERROR, "process-lost")
+    assert f"process gone: pid {process.pid}" in attempt.failure.summary
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert record.failure.reason is FailureReason.INFRA_ERROR
+    assert reap_lost_runs() == []  # already closed: nothing changes
+
+
 def test_the_example_flow_changes_only_its_decorator() -> None:
     import importlib.util
 

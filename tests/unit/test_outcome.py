@@ -24,7 +24,7 @@ def attempt(task_id: str, outcome: Outcome, **facts: object) -> TaskReport:
     (Outcome.CRASHED, "Execution was aborted by a termination signal.", RunStatus.FAILED,
      FailureReason.INFRA_ERROR, None),
     (Outcome.CRASHED, "something odd", RunStatus.FAILED, FailureReason.INFRA_ERROR, "crashed"),
-    (Outcome.LOST, "heartbeat lost", RunStatus.FAILED, FailureReason.INFRA_ERROR, "process-lost"),
+    (Outcome.LOST, "heartbeat lost", RunStatus.FAILED, FailureReason.INFRA_ERROR, "heartbeat-lost"),
 ])
 def test_how_a_run_ends_without_failed_tasks(outcome: Outcome, message: str | None, status: RunStatus,
                                              reason: FailureReason | None, detail: str | None) -> None:

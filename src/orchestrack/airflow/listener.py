@@ -10,7 +10,8 @@ from airflow.listeners import hookimpl
 
 import orchestrack
 from orchestrack.airflow.facts import dag_version_of, image_of, run_end, run_key, task_name, task_report_at_end
-from orchestrack.airflow.operator import open_tracked_run, tracker_of
+from orchestrack.airflow.operator import TrackRunOperator, open_tracked_run, tracker_of
+from orchestrack.delivery import is_transient
 from orchestrack.errors import RunNotFoundError
 from orchestrack.guard import fail_open
 from orchestrack.lifecycle import Run, enter_task
@@ -23,12 +24,19 @@ log = logging.getLogger(__name__)
 VANISHED = "Airflow marked it failed after its process vanished: killed, often by the out-of-memory killer"
 
 
-def _tracked(key: str) -> bool:
-    """Whether a TrackRunOperator (or an earlier hook) opened the run of this DAG run."""
+def _tracked(key: str, dag: Any = None) -> bool:
+    """Whether a TrackRunOperator (or an earlier hook) opened the run of this DAG run. While the store
+    cannot be reached, the DAG itself says: tracked when it has a TrackRunOperator (what a hook then
+    writes waits in the journal)."""
     try:
         orchestrack.get_run(key)
     except RunNotFoundError:
         return False
+    except Exception as err:
+        if dag is None or not is_transient(err):
+            raise
+        return any(isinstance(t, TrackRunOperator) or getattr(t, "task_type", None) == TrackRunOperator.__name__
+                   for t in getattr(dag, "tasks", ()))
     return True
 
 
@@ -47,7 +55,7 @@ def _run_for(ti: Any) -> Run | None:
     if tracker is not None:
         return open_tracked_run(tracker, ti)
     key = run_key(ti.dag_id, ti.run_id)
-    return orchestrack.start_run(key=key) if _tracked(key) else None
+    return orchestrack.start_run(key=key) if _tracked(key, getattr(getattr(ti, "task", None), "dag", None)) else None
 
 
 def _report(ti: Any, outcome: Outcome, **facts: Any) -> None:
@@ -67,7 +75,8 @@ def _report(ti: Any, outcome: Outcome, **facts: Any) -> None:
         task_id=name, name=name, attempt=int(ti.try_number or 0), outcome=outcome,
         started_at=getattr(ti, "start_date", None) or (utcnow() if outcome is Outcome.RUNNING else None),
         ended_at=None if outcome is Outcome.RUNNING else utcnow(), hostname=getattr(ti, "hostname", None),
-        details={k: v for k, v in details.items() if v}, **facts)])
+        details={k: v for k, v in details.items() if v}, **facts)], hold=outcome is Outcome.RUNNING)
+    # The running hook fires in the task's own process, which holds the attempt's lease until it ends.
     # In the task's own process the task's code runs next: its fluent calls attach to this attempt.
     enter_task(run, attempts[0] if outcome is Outcome.RUNNING else None)
 
@@ -120,7 +129,7 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     """Record every task instance as Airflow has it (skips, upstream failures, killed processes, with
     Airflow's own dates), then close the run as Airflow says it ended."""
     key = run_key(dag_run.dag_id, dag_run.run_id)
-    if not _tracked(key):
+    if not _tracked(key, getattr(dag_run, "dag", None)):
         return
     rows = _task_instances(dag_run)
     # The scheduler can read the DAG version's number, which task processes cannot.

@@ -58,9 +58,12 @@ class TrackRunOperator(BaseOperator):
                  datasets: Sequence[str] = (), configs: Sequence[str | os.PathLike[str]] = (),
                  run_tags: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        where = f"TrackRunOperator {self.task_id!r}"
+        _check_types(where, purpose=purpose, run_owner=run_owner, run_tags=run_tags)
         self.purpose = purpose
         self.run_owner = run_owner
-        self.datasets = list(datasets)
+        # One URI given on its own is one data set, not one per character.
+        self.datasets = _path_list(datasets, f"{where} datasets=")
         # Only kept here: the files are read when the operator runs, never while the DAG file is parsed.
         self.configs = _path_list(configs, f"TrackRunOperator {self.task_id!r} configs=")
         self.run_tags = dict(run_tags or {})
@@ -126,6 +129,18 @@ class QualityGateOperator(BaseOperator):
         run = open_tracked_run(tracker, context["ti"], context=context)
         decision = gate_step(_beside_dag_file(self.spec, self), fail_on_held=self.fail_on_held, run=run)
         return decision.model_dump(mode="json")
+
+
+def _check_types(where: str, **arguments: Any) -> None:
+    """Text where text is due and a mapping for ``run_tags``, checked when the DAG file is parsed (the
+    values themselves are checked when the run opens, by code a parse must not import)."""
+    for name, value in arguments.items():
+        wanted = dict if name == "run_tags" else str
+        if value is not None and not isinstance(value, wanted):
+            from orchestrack.errors import InvalidInputError
+
+            raise InvalidInputError(f"{where} {name}= must be {'a dict' if wanted is dict else 'text'}, "
+                                    f"got {type(value).__name__} {value!r}")
 
 
 def _path_list(paths: Sequence[str | os.PathLike[str]], where: str) -> list[str]:

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
 import types
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from kfp import dsl
 from kfp.dsl import pipeline_context, tasks_group
 
 from orchestrack.errors import OrchestrackError
+from orchestrack.inputs import adapter_args
 from orchestrack.kfp.embedded_configs import pack_configs
 from orchestrack.kfp.executor import (
     CLOSES_RUN,
@@ -177,6 +179,8 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
         def nightly(epochs: int = 3): ...
     """
 
+    adapter_args("otk.pipeline", purpose=purpose, run_owner=run_owner)
+
     def decorate(target: Callable[..., Any]) -> Any:
         name = kwargs.get("name") or target.__name__  # replaced below by the name KFP shows
         # Read now, on the machine that defines the pipeline: its containers do not have the files.
@@ -316,7 +320,26 @@ def spec_hash(graph: Any) -> str:
 def _forward(task: Any) -> None:
     for variable in FORWARDED:
         if os.environ.get(variable):
-            task.set_env_variable(variable, os.environ[variable])
+            task.set_env_variable(variable, _without_credentials(variable, os.environ[variable]))
+
+
+def _without_credentials(variable: str, value: str) -> str:
+    """A forwarded setting as the compiled pipeline may hold it: a URL's ``user:password@`` left out
+    (whoever reads the pipeline would read it), with one warning saying how pods get credentials."""
+    from orchestrack.capture import strip_credentials
+
+    cleaned = strip_credentials(value)
+    if cleaned != value and variable not in _warned:
+        _warned.add(variable)
+        logging.getLogger(__name__).warning(
+            "%s holds credentials (user:password@ in %s); they are left out of the compiled pipeline, which "
+            "anyone who can read the pipeline sees. Give the pods credentials from a Kubernetes secret "
+            "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN; docs/kfp.md)",
+            variable, cleaned)
+    return cleaned
+
+
+_warned: set[str] = set()
 
 
 def open_run(run_id: str, run_name: str, pipeline_name: str, pipeline_version: str, purpose: str,
@@ -349,10 +372,11 @@ def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Out
     """The exit task: close the run however the pipeline ended. On a cluster the final status has no
     error message, so the reason comes from what the failed tasks recorded."""
     import orchestrack
-    from orchestrack.kfp.executor import final_status_end, track_into_plugin_mlflow
+    from orchestrack.kfp.executor import end_lost_attempts, final_status_end, track_into_plugin_mlflow
 
     track_into_plugin_mlflow()
     run = orchestrack.start_run(key=f"kfp/{run_id}")
+    end_lost_attempts(run)  # every task ended before the exit task: one still running lost its pod
     run.conclude(final_status_end(status.state, status.error_message))
     from orchestrack.report import markdown_summary
 
@@ -364,7 +388,9 @@ def finish_run(run_id: str) -> None:
     """The last task of a pipeline that returns outputs: it runs once every task upstream ended, however
     they ended, and closes the run as its tasks say (kfp gives such a task no final status)."""
     import orchestrack
-    from orchestrack.kfp.executor import track_into_plugin_mlflow
+    from orchestrack.kfp.executor import end_lost_attempts, track_into_plugin_mlflow
 
     track_into_plugin_mlflow()
-    orchestrack.start_run(key=f"kfp/{run_id}").finish()
+    run = orchestrack.start_run(key=f"kfp/{run_id}")
+    end_lost_attempts(run)  # every task ended before this one: one still running lost its pod
+    run.finish()

@@ -19,8 +19,9 @@ from typing import Any
 import orchestrack
 from orchestrack.errors import InvalidInputError
 from orchestrack.guard import fail_open
-from orchestrack.outcome import Outcome, RunEnd
-from orchestrack.record import OrchestratorInfo, OrchestratorKind
+from orchestrack.lease import lost_because
+from orchestrack.outcome import Outcome, RunEnd, TaskReport
+from orchestrack.record import OrchestratorInfo, OrchestratorKind, TaskStatus
 
 RUN_ID_INPUT = "orchestrack_run_id"
 TASK_NAME_INPUT = "orchestrack_task_name"
@@ -93,10 +94,25 @@ def _close_run(run: orchestrack.Run, parameters: dict[str, Any]) -> None:
     """Close the run from the exit task of the pipeline's own exit handler: as its final status says
     when the task takes a ``dsl.PipelineTaskFinalStatus``, else as the recorded tasks say."""
     status = next((value for value in parameters.values() if isinstance(value, dict) and "state" in value), None)
+    end_lost_attempts(run)
     if status is None:
         run.finish()
     else:
         run.conclude(final_status_end(status.get("state"), (status.get("error") or {}).get("message")))
+
+
+#: What the end of a pipeline says of an attempt still recorded running: its pod ended without a word.
+POD_GONE = "pod gone: still running when the pipeline's exit handler ran (its pod ended without reporting)"
+
+
+def end_lost_attempts(run: orchestrack.Run) -> None:
+    """KFP runs an exit handler (and a pipeline's last task) only once every task before it ended, so
+    an attempt still recorded running then lost its pod (evicted, killed, its node lost): it ends
+    failed / ``infra-error``, with its lease's word on how it was found where that says more."""
+    run.report_tasks(TaskReport(task_id=a.task_id, name=a.name, attempt=a.attempt, outcome=Outcome.LOST,
+                                message=lost_because(a) or POD_GONE, started_at=a.started_at, hostname=a.hostname,
+                                details=a.details)
+                     for a in run.last_attempts().values() if a.status is TaskStatus.RUNNING)
 
 
 def final_status_end(state: Any, error_message: str | None) -> RunEnd:

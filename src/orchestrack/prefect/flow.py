@@ -30,7 +30,7 @@ from orchestrack.capture import process_alive
 from orchestrack.configs import config_paths, find_config, source_folder
 from orchestrack.errors import InvalidInputError
 from orchestrack.guard import fail_open, strict
-from orchestrack.inputs import mask_sensitive
+from orchestrack.inputs import adapter_args, mask_sensitive
 from orchestrack.lifecycle import Run, enter_task
 from orchestrack.outcome import Outcome, RunEnd, TaskReport
 from orchestrack.prefect.facts import (
@@ -41,7 +41,7 @@ from orchestrack.prefect.facts import (
     run_end_of,
     run_key,
 )
-from orchestrack.record import RunStatus
+from orchestrack.reaper import RunLost
 from orchestrack.report import gate_markdown, markdown_summary
 from orchestrack.versions import installed_release
 
@@ -70,7 +70,8 @@ def tracked_flow(__fn: Any = None, *, purpose: str | None = None, run_owner: str
         @tracked_flow(purpose="baseline", configs=["train.yaml"], log_prints=True)
         def train(lr: float = 3e-4): ...
     """
-    hooks = _Hooks(purpose=purpose, run_owner=run_owner, datasets=list(datasets),
+    hooks = _Hooks(purpose=purpose, run_owner=run_owner,
+                   datasets=adapter_args("tracked_flow", purpose=purpose, run_owner=run_owner, datasets=datasets),
                    configs=config_paths(configs, "tracked_flow configs="))
 
     def decorate(target: Any) -> Flow[Any, Any]:
@@ -234,7 +235,7 @@ class _TaskRunObserver:
                 if flow_run_id in self._buffer:
                     self._buffer[flow_run_id] = []
             if run is not None and reports:
-                run.report_tasks(reports)
+                run.report_tasks(reports, hold=True)  # the task engine runs them in this process
 
     def _flush_forever(self) -> None:
         while True:
@@ -409,26 +410,24 @@ def reap_lost_runs(tracking_uri: str | None = None) -> list[str]:
     A flow run started directly (``python flow.py``) and killed this way stays RUNNING in Prefect
     forever: no hook runs and no runner reports it. Run this now and then (cron, a Prefect
     automation, a worker's start-up): each such run ends ``failed`` / ``infra-error`` here and
-    ``Crashed`` in Prefect. Returns the keys it closed.
+    ``Crashed`` in Prefect. It is :func:`orchestrack.reap` (which also ends task attempts whose lease
+    expired, on any host) plus Prefect's word on its runs. Returns the keys it closed.
     """
+    return [reaped.key for reaped in orchestrack.reap(tracking_uri, judge=_flow_process_gone) if reaped.closed]
+
+
+def _flow_process_gone(record: Any) -> RunLost | None:
+    """A Prefect run whose flow process on this host is gone: crashed in Prefect, lost here."""
+    details, host = record.orchestrator.details, socket.gethostname()
+    if record.orchestrator.kind != "prefect" or details.get("host") != host or _alive(details.get("pid")):
+        return None
     from prefect import get_client
     from prefect.states import Crashed
 
-    closed = []
-    host = socket.gethostname()
-    for record in orchestrack.search_runs(status=RunStatus.RUNNING, limit=10_000, tracking_uri=tracking_uri):
-        details = record.orchestrator.details
-        if record.orchestrator.kind != "prefect" or details.get("host") != host or _alive(details.get("pid")):
-            continue
-        message = (f"the flow process (pid {details.get('pid')} on {host}) was found gone: killed or out of "
-                   "memory")
-        with get_client(sync_client=True) as client:
-            client.set_flow_run_state(record.orchestrator.run_id, Crashed(message=message), force=True)
-        run = orchestrack.start_run(key=record.key, tracking_uri=tracking_uri)
-        run.report_tasks(_reports_from_api(record.orchestrator.run_id))
-        run.conclude(RunEnd(Outcome.LOST, message))
-        closed.append(record.key)
-    return closed
+    message = f"process gone: flow process pid {details.get('pid')} on {host} exited without reporting"
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(record.orchestrator.run_id, Crashed(message=message), force=True)
+    return RunLost(RunEnd(Outcome.LOST, message), _reports_from_api(record.orchestrator.run_id))
 
 
 def _alive(pid: Any) -> bool:

@@ -118,7 +118,7 @@ def _mlflow(uri: str, busy_timeout_s: float) -> Store:
 
     mlflow = load_settings().mlflow
     return MlflowStore(uri, experiment=mlflow.experiment, claims=mlflow.claims, ui_url=mlflow.ui_url,
-                       join_injected_run=mlflow.join_injected_run)
+                       join_injected_run=mlflow.join_injected_run, timeout_s=mlflow.timeout_s)
 
 
 register_store("sqlite", _sqlite)

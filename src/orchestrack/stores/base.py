@@ -9,6 +9,7 @@ tests/contract/ holds the suite every store must pass.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -40,6 +41,9 @@ class RunQuery(BaseModel):
     owner: str | None = None
     fingerprint: str | None = None
     limit: int = Field(default=50, ge=1, le=10_000)
+    started_before: datetime | None = Field(default=None, description=(
+        "Only runs started at or before this time (inclusive, so runs sharing the last start time of a "
+        "page are not skipped): page through every run by passing the last page's oldest start."))
     summary: bool = Field(default=False, description=(
         "Only what the run itself holds is needed (status, failure, pipeline, times, params, latest metrics): "
         "a store may leave out task attempts and metric series to answer faster."))
@@ -47,7 +51,12 @@ class RunQuery(BaseModel):
 
 @runtime_checkable
 class Store(Protocol):
-    """Where run records live."""
+    """Where run records live.
+
+    A store across a network sets a class attribute ``remote = True`` (the MLflow store): writes to it
+    go to the journal first and reach it in the background (:mod:`orchestrack.delivery`). A store
+    without it is written at once, and only a write that fails is journaled.
+    """
 
     uri: str
 
@@ -76,8 +85,9 @@ class Store(Protocol):
     def log_params(self, run_id: str, params: dict[str, Scalar]) -> None:
         """Set params; a key logged again takes the new value."""
 
-    def log_metrics(self, run_id: str, points: list[MetricPoint]) -> None:
-        """Append metric points."""
+    def log_metrics(self, run_id: str, points: list[MetricPoint], write_id: str | None = None) -> None:
+        """Append metric points. A journal replay passes the batch's ``write_id``: a batch already
+        taken must not be appended again (every other write is idempotent by its key)."""
 
     def log_data(self, run_id: str, snapshot: DataSnapshot) -> None:
         """Record a data snapshot; the same (name, uri) logged again is replaced."""

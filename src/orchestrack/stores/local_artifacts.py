@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from orchestrack.capture import hash_file
 from orchestrack.errors import InvalidInputError, StoreError
@@ -34,6 +34,21 @@ def folder_files(folder: Path) -> list[tuple[str, Path]]:
         if resolved.is_file():
             files.append((child.relative_to(folder).as_posix(), resolved))
     return files
+
+
+def folder_targets(files: dict[str, dict[str, object]], destination: Path, uri: str) -> list[tuple[str, Path]]:
+    """Where each file of a folder manifest goes under ``destination``; a manifest entry that would land
+    outside it (``../x``, an absolute path: a manifest written by something else) is refused."""
+    base = Path(os.path.abspath(destination))
+    targets = []
+    for relative in files:
+        target = Path(os.path.abspath(base / relative))
+        if not relative or PurePosixPath(relative).is_absolute() or not target.is_relative_to(base) or target == base:
+            raise InvalidInputError(
+                f"folder artifact {uri!r} lists the file {relative!r}, which would be written outside "
+                f"{str(destination)!r}; the manifest was not written by orchestrack: nothing was fetched")
+        targets.append((relative, target))
+    return targets
 
 
 def folder_manifest(files: dict[str, dict[str, object]]) -> bytes:
@@ -144,17 +159,21 @@ class LocalArtifactStore:
         if not source.is_file():
             raise StoreError(f"artifact {uri!r} is not in {str(self.root)!r}; was the artifact folder moved?")
         destination = Path(destination)
-        files = read_manifest(source.read_bytes())
-        if files is not None:
-            for relative, entry in files.items():
-                target = destination / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self._blob(str(entry["sha256"])), target)
-                if progress is not None:
-                    progress(target.stat().st_size)
-            return destination
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, destination)
+        try:
+            files = read_manifest(source.read_bytes())
+            if files is not None:
+                for relative, target in folder_targets(files, destination, uri):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(self._blob(str(files[relative]["sha256"])), target)
+                    if progress is not None:
+                        progress(target.stat().st_size)
+                return destination
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, destination)
+        except OSError as err:
+            raise StoreError(
+                f"cannot copy artifact {uri!r} to {str(destination)!r}: {err.strerror or err}; "
+                "free space there or choose another destination (orchestrack fetch --to)") from err
         if progress is not None:
             progress(destination.stat().st_size)
         return destination

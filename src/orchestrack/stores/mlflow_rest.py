@@ -19,6 +19,7 @@ from __future__ import annotations
 import configparser
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,10 @@ from orchestrack.errors import InvalidInputError, MissingExtraError, StoreError
 
 #: Transient answers worth another try (MLflow's SQLite backend answers 500 "database is locked").
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
+#: What an overloaded MLflow server says, whatever status it gives it (MLflow 3 answers a full
+#: database connection pool with 400 BAD_REQUEST): worth trying again, unlike a request it rejects.
+_OVERLOADED = re.compile(r"QueuePool limit|database is locked|too many (?:connections|clients)"
+                         r"|connection timed out|could not connect to server|server closed the connection", re.I)
 
 
 class MlflowApiError(StoreError):
@@ -38,6 +43,12 @@ class MlflowApiError(StoreError):
         super().__init__(message)
         self.error_code = error_code
         self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """Whether the same request may succeed later: throttled, a server fault, or a server out of
+        database connections (not a request MLflow rejects for what it is)."""
+        return self.status in _RETRY_STATUSES or bool(_OVERLOADED.search(str(self)))
 
 
 def _databricks_host_and_token(profile: str | None) -> tuple[str, str | None]:
@@ -65,6 +76,8 @@ class MlflowRestClient:
     """
 
     def __init__(self, tracking_uri: str, *, timeout_s: float = 30.0, attempts: int = 5) -> None:
+        """``timeout_s`` bounds one whole :meth:`call`, every retry included, so a server that accepts
+        and never answers costs at most that long; ``attempts`` caps the tries within it."""
         try:
             import requests
         except ImportError as err:  # pragma: no cover - the extra pulls it in
@@ -109,37 +122,72 @@ class MlflowRestClient:
         """Call ``/api/2.0/mlflow/<endpoint>``; return the JSON answer or raise :class:`MlflowApiError`."""
         url = f"{self.base_url}/api/2.0/mlflow/{endpoint}"
         last: Exception | None = None
+        deadline = time.monotonic() + self.timeout_s
         for attempt in range(self.attempts):
             if attempt:
-                time.sleep(min(4.0, 0.1 * 2 ** attempt) * (0.5 + random.random()))
+                pause = min(4.0, 0.1 * 2 ** attempt) * (0.5 + random.random())
+                if time.monotonic() + pause >= deadline:
+                    break
+                time.sleep(pause)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             try:
-                response = self._session().request(method, url, json=body, params=query or None,
-                                                   timeout=self.timeout_s)
+                response = self._session().request(method, url, json=body, params=query or None, timeout=left)
             except self._requests.RequestException as err:
-                last = StoreError(f"cannot reach the MLflow tracking server at {self.base_url} ({endpoint}): "
-                                  f"{type(err).__name__}; check ORCHESTRACK_TRACKING_URI and that the server is up")
+                waited = isinstance(err, self._requests.Timeout)
+                last = StoreError(
+                    f"cannot reach the MLflow tracking server at {self.base_url} ({endpoint}): {type(err).__name__}"
+                    + (f" (no answer within {self.timeout_s:g} s; ORCHESTRACK_MLFLOW__TIMEOUT_S)" if waited else "")
+                    + "; check ORCHESTRACK_TRACKING_URI and that the server is up")
                 continue
             if response.status_code < 400:
-                return response.json() if response.content else {}
+                return self._answer(response, endpoint)
             error = self._error(response, endpoint)
-            if response.status_code not in _RETRY_STATUSES:
+            if not error.transient:
                 raise error
             last = error
-        assert last is not None
+        if last is None:
+            last = StoreError(f"the MLflow tracking server at {self.base_url} did not answer {endpoint} within "
+                              f"{self.timeout_s:g} s (ORCHESTRACK_MLFLOW__TIMEOUT_S); check that the server is up")
         raise last
+
+    def _answer(self, response: Any, endpoint: str) -> dict[str, Any]:
+        """A successful answer's JSON object; anything else (an HTML page from a proxy or a login
+        wall, a truncated body) is an error naming what came back."""
+        if not response.content:
+            return {}
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            kind = response.headers.get("Content-Type", "unknown content")
+            sample = " ".join(response.text[:80].split())
+            raise MlflowApiError(
+                f"MLflow at {self.base_url} answered {endpoint} with {kind} that is not a JSON object "
+                f"({sample!r}); is ORCHESTRACK_TRACKING_URI the tracking server itself, not a proxy, login page "
+                "or UI address?", "INVALID_RESPONSE", response.status_code)
+        return answer
 
     def _error(self, response: Any, endpoint: str) -> MlflowApiError:
         try:
             answer = response.json()
         except ValueError:
             answer = {}
+        if not isinstance(answer, dict):
+            answer = {}
         code = str(answer.get("error_code") or f"HTTP_{response.status_code}")
-        message = str(answer.get("message") or response.text[:300]).splitlines()[0][:500]
+        lines = str(answer.get("message") or response.text[:300]).strip().splitlines()
+        message = (lines or ["(empty answer)"])[0][:500]
         hint = ""
         if response.status_code in (401, 403):
             hint = "; set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD for this server"
         elif response.status_code == 404 and code.startswith("HTTP_"):
             hint = f"; is {self.base_url} an MLflow tracking server (ORCHESTRACK_TRACKING_URI)?"
+        elif response.status_code in _RETRY_STATUSES:
+            hint = (f"; the server kept failing for {self.timeout_s:g} s (ORCHESTRACK_MLFLOW__TIMEOUT_S): check its "
+                    "logs and health, then `orchestrack replay` sends what was spooled meanwhile")
         return MlflowApiError(f"MLflow at {self.base_url} refused {endpoint}: {code}: {message}{hint}",
                               code, response.status_code)
 

@@ -78,10 +78,13 @@ class MlflowStore:
         store.get_run(orchestrack.run_id_for("nightly/2026-11-28"))
     """
 
+    remote = True  # writes are journaled and delivered in the background (orchestrack.delivery)
+
     def __init__(self, uri: str, *, experiment: str = "{pipeline}", claims: str = ".orchestrack-run-claims",
-                 claim_wait_s: float = 60.0, ui_url: str | None = None, join_injected_run: bool = True) -> None:
+                 claim_wait_s: float = 60.0, ui_url: str | None = None, join_injected_run: bool = True,
+                 timeout_s: float = 30.0) -> None:
         self.uri = uri
-        self.client = MlflowRestClient(uri)
+        self.client = MlflowRestClient(uri, timeout_s=timeout_s)
         self.experiment_template = experiment
         self.claims = claims.rstrip("/")
         self.claim_wait_s = claim_wait_s
@@ -479,6 +482,8 @@ class MlflowStore:
                            (layout.OWNER_TAG, query.owner), (layout.FINGERPRINT_TAG, query.fingerprint)):
             if value is not None:
                 clauses.append(f"tags.`{tag}` = {layout.filter_literal(str(value))}")
+        if query.started_before is not None:
+            clauses.append(f"attributes.start_time <= {layout.millis(query.started_before)}")
         runs: list[dict[str, Any]] = []
         body = {"experiment_ids": experiments, "filter": " and ".join(clauses),
                 "order_by": ["attributes.start_time DESC"], "max_results": min(query.limit, self.page_size)}
@@ -580,8 +585,9 @@ class MlflowStore:
         """Set tags."""
         self._write(self._ids(run_id)[0], tags_of_user=tags)
 
-    def log_metrics(self, run_id: str, points: list[MetricPoint]) -> None:
-        """Append metric points in as few ``log-batch`` requests as MLflow allows."""
+    def log_metrics(self, run_id: str, points: list[MetricPoint], write_id: str | None = None) -> None:
+        """Append metric points in as few ``log-batch`` requests as MLflow allows. A batch sent again
+        (``write_id``: a replay) adds nothing: MLflow keeps one point per key, value, timestamp and step."""
         items: list[dict[str, Any]] = []
         tags: dict[str, str] = {}
         for point in points:

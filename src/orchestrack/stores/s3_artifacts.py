@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrack.capture import hash_file
 from orchestrack.errors import InvalidInputError, StoreError
-from orchestrack.stores.local_artifacts import blob_name, folder_document, read_manifest
+from orchestrack.stores.local_artifacts import blob_name, folder_document, folder_targets, read_manifest
 
 #: Files above this size are uploaded and downloaded in parts, several at once.
 MULTIPART_BYTES = 64 * 1024 * 1024
@@ -137,9 +137,9 @@ class S3ArtifactStore:
                 raise self._error("download", key, err, bucket) from err
             files = read_manifest(document) or {}
             base = key[: key.rindex("folders/")]  # the prefix the folder was stored under
-            for relative, entry in files.items():
-                sha256 = str(entry["sha256"])
-                self._download(bucket, base + blob_name(sha256), destination / relative, progress)
+            for relative, target in folder_targets(files, destination, uri):
+                sha256 = str(files[relative]["sha256"])
+                self._download(bucket, base + blob_name(sha256), target, progress)
             return destination
         self._download(bucket, key, destination, progress)
         return destination

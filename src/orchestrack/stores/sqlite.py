@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS artifacts (seq INTEGER PRIMARY KEY AUTOINCREMENT, run
 CREATE INDEX IF NOT EXISTS artifacts_sha256 ON artifacts (json_extract(doc, '$.sha256'));
 CREATE TABLE IF NOT EXISTS tasks (run_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER NOT NULL,
     status TEXT NOT NULL, started_at TEXT, doc TEXT NOT NULL, PRIMARY KEY (run_id, task_id, attempt));
+CREATE TABLE IF NOT EXISTS replayed_writes (write_id TEXT PRIMARY KEY, run_id TEXT NOT NULL);
 """
 #: ``PRAGMA user_version`` of a store this version writes. 0: orchestrack 0.1 (tasks keyed by name,
 #: metric points without their task); 2: tasks keyed by the orchestrator's task identity; 3: runs keep
@@ -120,7 +121,7 @@ def _ts(value: datetime | str | None) -> str | None:
 #: SQLite's primary result codes (``sqlite3.Error.sqlite_errorname``, Python 3.11+) by what they mean here.
 _ERROR_KINDS = {"SQLITE_BUSY": "busy", "SQLITE_LOCKED": "busy", "SQLITE_NOTADB": "corrupt", "SQLITE_CORRUPT": "corrupt",
                 "SQLITE_FULL": "full", "SQLITE_READONLY": "unwritable", "SQLITE_CANTOPEN": "unwritable",
-                "SQLITE_PERM": "unwritable"}
+                "SQLITE_PERM": "unwritable", "SQLITE_IOERR": "io"}
 
 
 def _error_kind(err: sqlite3.Error) -> str | None:
@@ -188,6 +189,7 @@ class SQLiteStore:
                                      check_same_thread=False)
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            self._refuse_foreign(connection)  # before WAL mode, which would change the other program's file
             if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
@@ -208,12 +210,30 @@ class SQLiteStore:
                     connection.execute(f"PRAGMA user_version = {STORE_VERSION}")
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:  # a failed BEGIN leaves none, and its error is the one to report
+                    connection.execute("ROLLBACK")
                 raise
         except BaseException:
             connection.close()
             raise
         return connection
+
+    def _refuse_foreign(self, connection: sqlite3.Connection) -> None:
+        """Refuse a SQLite file that another program or a newer orchestrack wrote: adding our tables to
+        it, or reading a schema we do not know, would damage it or misread it."""
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                  if not row[0].startswith("sqlite_")}
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+        if tables and not {"run_id", "key", "doc"} <= columns:
+            raise StoreError(
+                f"cannot open the embedded store {str(self.path)!r}: it is a SQLite database of another program "
+                f"(tables {', '.join(sorted(tables)[:5])}), not an orchestrack store; point "
+                "ORCHESTRACK_TRACKING_URI (or ORCHESTRACK_HOME) at a new file; nothing was changed in this one")
+        if version > STORE_VERSION:
+            raise StoreError(
+                f"cannot open the embedded store {str(self.path)!r}: a newer orchestrack wrote it (store version "
+                f"{version}, this one knows up to {STORE_VERSION}); upgrade orchestrack (pip install -U orchestrack)")
 
     def _explain(self, err: sqlite3.Error, action: str) -> StoreError:
         text, kind = str(err), _error_kind(err)
@@ -226,8 +246,14 @@ class SQLiteStore:
                    "and orchestrack starts a new one, then `orchestrack replay` loads what was spooled meanwhile")
         elif kind == "full":
             fix = "the disk is full; free space or point ORCHESTRACK_HOME elsewhere"
+        elif self.path.is_dir():
+            fix = "that is a folder, not a database file; name a file, e.g. sqlite:////srv/orchestrack/runs.db"
         elif kind == "unwritable":
-            fix = "the file or its folder is not writable; fix permissions or set ORCHESTRACK_HOME to a writable folder"
+            fix = ("the file or its folder is not writable (read-only file, mount or immutable flag); fix permissions "
+                   "or set ORCHESTRACK_HOME to a writable folder")
+        elif kind == "io":
+            fix = ("the disk refused a read or write (full, over a file size limit, failing or a lost network "
+                   "mount); free space or point ORCHESTRACK_HOME elsewhere, then `orchestrack replay`")
         else:
             fix = "see the SQLite error above"
         return StoreError(f"cannot {action} the {where}: {text}; {fix}")
@@ -244,10 +270,13 @@ class SQLiteStore:
                 yield connection
                 connection.execute("COMMIT")
             except sqlite3.Error as err:
-                connection.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk, an I/O error): report the first error.
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise self._explain(err, action) from err
             except BaseException:
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row | tuple[Any, ...]]:
@@ -375,6 +404,9 @@ class SQLiteStore:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(str(value))
+        if query.started_before is not None:
+            clauses.append("started_at <= ?")
+            args.append(str(_ts(query.started_before)))
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(f"SELECT {_RUN_ROW} FROM runs {where} ORDER BY started_at DESC, rowid DESC LIMIT ?",
                           (*args, query.limit))
@@ -481,14 +513,18 @@ class SQLiteStore:
             connection.executemany("INSERT OR REPLACE INTO tags VALUES (?,?,?)",
                                    [(run_id, k, v) for k, v in tags.items()])
 
-    def log_metrics(self, run_id: str, points: list[MetricPoint]) -> None:
-        """Append metric points."""
+    def log_metrics(self, run_id: str, points: list[MetricPoint], write_id: str | None = None) -> None:
+        """Append metric points; a batch whose ``write_id`` was taken before is skipped."""
         rows, last, stamp = [], None, None
         for p in points:
             if p.timestamp is not last:  # the points of one log_metrics call share one timestamp
                 last, stamp = p.timestamp, _ts(p.timestamp)
             rows.append((run_id, p.key, p.value, p.step, p.slice, stamp, p.task))
         with self._write("log metrics to") as connection:
+            if write_id is not None and not connection.execute(
+                    "INSERT OR IGNORE INTO replayed_writes (write_id, run_id) VALUES (?,?)",
+                    (write_id, run_id)).rowcount:
+                return  # the same batch, replayed again: in the same transaction as its points, so never twice
             connection.executemany(
                 "INSERT INTO metrics (run_id, key, value, step, slice, ts, task) VALUES (?,?,?,?,?,?,?)", rows)
 
