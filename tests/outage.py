@@ -11,7 +11,9 @@ and a second replay must find nothing to do.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -45,14 +47,63 @@ class RestartableMlflow:
             self._process = None
 
 
+@dataclass
+class Outage:
+    """A worker's set-up for one outage: the server, the task's gate, a folder for its outputs, and
+    the worker's environment (fail-open, tracking into the server, ``OUTAGE_FOLDER``/``OUTAGE_GATE``)."""
+
+    server: RestartableMlflow
+    gate: Path
+    folder: Path
+    env: dict[str, str]
+
+    def run_worker(self, command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        """Run the pipeline in a worker process; the server goes down when a task reaches the gate.
+        The worker must succeed and say at exit what it left in its journal."""
+        watcher = take_down_at_gate(self.server, self.gate)
+        worker = subprocess.run(command, env=self.env, cwd=cwd, capture_output=True, text=True, timeout=400)
+        watcher.join(5)
+        assert worker.returncode == 0, worker.stderr[-3000:]
+        assert "still waiting in" in worker.stdout + worker.stderr, worker.stderr[-3000:]
+        return worker
+
+    def restart_and_replay(self, key: str) -> MlflowCount:
+        """Start the server again; `show` must say the run has writes waiting, one `orchestrack replay`
+        delivers them and a second finds nothing. Returns what MLflow then holds for ``key``."""
+        self.server.start()
+        shown = self._cli("show", key)
+        assert "waiting in the journal" in shown.stdout, shown.stdout + shown.stderr
+        for _ in range(2):
+            replay = self._cli("replay")
+            assert replay.returncode == 0, replay.stdout + replay.stderr
+        assert "Replayed 0 " in replay.stdout, replay.stdout + replay.stderr
+        return count_in_mlflow(self.server.url, key)
+
+    def _cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orchestrack", *args], env=self.env, capture_output=True,
+                              text=True, timeout=300)
+
+
 @contextmanager
-def mlflow_that_goes_down(home: Path) -> Iterator[RestartableMlflow]:
+def pipeline_outage(tmp_path: Path) -> Iterator[Outage]:
+    """An MLflow server under ``tmp_path`` and a worker environment tracking into it."""
+    gate, folder, home = tmp_path / "gate", tmp_path / "outputs", tmp_path / "mlflow"
+    folder.mkdir()
+    home.mkdir()
     server = RestartableMlflow(home)
     server.start()
     try:
-        yield server
+        env = {**os.environ, "ORCHESTRACK_TRACKING_URI": server.url, "ORCHESTRACK_STRICT": "0",
+               "ORCHESTRACK_ARTIFACT_URI": str(tmp_path / "artifacts"), "ORCHESTRACK_DELIVERY_TIMEOUT_S": "5",
+               "OUTAGE_FOLDER": str(folder), "OUTAGE_GATE": str(gate)}
+        yield Outage(server, gate, folder, env)
     finally:
         server.stop()
+
+
+def nothing_left_in_the_journal() -> bool:
+    """Whether this test's spool folder holds no journal any more."""
+    return not list((Path(os.environ["ORCHESTRACK_HOME"]) / "spool").glob("*.jsonl"))
 
 
 def take_down_at_gate(server: RestartableMlflow, gate: Path) -> threading.Thread:
@@ -70,17 +121,14 @@ def take_down_at_gate(server: RestartableMlflow, gate: Path) -> threading.Thread
     return watcher
 
 
-GATE_CODE = f"""
-def wait_at_gate(gate):
-    '''Say the gate is reached, then wait until the test has taken the tracking server down.'''
-    import time
-    from pathlib import Path
+def wait_at_gate(gate: Path | str) -> None:
+    """In the worker's task: say the gate is reached, then wait until the test has taken the tracking
+    server down."""
     gate = Path(gate)
     gate.write_text("reached")
-    deadline = time.monotonic() + {GATE_WAIT_S}
+    deadline = time.monotonic() + GATE_WAIT_S
     while not gate.with_suffix(".open").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-"""
 
 
 @dataclass

@@ -5,8 +5,6 @@ of its own) and comes back after that process has exited: every task keeps its o
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 from collections import Counter
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.airflow.dags.outage import STEPS, TASKS
-from tests.outage import count_in_mlflow, mlflow_that_goes_down, take_down_at_gate
+from tests.outage import nothing_left_in_the_journal, pipeline_outage
 
 pytestmark = [pytest.mark.mlflow_s3, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,36 +33,11 @@ def test_mlflow_stopped_mid_dag_run_then_replayed_holds_everything_exactly_once(
         tmp_path: Path, dags_folder: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    gate = tmp_path / "gate"
-    folder = tmp_path / "outputs"
-    folder.mkdir()
-    home = tmp_path / "mlflow"
-    home.mkdir()
-    with mlflow_that_goes_down(home) as server:
-        env = {**os.environ, "ORCHESTRACK_TRACKING_URI": server.url, "ORCHESTRACK_STRICT": "0",
-               "ORCHESTRACK_ARTIFACT_URI": str(tmp_path / "artifacts"), "ORCHESTRACK_DELIVERY_TIMEOUT_S": "5",
-               "OUTAGE_FOLDER": str(folder), "OUTAGE_GATE": str(gate)}
-        watcher = take_down_at_gate(server, gate)
-        worker = subprocess.run([sys.executable, str(script), str(dags_folder), str(ROOT)], env=env, cwd=tmp_path,
-                                capture_output=True, text=True, timeout=400)
-        watcher.join(5)
-        assert worker.returncode == 0, worker.stderr[-3000:]
+    with pipeline_outage(tmp_path) as outage:
+        worker = outage.run_worker([sys.executable, str(script), str(dags_folder), str(ROOT)], tmp_path)
         state, run_id = worker.stdout.split("DAGRUN ")[1].split()[:2]
         assert state == "success"  # every task kept its own outcome through the outage
-        assert "still waiting in" in worker.stdout + worker.stderr  # the worker said at exit what it left, and where
-        key = f"airflow/outage_dag/{run_id}"
-
-        server.start()
-        shown = subprocess.run([sys.executable, "-m", "orchestrack", "show", key], env=env, capture_output=True,
-                               text=True, timeout=120)
-        assert "waiting in the journal" in shown.stdout, shown.stdout + shown.stderr
-        for _ in range(2):  # the second replay finds nothing left
-            replay = subprocess.run([sys.executable, "-m", "orchestrack", "replay"], env=env, capture_output=True,
-                                    text=True, timeout=300)
-            assert replay.returncode == 0, replay.stdout + replay.stderr
-        assert "Replayed 0 " in replay.stdout, replay.stdout + replay.stderr
-
-        count = count_in_mlflow(server.url, key)
+        count = outage.restart_and_replay(f"airflow/outage_dag/{run_id}")
     assert count.runs == 1 and count.status == "succeeded"
     assert {k: v for k, v in count.params.items() if k.startswith("param_")} == {
         f"param_{i}": str(i) for i in range(TASKS)}
@@ -75,4 +48,4 @@ def test_mlflow_stopped_mid_dag_run_then_replayed_holds_everything_exactly_once(
     assert set(count.attempts) == expected_attempts and set(count.attempts.values()) == {1}
     assert set(count.attempt_status.values()) == {"succeeded"}
     assert count.artifacts == Counter({f"artifact-{i}.txt": 1 for i in range(TASKS)})
-    assert not list((Path(os.environ["ORCHESTRACK_HOME"]) / "spool").glob("*.jsonl"))  # all delivered
+    assert nothing_left_in_the_journal()

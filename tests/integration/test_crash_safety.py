@@ -20,20 +20,22 @@ from orchestrack.metric_buffer import flush_all
 
 pytestmark = pytest.mark.integration
 
-#: A writer that says "ack N" only after write N is committed: params, a flushed metric point, a tag.
+#: A writer that says "ack N" only after write N is acknowledged (committed to the embedded store, or
+#: in the journal for a remote one): a param, a flushed metric point, a tag. ``{setup}`` makes the store.
 WRITER = textwrap.dedent("""
     import sys
+    {setup}
     import orchestrack
     from orchestrack.metric_buffer import flush_all
 
     first = int(sys.argv[1])
-    run = orchestrack.start_run(key="crash/loop", pipeline="crash")
+    run = orchestrack.start_run(key="{key}", pipeline="crash")
     for n in range(first, first + 100_000):
-        orchestrack.log_params({f"p{n}": n})
-        orchestrack.log_metrics({"loss": 1.0 / (n + 1)}, step=n)
+        orchestrack.log_params({{f"p{{n}}": n}})
+        orchestrack.log_metrics({{"loss": 1.0 / (n + 1)}}, step=n)
         flush_all()
-        orchestrack.set_tags({f"t{n}": "x"})
-        print(f"ack {n}", flush=True)
+        orchestrack.set_tags({{f"t{{n}}": "x"}})
+        print(f"ack {{n}}", flush=True)
 """)
 
 ROUNDS = 12
@@ -41,7 +43,7 @@ ROUNDS = 12
 
 def test_kill_9_during_heavy_writes_loses_nothing_acknowledged(tmp_path: Path, orchestrack_home: Path) -> None:
     script = tmp_path / "writer.py"
-    script.write_text(WRITER)
+    script.write_text(WRITER.format(setup="", key="crash/loop"))
     acknowledged: list[int] = []
     shuffle = random.Random(12)
     for index in range(ROUNDS):
@@ -72,27 +74,6 @@ def test_kill_9_during_heavy_writes_loses_nothing_acknowledged(tmp_path: Path, o
     assert (missing_params, missing_tags, missing_points) == ([], [], [])
 
 
-#: The same writer in fail-open mode against a remote store (tests/flaky_store.py): "ack N" once write
-#: N is in the journal (fsynced), while a courier thread delivers the journal to the store behind it.
-JOURNAL_WRITER = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, sys.argv[2])
-    from tests import flaky_store
-    import orchestrack
-    from orchestrack.metric_buffer import flush_all
-
-    flaky_store.register()
-    first = int(sys.argv[1])
-    run = orchestrack.start_run(key="crash/journal", pipeline="crash")
-    for n in range(first, first + 100_000):
-        orchestrack.log_params({f"p{n}": n})
-        orchestrack.log_metrics({"loss": 1.0 / (n + 1)}, step=n)
-        flush_all()
-        orchestrack.set_tags({f"t{n}": "x"})
-        print(f"ack {n}", flush=True)
-""")
-
-
 def test_kill_9_while_the_journal_is_delivered_then_replay_lands_each_write_exactly_once(
         tmp_path: Path, orchestrack_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Writers killed mid-write while their couriers deliver to a remote store (up for half the rounds,
@@ -103,14 +84,17 @@ def test_kill_9_while_the_journal_is_delivered_then_replay_lands_each_write_exac
     remote = tmp_path / "remote.db"
     monkeypatch.delenv("ORCHESTRACK_STRICT")
     monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", f"flaky://{remote}")
-    script = tmp_path / "journal_writer.py"
-    script.write_text(JOURNAL_WRITER)
+    # The same writer in fail-open mode against a remote store (tests/flaky_store.py): its acks come once
+    # a write is in the journal (fsynced), while a courier thread delivers the journal behind it.
     root = str(Path(__file__).resolve().parents[2])
+    script = tmp_path / "journal_writer.py"
+    script.write_text(WRITER.format(setup=f"sys.path.insert(0, {root!r}); from tests import flaky_store; "
+                                          "flaky_store.register()", key="crash/journal"))
     acknowledged: list[int] = []
     shuffle = random.Random(21)
     for index in range(ROUNDS):
         flaky_store.set_down(remote, index % 2 == 1)
-        writer = subprocess.Popen([sys.executable, str(script), str(index * 100_000), root], cwd=tmp_path,
+        writer = subprocess.Popen([sys.executable, str(script), str(index * 100_000)], cwd=tmp_path,
                                   env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert writer.stdout is not None
         first = writer.stdout.readline()

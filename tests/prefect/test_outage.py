@@ -4,17 +4,14 @@ param, metric point, task attempt and artifact exactly once (tests/outage.py has
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.outage import GATE_CODE, count_in_mlflow, mlflow_that_goes_down, take_down_at_gate
+from tests.outage import nothing_left_in_the_journal, pipeline_outage
 
 pytestmark = [pytest.mark.mlflow_s3, pytest.mark.timeout(600)]
 
@@ -28,7 +25,9 @@ FLOW = textwrap.dedent('''
 
     import orchestrack
     from orchestrack.prefect import tracked_flow
-    {gate_code}
+
+    sys.path.insert(0, {root!r})
+    from tests.outage import wait_at_gate
 
     @task
     def work(index: int, folder: str, gate: str) -> int:
@@ -52,44 +51,18 @@ FLOW = textwrap.dedent('''
     if __name__ == "__main__":
         state = outage_flow(sys.argv[1], sys.argv[2], return_state=True)
         print("FLOW", state.type.value, state.state_details.flow_run_id)
-''').format(gate_code=GATE_CODE, gated=GATED, steps=STEPS, tasks=TASKS)
+''').format(root=str(Path(__file__).resolve().parents[2]), gated=GATED, steps=STEPS, tasks=TASKS)
 
 
 def test_mlflow_stopped_mid_flow_then_replayed_holds_everything_exactly_once(tmp_path: Path) -> None:
     script = tmp_path / "outage_flow.py"
     script.write_text(FLOW)
-    gate = tmp_path / "gate"
-    folder = tmp_path / "outputs"
-    folder.mkdir()
-    home = tmp_path / "mlflow"
-    home.mkdir()
-    with mlflow_that_goes_down(home) as server:
-        env = {**os.environ, "ORCHESTRACK_TRACKING_URI": server.url, "ORCHESTRACK_STRICT": "0",
-               "ORCHESTRACK_ARTIFACT_URI": str(tmp_path / "artifacts"), "ORCHESTRACK_DELIVERY_TIMEOUT_S": "5"}
-        watcher = take_down_at_gate(server, gate)
-        started = time.monotonic()
-        flow = subprocess.run([sys.executable, str(script), str(folder), str(gate)], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=400)
-        watcher.join(5)
-        assert flow.returncode == 0, flow.stderr[-3000:]
+    with pipeline_outage(tmp_path) as outage:
+        flow = outage.run_worker([sys.executable, str(script), str(outage.folder), str(outage.gate)], tmp_path)
         outcome, flow_run_id = flow.stdout.split("FLOW ")[1].split()
         assert outcome == "COMPLETED"  # the flow kept its own outcome through the outage
-        assert "still waiting in" in flow.stderr  # the worker said at exit what it left, and where
-        key = f"prefect/{flow_run_id}"
-        print(f"flow ran {time.monotonic() - started:.1f} s with the server down from task {GATED} on")
-
-        server.start()
-        shown = subprocess.run([sys.executable, "-m", "orchestrack", "show", key], env=env, capture_output=True,
-                               text=True, timeout=120)
-        assert "waiting in the journal" in shown.stdout, shown.stdout + shown.stderr
-        replay = subprocess.run([sys.executable, "-m", "orchestrack", "replay"], env=env, capture_output=True,
-                                text=True, timeout=300)
-        assert replay.returncode == 0, replay.stderr
-        again = subprocess.run([sys.executable, "-m", "orchestrack", "replay"], env=env, capture_output=True,
-                               text=True, timeout=300)
-        assert again.returncode == 0 and "Replayed 0 " in again.stdout, again.stdout + again.stderr
-
-        count = count_in_mlflow(server.url, key)
+        count = outage.restart_and_replay(f"prefect/{flow_run_id}")
+    folder, gate = outage.folder, outage.gate
     assert count.runs == 1 and count.status == "succeeded"
     assert count.params == {**{f"param_{i}": str(i) for i in range(TASKS)}, "folder": str(folder), "gate": str(gate)}
     expected_points = Counter({(f"loss_{i}", step, 1.0 / (step + 1)): 1 for i in range(TASKS) for step in range(STEPS)})
@@ -99,4 +72,4 @@ def test_mlflow_stopped_mid_flow_then_replayed_holds_everything_exactly_once(tmp
     assert sum(count.attempts.values()) == TASKS and set(count.attempts.values()) == {1}
     assert set(count.attempt_status.values()) == {"succeeded"}
     assert count.artifacts == Counter({f"artifact-{i}.txt": 1 for i in range(TASKS)})
-    assert not list((Path(os.environ["ORCHESTRACK_HOME"]) / "spool").glob("*.jsonl"))  # all delivered
+    assert nothing_left_in_the_journal()

@@ -14,23 +14,15 @@ from orchestrack.airflow import TrackRunOperator
 TASKS, STEPS, GATED = 10, 40, 3
 
 
-def wait_at_gate(gate: Path) -> None:
-    """Say the gate is reached, then wait until the test has taken the tracking server down."""
-    import time
-
-    gate.write_text("reached")
-    deadline = time.monotonic() + 120
-    while not gate.with_suffix(".open").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def make(index: int) -> object:
     @task(task_id=f"work_{index}")
     def work() -> None:
         import orchestrack
 
         if index == GATED:
-            wait_at_gate(Path(os.environ["OUTAGE_GATE"]))  # the server goes down here
+            from tests.outage import wait_at_gate  # the worker has the checkout on its path
+
+            wait_at_gate(os.environ["OUTAGE_GATE"])  # the server goes down here
         orchestrack.log_params({f"param_{index}": index})
         for step in range(STEPS):
             orchestrack.log_metrics({f"loss_{index}": 1.0 / (step + 1)}, step=step)
