@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrack.errors import InvalidInputError, StoreError
+from orchestrack.evidence import redact
 from orchestrack.metric_buffer import flush_all
 from orchestrack.spool import Spool
 from orchestrack.stores import open_artifact_store, open_store
@@ -99,6 +100,7 @@ class Courier:
         self._pid = os.getpid()
         self.down_since: float | None = None  # when the store last failed a write it should take
         self.last_error: str | None = None
+        self.refused = 0  # writes the store rejected: they stay in the journal for `orchestrack replay`
 
     def send(self, op: str, args: dict[str, Any]) -> None:
         """Journal one write (durably) and queue it for delivery."""
@@ -117,7 +119,7 @@ class Courier:
     def close_journal(self) -> None:
         """Delete this process's journal when every write in it was delivered (at exit)."""
         with self._changed:
-            if not self._queue:
+            if not self._queue and not self.refused:
                 self.journal.forget_delivered(remove=True)
 
     @property
@@ -143,7 +145,8 @@ class Courier:
         while True:
             with self._changed:
                 while not self._queue:
-                    self.journal.forget_delivered()  # everything arrived: the journal starts empty again
+                    if not self.refused:
+                        self.journal.forget_delivered()  # everything arrived: the journal starts empty again
                     self._changed.wait()
                 write_id, op, args = self._queue[0]
             try:
@@ -156,8 +159,9 @@ class Courier:
                     continue
                 # Rejected for what it is: trying again cannot help. It stays in the journal, where
                 # `orchestrack replay` reports it.
+                self.refused += 1
                 log.error("orchestrack: %s %s refused %s (%s); it stays in %s for `orchestrack replay`",
-                          type(self.store).__name__, self.store.uri, op, err, self.journal.path)
+                          type(self.store).__name__, self.store.uri, op, redact(str(err)), self.journal.path)
             else:
                 self.journal.delivered(write_id)
                 if self.down_since is not None:
@@ -178,7 +182,7 @@ class Courier:
             self._changed.notify_all()
         if first:
             log.warning("orchestrack cannot reach %s (%s); writes wait in %s and are delivered when it is back "
-                        "(no impact on the pipeline)", self.store.uri, err, self.journal.path)
+                        "(no impact on the pipeline)", self.store.uri, redact(str(err)), self.journal.path)
 
 
 def courier_for(store: Any, journal_dir: Any) -> Courier:

@@ -190,3 +190,27 @@ def test_a_replay_killed_half_way_and_run_again_stores_everything_exactly_once(
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert len(rows) == batches * per_batch and {count for _, _, count in rows} == {1}
     assert orchestrack.get_run("replay/killed").params == {"lr": 0.1}
+
+
+def test_a_write_the_store_refuses_stays_in_the_journal_and_the_rest_goes_on(
+        remote: Path, orchestrack_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A write refused for what it is (not an outage) is not retried forever, does not hold up the writes
+    behind it, and is not lost: it stays in the journal, which is no longer emptied."""
+    from orchestrack.errors import InvalidInputError
+
+    run = orchestrack.start_run(key="refused/1")
+    store = open_store(run.store.uri)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise InvalidInputError("tag value refused by the server")
+
+    monkeypatch.setattr(store.inner, "set_tags", refuse)
+    orchestrack.log_params({"lr": 0.1})
+    orchestrack.set_tags({"team": "vision"})
+    orchestrack.log_params({"depth": 6})
+    assert delivery.settle(30)
+    assert orchestrack.get_run("refused/1").params == {"lr": 0.1, "depth": 6}
+    assert "refused set_tags" in caplog.text
+    waiting = orchestrack.waiting_writes(run.run_id)[run.run_id]
+    assert [count for _, count in waiting] == [1]
+    assert any(entry["op"] == "set_tags" for entry in _journal_lines(orchestrack_home))
