@@ -193,7 +193,8 @@ def test_a_replay_killed_half_way_and_run_again_stores_everything_exactly_once(
 
 
 def test_a_write_the_store_refuses_stays_in_the_journal_and_the_rest_goes_on(
-        remote: Path, orchestrack_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        remote: Path, orchestrack_home: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     """A write refused for what it is (not an outage) is not retried forever, does not hold up the writes
     behind it, and is not lost: it stays in the journal, which is no longer emptied."""
     from orchestrack.errors import InvalidInputError
