@@ -68,12 +68,23 @@ def apply_write(store: Any, op: str, args: dict[str, Any], write_id: str | None)
         staged = Path(args["staged"])
         if not staged.exists():
             return  # uploaded and recorded before its delivery was noted (the copy goes last)
-        uri, sha256, size = open_artifact_store(args["artifact_uri"]).put(staged, args["artifact"].name)
+        uri, sha256, size = open_artifact_store(_configured(args["artifact_uri"])).put(staged, args["artifact"].name)
         artifact = args["artifact"].model_copy(update={"uri": uri, "sha256": sha256, "size_bytes": size})
         store.log_artifact(args["run_id"], artifact)
         shutil.rmtree(staged.parent, ignore_errors=True)
     else:
         getattr(store, op)(**args)
+
+
+def _configured(artifact_uri: str) -> str:
+    """The configured artifact URI that ``artifact_uri`` is, journaled without its password."""
+    if "***" in artifact_uri:
+        from orchestrack.settings import load_settings
+
+        configured = load_settings().resolved_artifact_uri
+        if redact(configured) == artifact_uri:
+            return configured
+    return artifact_uri
 
 
 def stage_artifact(source: Path, spool_dir: Path) -> Path:
@@ -145,8 +156,6 @@ class Courier:
         while True:
             with self._changed:
                 while not self._queue:
-                    if not self.refused:
-                        self.journal.forget_delivered()  # everything arrived: the journal starts empty again
                     self._changed.wait()
                 write_id, op, args = self._queue[0]
             try:
@@ -170,6 +179,8 @@ class Courier:
             backoff = 0.5
             with self._changed:
                 self._queue.popleft()
+                if not self._queue and not self.refused:
+                    self.journal.forget_delivered()  # everything arrived: the journal starts empty again
                 self.down_since = None
                 self._changed.notify_all()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -54,11 +55,17 @@ def fail_open(where: str, *, warn: tuple[type[Exception], ...] = ()) -> Callable
                 if isinstance(err, warn):
                     log.warning("orchestrack %s: %s; no impact on the pipeline", where, redact(str(err)))
                     return None
-                # The traceback as text, redacted: a fault's message may quote what the task handed over.
-                log.error("orchestrack %s hook %s failed; no impact on the pipeline\n%s", where, hook.__name__,
-                          redact("".join(traceback.format_exception(err)).rstrip()))
+                log_fault(log, "orchestrack %s hook %s failed; no impact on the pipeline", where, hook.__name__)
                 return None
 
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def log_fault(logger: logging.Logger, message: str, *args: object) -> None:
+    """Log the exception being handled as an ERROR with its traceback as redacted text (what
+    ``logger.exception`` does, except that a fault's message may quote a secret the task handed over)."""
+    error = sys.exc_info()[1]
+    trace = redact("".join(traceback.format_exception(error)).rstrip()) if error is not None else ""
+    logger.error(message + ("\n%s" if trace else ""), *args, *((trace,) if trace else ()))

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from orchestrack.capture import process_alive
+from orchestrack.guard import log_fault
 from orchestrack.record import TaskAttempt, TaskStatus, utcnow
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class _Leases:
             try:
                 self.renew()
             except Exception:
-                log.exception("orchestrack lease renewal failed; retrying next round")
+                log_fault(log, "orchestrack lease renewal failed; retrying next round")
             last = time.monotonic()
 
     def clear(self) -> None:

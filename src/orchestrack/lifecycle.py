@@ -839,6 +839,8 @@ def replay_spool(settings: Settings | None = None) -> tuple[int, list[str]]:
     again after a replay that died half-way, stores nothing twice."""
     settings = settings or load_settings()
     def deliver(uri: str, op: str, args: dict[str, Any], write_id: str) -> None:
+        if "***" in uri and redact(settings.resolved_tracking_uri) == uri:
+            uri = settings.resolved_tracking_uri  # journaled without its password
         apply_write(open_store(uri, busy_timeout_s=settings.busy_timeout_s), op, args, write_id)
 
     return replay(_journal_dirs(settings), deliver, transient=is_transient)

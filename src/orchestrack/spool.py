@@ -29,6 +29,7 @@ from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
 from orchestrack.capture import process_alive
+from orchestrack.evidence import redact
 from orchestrack.record import Artifact, ConfigFile, DataSnapshot, MetricPoint, RunRecord, TaskAttempt
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,10 @@ class Spool:
         raise OSError(f"no writable spool folder: {self.directory} and {fallback_dir()} both failed")
 
     def append(self, store_uri: str, op: str, args: dict[str, Any]) -> str:
-        """Append one write durably (fsynced); return its id."""
+        """Append one write durably (fsynced); return its id. A password in the store's URI is not
+        written: replay finds the store again in the configuration."""
         write_id = uuid.uuid4().hex
-        line = json.dumps({"id": write_id, "store": store_uri, "op": op, "at": datetime.now(UTC).isoformat(),
+        line = json.dumps({"id": write_id, "store": redact(store_uri), "op": op, "at": datetime.now(UTC).isoformat(),
                            "args": to_jsonable_python(args)})
         with self._lock:
             path = self._file()

@@ -78,6 +78,7 @@ def test_an_outage_holds_up_nothing_and_every_write_lands_once_it_is_back(
     assert record.params == {"lr": 0.1} and record.tags == {"phase": "outage"}
     assert [(t.name, t.status.value) for t in record.tasks] == [("train", "succeeded")]
     assert _points(remote, run.run_id) == Counter({("loss", step): 1 for step in range(50)})
+    assert delivery.settle(30)  # the close itself is journaled too, and delivered behind the rest
     assert orchestrack.waiting_writes(run.run_id) == {}
     assert _journal_lines(orchestrack_home) == []  # a journal whose writes all arrived is emptied
 
@@ -215,3 +216,30 @@ def test_a_write_the_store_refuses_stays_in_the_journal_and_the_rest_goes_on(
     waiting = orchestrack.waiting_writes(run.run_id)[run.run_id]
     assert [count for _, count in waiting] == [1]
     assert any(entry["op"] == "set_tags" for entry in _journal_lines(orchestrack_home))
+
+
+def test_a_password_in_the_store_uri_is_never_journaled_and_replay_still_finds_the_store(
+        orchestrack_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from orchestrack.spool import Spool
+    from orchestrack.stores import register_store
+    from orchestrack.stores.sqlite import SQLiteStore
+
+    database = tmp_path / "vault.db"
+    opened: list[str] = []
+
+    def vault(uri: str, busy_timeout_s: float) -> SQLiteStore:
+        opened.append(uri)
+        assert "S3cr3tPw" in uri, "the replay must reach the store with its credentials"
+        store = SQLiteStore(f"sqlite:///{database}")
+        store.uri = uri
+        return store
+
+    register_store("vault", vault)
+    uri = "vault://alice:S3cr3tPw@db.example.com/runs"
+    monkeypatch.setenv("ORCHESTRACK_TRACKING_URI", uri)
+    run = orchestrack.start_run(key="vault/1")
+    Spool(orchestrack_home / "spool").write(uri, "log_params", run_id=run.run_id, params={"lr": 0.1})
+    journaled = "".join(f.read_text() for f in (orchestrack_home / "spool").glob("*.jsonl"))
+    assert "S3cr3tPw" not in journaled and "alice:***@db.example.com" in journaled
+    assert orchestrack.replay_spool() == (1, [])
+    assert orchestrack.get_run("vault/1").params == {"lr": 0.1}

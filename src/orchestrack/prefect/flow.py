@@ -29,7 +29,7 @@ import orchestrack
 from orchestrack.capture import process_alive
 from orchestrack.configs import config_paths, find_config, source_folder
 from orchestrack.errors import InvalidInputError
-from orchestrack.guard import fail_open, strict
+from orchestrack.guard import fail_open, log_fault, strict
 from orchestrack.inputs import adapter_args, mask_sensitive
 from orchestrack.lifecycle import Run, enter_task
 from orchestrack.outcome import Outcome, RunEnd, TaskReport
@@ -245,7 +245,7 @@ class _TaskRunObserver:
                 try:
                     self._flush(flow_run_id)
                 except Exception:  # the store failed and strict mode raised: say so, keep the thread
-                    log.exception("orchestrack could not record task runs of flow run %s", flow_run_id)
+                    log_fault(log, "orchestrack could not record task runs of flow run %s", flow_run_id)
             time.sleep(FLUSH_INTERVAL_S)
 
 
@@ -284,7 +284,7 @@ def _install_tap() -> bool:
             except Exception:
                 if strict():
                     raise
-                log.exception("orchestrack could not observe a task-run state change; no impact on the task")
+                log_fault(log, "orchestrack could not observe a task-run state change; no impact on the task")
             return event
 
         emit_and_observe.orchestrack_tap = True  # type: ignore[attr-defined]
@@ -322,7 +322,7 @@ def _close_run_on_sigterm(run: Run, flow_run_id: str) -> None:
                 _observer.stop_following(flow_run_id)
                 run.conclude(_sigterm_end(flow_run_id))
             except Exception:
-                log.exception("orchestrack could not record the SIGTERM of flow run %s", flow_run_id)
+                log_fault(log, "orchestrack could not record the SIGTERM of flow run %s", flow_run_id)
 
         recorder = threading.Thread(target=record, name="orchestrack-sigterm", daemon=True)
         recorder.start()
