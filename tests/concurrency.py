@@ -5,6 +5,7 @@ tests/mlflow/test_concurrency.py on MLflow servers)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -33,9 +34,16 @@ WORKER = textwrap.dedent("""
 """)
 
 
+#: What a fail-open worker may log without anything going wrong: a store too busy to answer for a moment,
+#: whose writes wait in the journal and are delivered once it answers again.
+PASSING_TROUBLE = re.compile(r"orchestrack cannot reach .* writes wait in .* are delivered when it is back"
+                             r"|orchestrack: .* is back after")
+
+
 def run_workers(folder: Path, env: dict[str, str] | None = None, *, quiet: bool = False) -> set[str]:
     """Start :data:`WORKERS` processes together; return the run ids they printed (all must succeed, and
-    with ``quiet`` none may log a warning or an error: in fail-open mode a fault is only logged)."""
+    with ``quiet`` none may log anything but :data:`PASSING_TROUBLE`: in fail-open mode a fault is only
+    logged)."""
     script = folder / "worker.py"
     script.write_text(WORKER)
     start_at = time.time() + 8.0  # leaves time for every interpreter to start on two cores
@@ -46,7 +54,8 @@ def run_workers(folder: Path, env: dict[str, str] | None = None, *, quiet: bool 
     failures = [(i, err[-2000:]) for i, (w, (_, err)) in enumerate(zip(workers, outputs, strict=True)) if w.returncode]
     assert not failures, failures
     if quiet:
-        noisy = [(i, err[-2000:]) for i, (_, err) in enumerate(outputs) if err.strip()]
+        noisy = [(i, line) for i, (_, err) in enumerate(outputs) for line in err.splitlines()
+                 if line.strip() and not PASSING_TROUBLE.search(line)]
         assert not noisy, noisy
     return {out.strip() for out, _ in outputs}
 
