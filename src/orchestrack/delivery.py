@@ -211,14 +211,14 @@ def store_down(uri: str) -> bool:
     return courier is not None and courier.down_since is not None
 
 
-def settle(timeout_s: float, *, while_down: bool = False) -> bool:
+def settle(timeout_s: float, *, while_down: bool = False, uri: str | None = None) -> bool:
     """Write every waiting metric point, then wait (at most ``timeout_s``; not for a store known to be
-    down unless ``while_down``) for every courier to deliver what this process journaled; return
-    whether nothing is left waiting."""
+    down unless ``while_down``) for every courier (only ``uri``'s when given) to deliver what this
+    process journaled; return whether nothing is left waiting."""
     flush_all()
     deadline = time.monotonic() + timeout_s
     with _couriers_lock:
-        couriers = list(_couriers.values())
+        couriers = [c for c in _couriers.values() if uri is None or c.store.uri == uri]
     return all([courier.drain(max(0.0, deadline - time.monotonic()), while_down=while_down)
                 for courier in couriers])
 

@@ -72,13 +72,14 @@ def test_an_outage_holds_up_nothing_and_every_write_lands_once_it_is_back(
     assert all(path.parent == orchestrack_home / "spool" for path, _ in waiting)
 
     set_down(remote, False)
-    assert delivery.settle(60, while_down=True)  # the courier finds the store back and delivers the rest, in order
+    # The courier finds the store back and delivers the rest, in order.
+    assert delivery.settle(60, while_down=True, uri=run.store.uri)
     record = run.finish()
     assert record is not None and record.status == "succeeded"
     assert record.params == {"lr": 0.1} and record.tags == {"phase": "outage"}
     assert [(t.name, t.status.value) for t in record.tasks] == [("train", "succeeded")]
     assert _points(remote, run.run_id) == Counter({("loss", step): 1 for step in range(50)})
-    assert delivery.settle(30)  # the close itself is journaled too, and delivered behind the rest
+    assert delivery.settle(30, uri=run.store.uri)  # the close is journaled too, delivered behind the rest
     assert orchestrack.waiting_writes(run.run_id) == {}
     assert _journal_lines(orchestrack_home) == []  # a journal whose writes all arrived is emptied
 
@@ -210,7 +211,7 @@ def test_a_write_the_store_refuses_stays_in_the_journal_and_the_rest_goes_on(
     orchestrack.log_params({"lr": 0.1})
     orchestrack.set_tags({"team": "vision"})
     orchestrack.log_params({"depth": 6})
-    assert delivery.settle(30)
+    assert delivery.settle(30, uri=run.store.uri)
     assert orchestrack.get_run("refused/1").params == {"lr": 0.1, "depth": 6}
     assert "refused set_tags" in caplog.text
     waiting = orchestrack.waiting_writes(run.run_id)[run.run_id]
