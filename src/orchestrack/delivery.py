@@ -33,6 +33,7 @@ from typing import Any
 from orchestrack.errors import InvalidInputError, StoreError
 from orchestrack.evidence import redact
 from orchestrack.metric_buffer import flush_all
+from orchestrack.settings import load_settings
 from orchestrack.spool import Spool
 from orchestrack.stores import open_artifact_store, open_store
 
@@ -68,7 +69,8 @@ def apply_write(store: Any, op: str, args: dict[str, Any], write_id: str | None)
         staged = Path(args["staged"])
         if not staged.exists():
             return  # uploaded and recorded before its delivery was noted (the copy goes last)
-        uri, sha256, size = open_artifact_store(_configured(args["artifact_uri"])).put(staged, args["artifact"].name)
+        target = configured_uri(args["artifact_uri"], load_settings().resolved_artifact_uri)
+        uri, sha256, size = open_artifact_store(target).put(staged, args["artifact"].name)
         artifact = args["artifact"].model_copy(update={"uri": uri, "sha256": sha256, "size_bytes": size})
         store.log_artifact(args["run_id"], artifact)
         shutil.rmtree(staged.parent, ignore_errors=True)
@@ -76,15 +78,10 @@ def apply_write(store: Any, op: str, args: dict[str, Any], write_id: str | None)
         getattr(store, op)(**args)
 
 
-def _configured(artifact_uri: str) -> str:
-    """The configured artifact URI that ``artifact_uri`` is, journaled without its password."""
-    if "***" in artifact_uri:
-        from orchestrack.settings import load_settings
-
-        configured = load_settings().resolved_artifact_uri
-        if redact(configured) == artifact_uri:
-            return configured
-    return artifact_uri
+def configured_uri(journaled: str, configured: str) -> str:
+    """The URI a journal line names its store by (its password masked): ``configured`` when that is the
+    one it names, else the line's own."""
+    return configured if "***" in journaled and redact(configured) == journaled else journaled
 
 
 def stage_artifact(source: Path, spool_dir: Path) -> Path:
@@ -110,7 +107,6 @@ class Courier:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self.down_since: float | None = None  # when the store last failed a write it should take
-        self.last_error: str | None = None
         self.refused = 0  # writes the store rejected: they stay in the journal for `orchestrack replay`
 
     def send(self, op: str, args: dict[str, Any]) -> None:
@@ -189,14 +185,13 @@ class Courier:
             first = self.down_since is None
             if first:
                 self.down_since = time.monotonic()
-            self.last_error = f"{type(err).__name__}: {err}"
             self._changed.notify_all()
         if first:
             log.warning("orchestrack cannot reach %s (%s); writes wait in %s and are delivered when it is back "
                         "(no impact on the pipeline)", self.store.uri, redact(str(err)), self.journal.path)
 
 
-def courier_for(store: Any, journal_dir: Any) -> Courier:
+def courier_for(store: Any, journal_dir: Path) -> Courier:
     """This process's courier for ``store``, journaling into ``journal_dir``."""
     with _couriers_lock:
         courier = _couriers.get(store.uri)
@@ -224,8 +219,6 @@ def settle(timeout_s: float, *, while_down: bool = False, uri: str | None = None
 
 
 def _settle_at_exit() -> None:
-    from orchestrack.settings import load_settings
-
     try:
         timeout_s = load_settings().delivery_timeout_s
     except Exception:

@@ -24,7 +24,15 @@ from urllib.parse import quote
 
 from orchestrack import inputs
 from orchestrack.capture import capture_code, capture_environment, snapshot_data
-from orchestrack.delivery import apply_write, courier_for, is_transient, settle, stage_artifact, store_down
+from orchestrack.delivery import (
+    apply_write,
+    configured_uri,
+    courier_for,
+    is_transient,
+    settle,
+    stage_artifact,
+    store_down,
+)
 from orchestrack.errors import InvalidInputError, NoActiveRunError, RunNotFoundError, StoreError
 from orchestrack.evidence import redact
 from orchestrack.lease import leased, leases, lost_because
@@ -144,7 +152,7 @@ class Run:
         args = inputs.scrub(args)  # nothing secret-looking reaches a store or the spool, by any path
         if getattr(self.store, "remote", False) and not self.settings.strict:
             try:
-                courier_for(self.store, self.settings.resolved_spool_dir).send(op, args)
+                self._journal(op, args)
                 return True
             except Exception as err:
                 log.error("orchestrack could not journal %s for run %r (%s); this write is lost",
@@ -462,28 +470,31 @@ class Run:
 
     def _defer_artifact(self, source: Path, name: str, kind: str, artifact_uri: str, err: Exception) -> Artifact:
         """The artifact store cannot take ``source`` now: record it pointing at a copy kept in the spool
-        folder, and journal its upload (delivered with the other writes, or by ``orchestrack replay``)."""
-        size = source.stat().st_size if source.is_file() else 0
+        folder, and journal its upload (delivered with the other writes, or by ``orchestrack replay``).
+        When not even a copy can be kept, record it pointing at ``source``."""
         try:
-            staged = stage_artifact(source, self.settings.resolved_spool_dir)
+            staged: Path | None = stage_artifact(source, self.settings.resolved_spool_dir)
+            log.warning("orchestrack could not store artifact %r of run %r (%s); a copy waits in %s and is "
+                        "uploaded when the artifact store is back (no impact on the task)",
+                        name, self.key, redact(str(err)), staged)
         except OSError as copy_err:
+            staged = None
             log.warning("orchestrack could not store artifact %r of run %r (%s) nor keep a copy (%s); recorded "
                         "pointing at %s", name, self.key, redact(str(err)), copy_err, source.resolve())
-            artifact = Artifact(name=name, kind=kind, uri=source.resolve().as_uri(), sha256="", size_bytes=size,
-                                task=_task_name())
-            self._write("log_artifact", run_id=self.run_id, artifact=artifact)
-            return artifact
-        log.warning("orchestrack could not store artifact %r of run %r (%s); a copy waits in %s and is uploaded "
-                    "when the artifact store is back (no impact on the task)", name, self.key, redact(str(err)), staged)
-        artifact = Artifact(name=name, kind=kind, uri=staged.as_uri(), sha256="", size_bytes=size, task=_task_name())
+        artifact = Artifact(name=name, kind=kind, uri=(staged or source.resolve()).as_uri(), sha256="",
+                            size_bytes=source.stat().st_size if source.is_file() else 0, task=_task_name())
         self._write("log_artifact", run_id=self.run_id, artifact=artifact)
-        args = inputs.scrub({"run_id": self.run_id, "artifact": artifact, "staged": str(staged),
-                             "artifact_uri": artifact_uri})
-        if getattr(self.store, "remote", False):
-            courier_for(self.store, self.settings.resolved_spool_dir).send("put_artifact", args)
-        else:
-            _spool_for(self.settings).write(self.store.uri, "put_artifact", **args)
+        if staged is not None:
+            self._journal("put_artifact", inputs.scrub({"run_id": self.run_id, "artifact": artifact,
+                                                        "staged": str(staged), "artifact_uri": artifact_uri}))
         return artifact
+
+    def _journal(self, op: str, args: dict[str, Any]) -> None:
+        """Leave a write for later delivery: a remote store's courier takes it, else the spool file."""
+        if getattr(self.store, "remote", False):
+            courier_for(self.store, self.settings.resolved_spool_dir).send(op, args)
+        else:
+            _spool_for(self.settings).write(self.store.uri, op, **args)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags (values become text)."""
@@ -839,9 +850,8 @@ def replay_spool(settings: Settings | None = None) -> tuple[int, list[str]]:
     again after a replay that died half-way, stores nothing twice."""
     settings = settings or load_settings()
     def deliver(uri: str, op: str, args: dict[str, Any], write_id: str) -> None:
-        if "***" in uri and redact(settings.resolved_tracking_uri) == uri:
-            uri = settings.resolved_tracking_uri  # journaled without its password
-        apply_write(open_store(uri, busy_timeout_s=settings.busy_timeout_s), op, args, write_id)
+        store = open_store(configured_uri(uri, settings.resolved_tracking_uri), busy_timeout_s=settings.busy_timeout_s)
+        apply_write(store, op, args, write_id)
 
     return replay(_journal_dirs(settings), deliver, transient=is_transient)
 

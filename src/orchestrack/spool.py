@@ -205,7 +205,8 @@ def replay(directories: list[Path], deliver: Any, *, transient: Any = None) -> t
     now: the rest of that store's writes then wait for a later replay instead of each failing in
     turn. A file whose writes all arrived is deleted; one with writes left is put back as it was.
     """
-    applied, problems = 0, []
+    applied = 0
+    problems: list[str] = []
     for path in pending_files(directories):
         claimed = path.with_suffix(f".replaying-{os.getpid()}")
         try:
@@ -213,39 +214,52 @@ def replay(directories: list[Path], deliver: Any, *, transient: Any = None) -> t
         except OSError:
             continue  # another process claimed it first
         path = path.with_suffix(".jsonl")
-        done = _delivered_ids(path)
-        down: set[str] = set()
-        left = 0
-        for number, line in enumerate(claimed.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            entry: Any = None
-            try:
-                entry = json.loads(line)
-                write_id = write_id_of(entry, line)
-                if write_id in done:
-                    continue
-                if entry["store"] in down:
-                    left += 1
-                    continue
-                adapters = _adapters(entry["op"])
-                args = {name: adapters[name].validate_python(value) for name, value in entry["args"].items()}
-                deliver(entry["store"], entry["op"], args, write_id)
-            except Exception as err:
-                left += 1
-                problems.append(f"{path.name}:{number}: {type(err).__name__}: {err}")
-                if transient is not None and isinstance(entry, dict) and transient(err):
-                    down.add(str(entry.get("store")))
-                continue
-            _note_delivered(path, write_id)
-            done.add(write_id)
-            applied += 1
+        with open(progress_file(path), "a+", encoding="utf-8") as progress:
+            progress.seek(0)
+            done = set(progress.read().split())
+            delivered, left = _replay_file(claimed, done, progress, deliver, transient, problems)
+        applied += delivered
         if left:
             os.rename(claimed, path)
         else:
             claimed.unlink()
             progress_file(path).unlink(missing_ok=True)
     return applied, problems
+
+
+def _replay_file(claimed: Path, done: set[str], progress: Any, deliver: Any, transient: Any,
+                 problems: list[str]) -> tuple[int, int]:
+    """Deliver the writes of one claimed file not in ``done``, noting each in ``progress`` (its open
+    ``.delivered`` file) as it lands; return ``(delivered, left)``."""
+    delivered = left = 0
+    down: set[str] = set()
+    name = claimed.with_suffix(".jsonl").name
+    for number, line in enumerate(claimed.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        entry: Any = None
+        try:
+            entry = json.loads(line)
+            write_id = write_id_of(entry, line)
+            if write_id in done:
+                continue
+            if entry["store"] in down:
+                left += 1
+                continue
+            adapters = _adapters(entry["op"])
+            args = {arg: adapters[arg].validate_python(value) for arg, value in entry["args"].items()}
+            deliver(entry["store"], entry["op"], args, write_id)
+        except Exception as err:
+            left += 1
+            problems.append(f"{name}:{number}: {type(err).__name__}: {err}")
+            if transient is not None and isinstance(entry, dict) and transient(err):
+                down.add(str(entry.get("store")))
+            continue
+        progress.write(write_id + "\n")
+        progress.flush()  # noted as soon as it landed: a replay killed next resumes after it
+        done.add(write_id)
+        delivered += 1
+    return delivered, left
 
 
 def pending_writes(directories: list[Path]) -> dict[str, list[tuple[Path, int]]]:
