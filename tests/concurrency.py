@@ -56,7 +56,7 @@ def run_workers(folder: Path, env: dict[str, str] | None = None, *, quiet: bool 
     if quiet:
         noisy = [(i, line) for i, (_, err) in enumerate(outputs) for line in err.splitlines()
                  if line.strip() and not PASSING_TROUBLE.search(line)]
-        assert not noisy, noisy
+        assert not noisy, f"{len(noisy)} unexpected log lines; the first: {[line[:300] for _, line in noisy[:3]]}"
     return {out.strip() for out, _ in outputs}
 
 

@@ -4,7 +4,10 @@ A task never waits on an MLflow server that is down, restarting, slow or throttl
 a store that says it is remote (``Store.remote``, the MLflow store) is appended to this process's
 journal file in the spool folder (fsynced) and handed to that store's :class:`Courier`, a daemon
 thread that delivers the writes in order, retrying a transient failure with backoff (up to
-:data:`MAX_BACKOFF_S` apart) for as long as the process lives. Each delivered write's id is noted
+:data:`MAX_BACKOFF_S` apart) for as long as the process lives. A write waits at most
+``metric_flush_s`` (or until :func:`settle` asks for it) so that the writes made meanwhile go
+together: a store that can (``Store.apply_writes``, the MLflow store) makes consecutive writes of
+one run in as few requests as it allows. Each delivered write's id is noted
 beside the journal, so whatever stops the delivery (the process ends, is killed, the store stays
 down), ``orchestrack replay`` sends exactly the rest; every write is idempotent, so the one that was
 in flight when a process died lands once.
@@ -18,6 +21,7 @@ same bounded wait runs once more; a journal whose writes all arrived is deleted.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import random
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Longest pause between two tries of a write the store refused for a transient reason.
 MAX_BACKOFF_S = 10.0
+#: Most journaled writes handed to a store at once.
+MAX_BATCH = 1000
 _couriers: dict[str, Courier] = {}
 _couriers_lock = threading.Lock()
 
@@ -78,6 +84,17 @@ def apply_write(store: Any, op: str, args: dict[str, Any], write_id: str | None)
         getattr(store, op)(**args)
 
 
+def apply_writes(store: Any, writes: list[tuple[str, dict[str, Any], str | None]]) -> None:
+    """Make consecutive journaled writes ``(op, args, write_id)`` in order: together where the store can
+    (``store.apply_writes``), else one by one."""
+    together = getattr(store, "apply_writes", None)
+    if together is not None and len(writes) > 1:
+        together(writes, lambda op, args, write_id: apply_write(store, op, args, write_id))
+        return
+    for op, args, write_id in writes:
+        apply_write(store, op, args, write_id)
+
+
 def configured_uri(journaled: str, configured: str) -> str:
     """The URI a journal line names its store by (its password masked): ``configured`` when that is the
     one it names, else the line's own."""
@@ -97,15 +114,21 @@ def stage_artifact(source: Path, spool_dir: Path) -> Path:
 
 
 class Courier:
-    """Delivers the writes this process journaled for one store, in order, in a daemon thread."""
+    """Delivers the writes this process journaled for one store, in order, in a daemon thread.
 
-    def __init__(self, store: Any, journal: Spool) -> None:
+    A write waits up to ``linger_s`` for the writes that follow it (unless :meth:`drain` asks for it),
+    so that the store can make them together.
+    """
+
+    def __init__(self, store: Any, journal: Spool, *, linger_s: float = 0.0) -> None:
         self.store = store
         self.journal = journal
-        self._queue: deque[tuple[str, str, dict[str, Any]]] = deque()
+        self.linger_s = linger_s
+        self._queue: deque[tuple[str, str, dict[str, Any], float]] = deque()  # id, op, args, queued at
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._hurry = 0  # drains waiting: deliver now instead of lingering
         self.down_since: float | None = None  # when the store last failed a write it should take
         self.refused = 0  # writes the store rejected: they stay in the journal for `orchestrack replay`
 
@@ -115,8 +138,8 @@ class Courier:
             write_id = self.journal.append(self.store.uri, op, args)  # under the lock: see _deliver
             if self._pid != os.getpid():  # a forked child: the parent's queue and thread are not ours
                 self._queue.clear()
-                self._thread, self._pid = None, os.getpid()
-            self._queue.append((write_id, op, args))
+                self._thread, self._pid, self._hurry = None, os.getpid(), 0
+            self._queue.append((write_id, op, args, time.monotonic()))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._deliver, name=f"orchestrack-courier {self.store.uri}",
                                                 daemon=True)
@@ -136,45 +159,67 @@ class Courier:
             return len(self._queue)
 
     def drain(self, timeout_s: float, *, while_down: bool = False) -> bool:
-        """Wait until every queued write is delivered, at most ``timeout_s`` and not while the store is
-        down (unless ``while_down``); return whether nothing is left."""
+        """Deliver every queued write now and wait until none is left, at most ``timeout_s`` and not
+        while the store is down (unless ``while_down``); return whether nothing is left."""
         deadline = time.monotonic() + timeout_s
         with self._changed:
-            while self._queue and (while_down or self.down_since is None):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._changed.wait(min(left, 1.0))
+            self._hurry += 1
+            self._changed.notify_all()
+            try:
+                while self._queue and (while_down or self.down_since is None):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._changed.wait(min(left, 1.0))
+            finally:
+                self._hurry -= 1
             return not self._queue
+
+    def _next_batch(self, most: int) -> list[tuple[str, str, dict[str, Any], float]]:
+        """The writes to deliver next, once the oldest has lingered long enough or a drain waits."""
+        with self._changed:
+            while True:
+                if self._queue:
+                    due = self._queue[0][3] + self.linger_s
+                    now = time.monotonic()
+                    if self._hurry or now >= due or len(self._queue) >= MAX_BATCH:
+                        return list(itertools.islice(self._queue, most))
+                    self._changed.wait(due - now)
+                else:
+                    self._changed.wait()
 
     def _deliver(self) -> None:
         backoff = 0.5
+        singly = 0  # a batch was refused: its writes go one by one, so that only the refused one stays
         while True:
-            with self._changed:
-                while not self._queue:
-                    self._changed.wait()
-                write_id, op, args = self._queue[0]
-            try:
-                apply_write(open_store(self.store.uri), op, args, write_id)  # the open instance (stores reopen)
+            batch = self._next_batch(1 if singly else MAX_BATCH)
+            try:  # the open store instance (stores reopen)
+                apply_writes(open_store(self.store.uri), [(op, args, write_id) for write_id, op, args, _ in batch])
             except Exception as err:
                 if is_transient(err):
                     self._failed(err)
                     time.sleep(backoff * (0.5 + random.random()))
                     backoff = min(MAX_BACKOFF_S, backoff * 2)
                     continue
+                if len(batch) > 1:
+                    singly = len(batch)
+                    continue
                 # Rejected for what it is: trying again cannot help. It stays in the journal, where
                 # `orchestrack replay` reports it.
                 self.refused += 1
                 log.error("orchestrack: %s %s refused %s (%s); it stays in %s for `orchestrack replay`",
-                          type(self.store).__name__, self.store.uri, op, redact(str(err)), self.journal.path)
+                          type(self.store).__name__, self.store.uri, batch[0][1], redact(str(err)), self.journal.path)
             else:
-                self.journal.delivered(write_id)
+                for write_id, *_ in batch:
+                    self.journal.delivered(write_id)
                 if self.down_since is not None:
                     log.warning("orchestrack: %s is back after %.0f s; delivering the journaled writes",
                                 self.store.uri, time.monotonic() - self.down_since)
             backoff = 0.5
+            singly = max(0, singly - len(batch))
             with self._changed:
-                self._queue.popleft()
+                for _ in batch:
+                    self._queue.popleft()
                 if not self._queue and not self.refused:
                     self.journal.forget_delivered()  # everything arrived: the journal starts empty again
                 self.down_since = None
@@ -191,13 +236,23 @@ class Courier:
                         "(no impact on the pipeline)", self.store.uri, redact(str(err)), self.journal.path)
 
 
-def courier_for(store: Any, journal_dir: Path) -> Courier:
-    """This process's courier for ``store``, journaling into ``journal_dir``."""
+def courier_for(store: Any, journal_dir: Path, *, linger_s: float | None = None) -> Courier:
+    """This process's courier for ``store``, journaling into ``journal_dir``; a new one lets writes
+    linger ``linger_s`` (default: the ``metric_flush_s`` setting) for the ones that follow."""
     with _couriers_lock:
         courier = _couriers.get(store.uri)
         if courier is None:
-            courier = _couriers[store.uri] = Courier(store, Spool(journal_dir, kind="journal"))
+            if linger_s is None:
+                linger_s = _configured_linger_s()
+            courier = _couriers[store.uri] = Courier(store, Spool(journal_dir, kind="journal"), linger_s=linger_s)
         return courier
+
+
+def _configured_linger_s() -> float:
+    try:
+        return load_settings().metric_flush_s
+    except Exception:
+        return 0.0
 
 
 def store_down(uri: str) -> bool:

@@ -46,6 +46,11 @@ def redact_private_keys(text: str) -> str:
     return _PRIVATE_KEY.sub(r"\1***\2", text)
 
 
+#: Texts up to this length are redacted once and remembered: a run's writes repeat the same short
+#: values (names, paths, versions) over and over.
+_REMEMBERED_TEXT = 256
+
+
 def redact(text: str) -> str:
     """``text`` with passwords, tokens, keys and URL credentials replaced by ``***``.
 
@@ -53,7 +58,17 @@ def redact(text: str) -> str:
 
         redact("postgresql://app:S3cr3t@db/x password=hunter2")  # 'postgresql://app:***@db/x password=***'
     """
+    if len(text) <= _REMEMBERED_TEXT and type(text) is str:
+        return _redact_short(text)
+    return _redact(text)
 
+
+@functools.lru_cache(maxsize=8192)
+def _redact_short(text: str) -> str:
+    return _redact(text)
+
+
+def _redact(text: str) -> str:
     def hide(match: re.Match[str]) -> str:
         for prefix in ("named", "scheme"):
             if match.group(prefix):

@@ -7,6 +7,7 @@ usable instead of refusing them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -42,6 +43,19 @@ E = TypeVar("E", bound=Enum)
 
 def check_name(value: object, what: str, where: str, limit: int = MAX_NAME) -> str:
     """A non-empty single-line name of at most ``limit`` characters."""
+    if type(value) is str and limit == MAX_NAME and value in _GOOD_NAMES:
+        return value  # a metric or param name of a training loop: checked on its first call
+    name = _check_name(value, what, where, limit)
+    if limit == MAX_NAME and len(_GOOD_NAMES) < 8192:
+        _GOOD_NAMES.add(name)
+    return name
+
+
+#: Names that passed :func:`check_name` (bounded): a loop logging the same names skips the checks.
+_GOOD_NAMES: set[str] = set()
+
+
+def _check_name(value: object, what: str, where: str, limit: int) -> str:
     if not isinstance(value, str):
         raise InvalidInputError(f"{what} must be a string, got {type(value).__name__} {value!r} ({where})")
     if not value.strip():
@@ -191,7 +205,17 @@ MASK = "***"
 
 def is_secret_name(name: object) -> bool:
     """True when ``name`` (a param, tag or variable name) says its value is a secret."""
-    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name)).lower())
+    text = name if type(name) is str else str(name)
+    return _is_secret_short_name(text) if len(text) <= 256 else _is_secret_text(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _is_secret_short_name(name: str) -> bool:  # names repeat on every write of a run: decided once
+    return _is_secret_text(name)
+
+
+def _is_secret_text(name: str) -> bool:
+    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
     pairs = {a + b for a, b in zip(words, words[1:], strict=False)}
     return not _SECRET_WORDS.isdisjoint({*words, *pairs})
 
@@ -256,6 +280,8 @@ def scrub(value: Any, *, names: bool = True) -> Any:
                   for key, item in value.items()}
         return value if all(result[key] is item for key, item in value.items()) else result
     if isinstance(value, (list, tuple)):
+        if all(type(item) is MetricPoint for item in value):  # a batch of checked points
+            return value
         items = [scrub(item, names=names) for item in value]
         return value if all(a is b for a, b in zip(items, value, strict=True)) else type(value)(items)
     return value

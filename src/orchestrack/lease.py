@@ -61,6 +61,13 @@ def lost_because(attempt: TaskAttempt, now: datetime | None = None) -> str | Non
     return None
 
 
+def _due(attempt: TaskAttempt, lease_s: float, now: datetime) -> bool:
+    """Whether a held lease needs renewing now: not one taken or renewed a moment ago (a round that
+    falls just after a hold would write the same lease again)."""
+    expires = attempt.lease_expires_at
+    return expires is None or expires - now <= timedelta(seconds=lease_s * 0.9)
+
+
 class _Leases:
     """The running attempts this process holds, by run, and the thread that renews them."""
 
@@ -115,7 +122,10 @@ class _Leases:
                     if entry is None or not entry[1]:
                         continue
                     run, held = entry
-                    renewed = [leased(a, run.settings.lease_s) for a in held.values()]
+                    now = utcnow()
+                    renewed = [leased(a, run.settings.lease_s, now) for a in held.values() if _due(a, run.settings.lease_s, now)]
+                    if not renewed:
+                        continue
                 try:
                     run._write("record_tasks", run_id=run.run_id, attempts=renewed)
                 except Exception as err:  # strict mode raised: say so, keep renewing the others

@@ -2,7 +2,7 @@
 transaction every ``max_points`` points instead of one a call.
 
 A run's buffered points are written when ``max_points`` wait, ``flush_s`` after the first of them
-(a timer thread), when any task attempt of the process ends or a run closes, when the process
+(one flusher thread per process), when any task attempt of the process ends or a run closes, when the process
 reads a run, and at interpreter exit. A process killed outright (SIGKILL, the OOM killer) loses at
 most the last ``flush_s`` of points; ``metric_flush_s = 0`` writes every call at once (and strict
 mode always does).
@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 
@@ -37,7 +38,6 @@ class MetricBuffer:
         self._points: list[MetricPoint] = []
         self._lock = threading.Lock()
         self._flushing = threading.Lock()  # batches leave in the order they were logged
-        self._timer: threading.Timer | None = None
         with _buffers_lock:
             _buffers.add(self)
 
@@ -47,26 +47,23 @@ class MetricBuffer:
             self._write(points)
             return
         with self._lock:
-            if not self._points:
+            first = not self._points
+            if first:
                 with _buffers_lock:
                     _pending.add(self)
             self._points.extend(points)
             full = len(self._points) >= self.max_points
-            if not full and self._timer is None:
-                self._timer = threading.Timer(self.flush_s, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
         if full:
             self.flush()
+        elif first:
+            _flusher.flush_at(self, time.monotonic() + self.flush_s)
 
     def flush(self) -> None:
         """Write every waiting point now (one store write)."""
         with self._flushing:
             with self._lock:
                 points, self._points = self._points, []
-                timer, self._timer = self._timer, None
-            if timer is not None and timer is not threading.current_thread():
-                timer.cancel()
+            _flusher.forget(self)
             if points:
                 self._write(points)
             # Pending until written: a flush_all meanwhile (a task's end) waits for this write.
@@ -78,8 +75,46 @@ class MetricBuffer:
     def _start_over_in_child(self) -> None:
         # A forked child inherits its parent's waiting points (the parent writes them, not the child)
         # and locks another thread may have held at the fork.
-        self._points, self._timer = [], None
+        self._points = []
         self._lock, self._flushing = threading.Lock(), threading.Lock()
+
+
+class _Flusher:
+    """One thread of this process that writes each buffer's points when they have waited ``flush_s``
+    (a thread per batch cost a training loop a thread start a batch)."""
+
+    def __init__(self) -> None:
+        self._due: dict[MetricBuffer, float] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def flush_at(self, buffer: MetricBuffer, moment: float) -> None:
+        """Flush ``buffer`` at ``moment`` (``time.monotonic()``), unless it is flushed before."""
+        with self._changed:
+            self._due.setdefault(buffer, moment)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="orchestrack-metric-flusher", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def forget(self, buffer: MetricBuffer) -> None:
+        """``buffer`` was flushed: nothing of it is due."""
+        with self._changed:
+            self._due.pop(buffer, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [buffer for buffer, moment in self._due.items() if moment <= now]
+                if not due:
+                    self._changed.wait(min(self._due.values(), default=now + 60.0) - now)
+                    continue
+            for buffer in due:
+                buffer.flush()
+
+
+_flusher = _Flusher()
 
 
 def flush_all() -> None:
@@ -91,8 +126,9 @@ def flush_all() -> None:
 
 
 def _start_over_in_child() -> None:
-    global _buffers_lock
+    global _buffers_lock, _flusher
     _buffers_lock = threading.Lock()
+    _flusher = _Flusher()
     _pending.clear()
     for buffer in list(_buffers):
         buffer._start_over_in_child()

@@ -15,7 +15,7 @@ from tests.outage import nothing_left_in_the_journal, pipeline_outage
 
 pytestmark = [pytest.mark.mlflow_s3, pytest.mark.timeout(600)]
 
-TASKS, STEPS, GATED = 12, 40, 4
+TASKS, STEPS, GATED = 6, 40, 2
 
 FLOW = textwrap.dedent('''
     import sys

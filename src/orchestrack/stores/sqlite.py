@@ -7,6 +7,7 @@ idempotent by key thanks to the unique index on ``runs.key``.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import groupby
+from itertools import groupby, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,9 @@ _TASK_ORDER = "ORDER BY started_at IS NULL, started_at, task_id, attempt"
 _RUN_ROW = "run_id, key, name, owner, purpose, status, pipeline, failure_reason, started_at, ended_at, doc"
 # Top-level record fields with their own column; everything else lives in the JSON ``doc``.
 _COLUMNS = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at")
+# What a metric point is read as: the slice as a flag and a text (``None`` does not sort), then in the
+# order of :func:`_latest_last`'s columns.
+_METRIC_ROW = "run_id, slice IS NOT NULL, ifnull(slice, ''), key, step, ts, value, task"
 _DOC_FIELDS = ("schema_version", "orchestrator", "code", "features", "llm", "metric_units", "environment", "failure",
                "gate", "incomplete")
 
@@ -116,6 +120,31 @@ def _ts(value: datetime | str | None) -> str | None:
     # The wall-clock part of isoformat (now UTC): several times faster than strftime, and a
     # 100,000-point metric series pays it per point.
     return value.isoformat(timespec="microseconds")[:26] + "Z"
+
+
+def _latest_last(points: list[Any]) -> list[Any]:
+    """One key's points (rows of ``_METRIC_ROW``, in log order) by step, then time, log order within
+    ties (a stable sort): the last is the latest. A point without a step counts as step -1."""
+    if len(points) < 2:
+        return points
+    if None in map(itemgetter(4), points):
+        return sorted(points, key=lambda point: (-1 if point[4] is None else point[4], point[5]))
+    return sorted(points, key=itemgetter(4, 5))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for the block (left as it was found). Reading a run
+    back makes one object per metric point, none in a cycle; on a 100,000-point series the collector,
+    triggered over and over by those allocations and scanning every object they keep alive, took
+    as long as making them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 #: SQLite's primary result codes (``sqlite3.Error.sqlite_errorname``, Python 3.11+) by what they mean here.
@@ -425,6 +454,10 @@ class SQLiteStore:
 
     def _assemble_many(self, rows: list[Any]) -> list[RunRecord]:
         """Whole records for ``rows`` of ``runs``, with one query per child table for all of them."""
+        with _collector_paused():
+            return self._assemble_documents(rows)
+
+    def _assemble_documents(self, rows: list[Any]) -> list[RunRecord]:
         documents: dict[str, dict[str, Any]] = {}
         for row in rows:
             (run_id, key, name, owner, purpose, status, _pipeline, _reason, started_at, ended_at, doc) = tuple(row)
@@ -456,47 +489,34 @@ class SQLiteStore:
 
     def _metric_views(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Each run's latest value per key (overall, per slice, per task) and its step series, from
-        its raw points in log order. "Latest" is the highest step, then the latest log, as in MLflow.
+        its raw points. "Latest" is the highest step, then the latest log, as in MLflow.
 
-        One pass over the points (a 100,000-point run costs little more than reading its rows)."""
+        The points are grouped by run, slice and key, and each group put in "latest last" order, by
+        sorts on column values (no Python comparison per point): a group's last point is its latest
+        value, its stepped points are its series, and each task's last point is that task's latest."""
         views: dict[str, dict[str, Any]] = {run_id: {"metrics": {}, "slice_metrics": {}, "task_metrics": {},
                                                      "metric_series": {}} for run_id in ids}
         marks = ",".join("?" * len(ids))
-        rows = self._read(f"SELECT run_id, key, value, step, slice, ts, task FROM metrics WHERE run_id IN ({marks}) "
-                          "ORDER BY run_id, seq", tuple(ids))
-        for run_id, run_rows in groupby(rows, key=itemgetter(0)):
-            latest: dict[tuple[str | None, str], tuple[int, str, float]] = {}
-            by_task: dict[tuple[str, str], tuple[int, str, float]] = {}
-            series: dict[str, list[tuple[int, str, float]]] = {}
-            for _, key, value, step, slice_, ts, task in run_rows:
-                # Later points come later: ">=" keeps the last of equal (step, ts).
-                rank = (-1 if step is None else step, ts, value)
-                current = latest.get((slice_, key))
-                if current is None or rank[:2] >= current[:2]:
-                    latest[(slice_, key)] = rank
-                if slice_ is None:
-                    if task is not None:
-                        seen = by_task.get((task, key))
-                        if seen is None or rank[:2] >= seen[:2]:
-                            by_task[(task, key)] = rank
-                    if step is not None:
-                        series.setdefault(key, []).append(rank)
-            metrics: dict[str, float] = {}
-            slices: dict[str, dict[str, float]] = {}
-            for (slice_, key), (_, _, value) in sorted(latest.items(), key=lambda item: (item[0][0] or "", item[0][1])):
-                if slice_ is None:
-                    metrics[key] = value
-                else:
-                    slices.setdefault(slice_, {})[key] = value
-            tasks: dict[str, dict[str, float]] = {}
-            for (task, key), (_, _, value) in sorted(by_task.items()):
+        rows = self._read(f"SELECT {_METRIC_ROW} FROM metrics WHERE run_id IN ({marks}) ORDER BY run_id, seq",
+                          tuple(ids))
+        group_of = itemgetter(0, 1, 2, 3)  # run_id, sliced, slice, key
+        rows.sort(key=group_of)  # stable: log order within a group
+        by_task: dict[str, dict[tuple[str, str], float]] = {run_id: {} for run_id in ids}
+        for (run_id, sliced, slice_, key), group in groupby(rows, key=group_of):
+            points = _latest_last(list(group))
+            view = views[run_id]
+            if sliced:
+                view["slice_metrics"].setdefault(slice_, {})[key] = points[-1][6]
+                continue
+            view["metrics"][key] = points[-1][6]
+            by_task[run_id].update(zip(zip(map(itemgetter(7), points), repeat(key)), map(itemgetter(6), points)))
+            series = [SeriesPoint.read_back(step, value, ts) for *_, step, ts, value, _ in points if step is not None]
+            if len(series) > 1:
+                view["metric_series"][key] = series
+        for run_id, latest in by_task.items():
+            tasks = views[run_id]["task_metrics"]
+            for (task, key), value in sorted(item for item in latest.items() if item[0][0] is not None):
                 tasks.setdefault(task, {})[key] = value
-            views[run_id] = {
-                "metrics": metrics, "slice_metrics": slices, "task_metrics": tasks,
-                "metric_series": {key: [SeriesPoint(step=step, value=value, timestamp=ts)  # type: ignore[arg-type]
-                                        for step, ts, value in
-                                        sorted(points, key=itemgetter(0, 1))]  # stable: log order within ties
-                                  for key, points in series.items() if len(points) > 1}}
         return views
 
     # -- logging ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from airflow.sdk import DAG, task
 
 from orchestrack.airflow import TrackRunOperator
 
-TASKS, STEPS, GATED = 10, 40, 3
+TASKS, STEPS, GATED = 6, 40, 2
 
 
 def make(index: int) -> object:
