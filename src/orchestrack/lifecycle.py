@@ -337,9 +337,8 @@ class Run:
         now = utcnow()
         current = _active_task.get()
         task = current.task_id if current is not None else None
-        # Every field is checked above or by check_metric: built without validating again (a loop's hot path).
-        points = [MetricPoint.model_construct(key=k, value=inputs.check_metric(k, v, "log_metrics"), step=step,
-                                              slice=label, task=task, timestamp=now) for k, v in metrics.items()]
+        points = [MetricPoint(key=k, value=inputs.check_metric(k, v, "log_metrics"), step=step, slice=label,
+                              task=task, timestamp=now) for k, v in metrics.items()]
         if unit is not None:
             self._set_units(inputs.metric_units(unit, list(metrics), "log_metrics unit="))
         if points:
