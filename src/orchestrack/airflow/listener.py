@@ -10,7 +10,7 @@ from airflow.listeners import hookimpl
 
 import orchestrack
 from orchestrack.airflow.facts import dag_version_of, image_of, run_end, run_key, task_name, task_report_at_end
-from orchestrack.airflow.operator import TrackRunOperator, open_tracked_run, tracker_of
+from orchestrack.airflow.operator import TrackRunOperator, forget_opened_run, open_tracked_run, tracker_of
 from orchestrack.delivery import is_transient
 from orchestrack.errors import RunNotFoundError
 from orchestrack.guard import fail_open
@@ -40,10 +40,11 @@ def _tracked(key: str, dag: Any = None) -> bool:
     return True
 
 
-#: The run each task attempt's running hook opened in this process, by (DAG id, run id, task, try):
-#: the attempt's end hook, which Airflow fires in the same task process, reuses it instead of opening
-#: the run again (a whole start_run: settings, code capture, a store round trip). Emptied by end hooks.
-_opened: dict[tuple[str, str, str, int], Run] = {}
+#: The run each task attempt's running hook opened in this process, and the attempt's details, by
+#: (DAG id, run id, task, try): the attempt's end hook, which Airflow fires in the same task process,
+#: reuses them instead of opening the run again (a whole start_run: settings, code capture, a store
+#: round trip) and reading the details again (``log_url`` reads Airflow's configuration). Emptied by end hooks.
+_opened: dict[tuple[str, str, str, int], tuple[Run, dict[str, Any]]] = {}
 
 
 def _attempt_of(ti: Any) -> tuple[str, str, str, int]:
@@ -58,24 +59,29 @@ def _run_for(ti: Any) -> Run | None:
     return orchestrack.start_run(key=key) if _tracked(key, getattr(getattr(ti, "task", None), "dag", None)) else None
 
 
-def _report(ti: Any, outcome: Outcome, **facts: Any) -> None:
-    attempt = _attempt_of(ti)
-    run = _opened.pop(attempt, None) if outcome is not Outcome.RUNNING else None
-    if run is None:
-        run = _run_for(ti)
-    if run is None:
-        return
-    if outcome is Outcome.RUNNING:
-        _opened.clear()  # one task attempt at a time runs in a task process: forget any left unended
-        _opened[attempt] = run
-    name = task_name(ti.task_id, ti.map_index)
+def _details_of(ti: Any) -> dict[str, Any]:
     details = {"log_url": getattr(ti, "log_url", None), "image": image_of(getattr(ti, "task", None)),
                "queue": getattr(ti, "queue", None)}
+    return {k: v for k, v in details.items() if v}
+
+
+def _report(ti: Any, outcome: Outcome, **facts: Any) -> None:
+    attempt = _attempt_of(ti)
+    opened = _opened.pop(attempt, None) if outcome is not Outcome.RUNNING else None
+    run, details = opened if opened is not None else (_run_for(ti), None)
+    if run is None:
+        return
+    if details is None:
+        details = _details_of(ti)
+    if outcome is Outcome.RUNNING:
+        _opened.clear()  # one task attempt at a time runs in a task process: forget any left unended
+        _opened[attempt] = (run, details)
+    name = task_name(ti.task_id, ti.map_index)
     attempts = run.report_tasks([TaskReport(
         task_id=name, name=name, attempt=int(ti.try_number or 0), outcome=outcome,
         started_at=getattr(ti, "start_date", None) or (utcnow() if outcome is Outcome.RUNNING else None),
         ended_at=None if outcome is Outcome.RUNNING else utcnow(), hostname=getattr(ti, "hostname", None),
-        details={k: v for k, v in details.items() if v}, **facts)], hold=outcome is Outcome.RUNNING)
+        details=details, **facts)], hold=outcome is Outcome.RUNNING)
     # The running hook fires in the task's own process, which holds the attempt's lease until it ends.
     # In the task's own process the task's code runs next: its fluent calls attach to this attempt.
     enter_task(run, attempts[0] if outcome is Outcome.RUNNING else None)
@@ -143,6 +149,7 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     reports = [task_report_at_end(row, end, recorded, vanished=VANISHED) for row in rows]
     run.report_tasks(report for report in reports if report is not None)
     run.conclude(end)
+    forget_opened_run(key)
 
 
 def _dag_version_number(version_id: Any) -> int | None:

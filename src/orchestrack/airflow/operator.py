@@ -216,20 +216,42 @@ def _context_of(ti: Any) -> Any:
         return {}
 
 
+#: The run this process last opened, with the ``start_run`` arguments it was opened with. A process
+#: that runs many tasks of one DAG run (``dag.test()``) would otherwise open the same run again for
+#: each task's hook (code capture, a store write and a whole record read back) only to change
+#: nothing: the stored run already holds every fact given. Other facts (another DAG run, another
+#: image) or other settings (another store) open again.
+_last_opened: tuple[dict[str, Any], Run] | None = None
+
+
 def open_tracked_run(tracker: TrackRunOperator, ti: Any, context: Any = None) -> Run:
     """Open the run of ``ti``'s DAG run, or attach to it (idempotent by key), whichever task's hook
     comes first: the DAG's params and conf, the DAG run's facts and start time come with it."""
+    global _last_opened
     import orchestrack
     from orchestrack.airflow.facts import code_from_bundle, image_of, orchestrator_info, run_key
     from orchestrack.inputs import mask_sensitive as redacted
+    from orchestrack.settings import load_settings
 
     context = context if context is not None else _context_of(ti)
     dag_run = context.get("dag_run")
     params = redacted(airflow_masked(context.get("params")))
     conf = redacted(airflow_masked(getattr(dag_run, "conf", None)))
-    return orchestrack.start_run(
+    opening = dict(
         key=run_key(ti.dag_id, ti.run_id), owner=tracker.run_owner or tracker.owner or None,
         purpose=tracker.purpose, pipeline=ti.dag_id, started_at=getattr(dag_run, "start_date", None),
         orchestrator=orchestrator_info(ti.dag_id, ti.run_id, ti=ti, dag_run=dag_run, base_url=airflow_base_url()),
         code=code_from_bundle(ti), image=image_of(getattr(ti, "task", None)), tags=tracker.run_tags,
         params={**params, **{f"conf.{key}": value for key, value in conf.items()}})
+    if _last_opened is not None and _last_opened[0] == opening and _last_opened[1].settings is load_settings():
+        return _last_opened[1]
+    run = orchestrack.start_run(**opening)
+    _last_opened = (opening, run)
+    return run
+
+
+def forget_opened_run(key: str) -> None:
+    """Open the run for ``key`` afresh next time (its DAG run ended, and the run was closed)."""
+    global _last_opened
+    if _last_opened is not None and _last_opened[0]["key"] == key:
+        _last_opened = None

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import groupby, repeat
+from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,7 @@ _RUN_ROW = "run_id, key, name, owner, purpose, status, pipeline, failure_reason,
 _COLUMNS = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at")
 # What a metric point is read as: the slice as a flag and a text (``None`` does not sort), then in the
 # order of :func:`_latest_last`'s columns.
-_METRIC_ROW = "run_id, slice IS NOT NULL, ifnull(slice, ''), key, step, ts, value, task"
+_METRIC_ROW = "run_id, slice IS NOT NULL, ifnull(slice, ''), key, step, value, ts, task"
 _DOC_FIELDS = ("schema_version", "orchestrator", "code", "features", "llm", "metric_units", "environment", "failure",
                "gate", "incomplete")
 
@@ -125,11 +125,9 @@ def _ts(value: datetime | str | None) -> str | None:
 def _latest_last(points: list[Any]) -> list[Any]:
     """One key's points (rows of ``_METRIC_ROW``, in log order) by step, then time, log order within
     ties (a stable sort): the last is the latest. A point without a step counts as step -1."""
-    if len(points) < 2:
-        return points
     if None in map(itemgetter(4), points):
-        return sorted(points, key=lambda point: (-1 if point[4] is None else point[4], point[5]))
-    return sorted(points, key=itemgetter(4, 5))
+        return sorted(points, key=lambda point: (-1 if point[4] is None else point[4], point[6]))
+    return sorted(points, key=itemgetter(4, 6))
 
 
 @contextmanager
@@ -347,7 +345,7 @@ class SQLiteStore:
         """Insert ``record`` unless its key exists; return the stored run."""
         document = record.model_dump(mode="json")
         with self._write("open a run in") as connection:
-            connection.execute(
+            inserted = connection.execute(
                 "INSERT INTO runs (run_id, key, name, owner, purpose, status, pipeline, failure_reason,"
                 " started_at, ended_at, doc, failure_fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (key) DO NOTHING",
@@ -355,12 +353,14 @@ class SQLiteStore:
                  record.orchestrator.pipeline, record.failure.reason.value if record.failure else None,
                  _ts(record.started_at), _ts(record.ended_at),
                  json.dumps({k: document[k] for k in _DOC_FIELDS}),
-                 record.failure.fingerprint if record.failure else None))
+                 record.failure.fingerprint if record.failure else None)).rowcount == 1
             for key, value in record.params.items():
                 connection.execute("INSERT OR IGNORE INTO params VALUES (?,?,?)",
                                    (record.run_id, key, json.dumps(value)))
             for key, value in record.tags.items():
                 connection.execute("INSERT OR IGNORE INTO tags VALUES (?,?,?)", (record.run_id, key, value))
+        if inserted:  # this call made the run: it is stored as given, nothing to read back
+            return record
         found = self.find_run(record.key)
         if found is None:  # pragma: no cover - the insert above guarantees a row
             raise RunNotFoundError(f"run {record.key!r} vanished right after it was opened in {self.path}")
@@ -470,9 +470,12 @@ class SQLiteStore:
             return []
         ids = list(documents)
         marks = ",".join("?" * len(ids))
-        for run_id, key, value in self._read(f"SELECT run_id, key, value FROM params WHERE run_id IN ({marks}) "
-                                             "ORDER BY key", tuple(ids)):
-            documents[run_id]["params"][key] = json.loads(value)
+        params = self._read(f"SELECT run_id, key, value FROM params WHERE run_id IN ({marks}) ORDER BY key", tuple(ids))
+        # Each value is one JSON text: parsed as one array (a listing holds thousands; json.loads costs
+        # microseconds a call before it reads a character).
+        values = json.loads(f"[{','.join(row[2] for row in params)}]")
+        for (run_id, key, _), value in zip(params, values, strict=True):
+            documents[run_id]["params"][key] = value
         for run_id, key, value in self._read(f"SELECT run_id, key, value FROM tags WHERE run_id IN ({marks}) "
                                              "ORDER BY key", tuple(ids)):
             documents[run_id]["tags"][key] = value
@@ -492,8 +495,8 @@ class SQLiteStore:
         its raw points. "Latest" is the highest step, then the latest log, as in MLflow.
 
         The points are grouped by run, slice and key, and each group put in "latest last" order, by
-        sorts on column values (no Python comparison per point): a group's last point is its latest
-        value, its stepped points are its series, and each task's last point is that task's latest."""
+        stable sorts on their columns instead of comparisons in Python per point: a group's last point
+        is its latest value, its stepped points are its series, each task's last point its latest."""
         views: dict[str, dict[str, Any]] = {run_id: {"metrics": {}, "slice_metrics": {}, "task_metrics": {},
                                                      "metric_series": {}} for run_id in ids}
         marks = ",".join("?" * len(ids))
@@ -503,19 +506,27 @@ class SQLiteStore:
         rows.sort(key=group_of)  # stable: log order within a group
         by_task: dict[str, dict[tuple[str, str], float]] = {run_id: {} for run_id in ids}
         for (run_id, sliced, slice_, key), group in groupby(rows, key=group_of):
-            points = _latest_last(list(group))
-            view = views[run_id]
+            points = list(group)
+            if len(points) > 1:
+                points = _latest_last(points)
+            latest = points[-1]
             if sliced:
-                view["slice_metrics"].setdefault(slice_, {})[key] = points[-1][6]
+                views[run_id]["slice_metrics"].setdefault(slice_, {})[key] = latest[5]
                 continue
-            view["metrics"][key] = points[-1][6]
-            by_task[run_id].update(zip(zip(map(itemgetter(7), points), repeat(key)), map(itemgetter(6), points)))
-            series = [SeriesPoint.read_back(step, value, ts) for *_, step, ts, value, _ in points if step is not None]
-            if len(series) > 1:
-                view["metric_series"][key] = series
-        for run_id, latest in by_task.items():
+            views[run_id]["metrics"][key] = latest[5]
+            if len(points) == 1:  # most keys of most runs: one value, no series
+                if latest[7] is not None:
+                    by_task[run_id][(latest[7], key)] = latest[5]
+                continue
+            # In "latest last" order, each task's last value is its latest.
+            for task, value in dict(zip(map(itemgetter(7), points), map(itemgetter(5), points), strict=True)).items():
+                by_task[run_id][(task, key)] = value
+            stepped = [point for point in points if point[4] is not None]
+            if len(stepped) > 1:
+                views[run_id]["metric_series"][key] = SeriesPoint.read_back(map(itemgetter(4, 5, 6), stepped))
+        for run_id, by_key in by_task.items():
             tasks = views[run_id]["task_metrics"]
-            for (task, key), value in sorted(item for item in latest.items() if item[0][0] is not None):
+            for (task, key), value in sorted(item for item in by_key.items() if item[0][0] is not None):
                 tasks.setdefault(task, {})[key] = value
         return views
 
