@@ -87,6 +87,21 @@ class StoreContract:
         assert got.slice_metrics == {"country=DE": {"auc": 0.9}}
         assert [(p.step, p.value) for p in got.metric_series["loss"]] == [(0, 3.0), (1, 2.0), (2, 1.0)]
 
+    def test_a_run_read_without_series_is_the_run_less_its_series(self, store: Store) -> None:
+        run = store.open_run(make_record("p/no-series"))
+        now = utcnow()
+        store.log_metrics(run.run_id, [MetricPoint(key="loss", value=v, step=s, task="train",
+                                                   timestamp=now + timedelta(seconds=s))
+                                       for s, v in enumerate([3.0, 2.0, 1.0])])
+        store.log_metrics(run.run_id, [MetricPoint(key="auc", value=0.9, slice="country=DE")])
+        store.record_tasks(run.run_id, [TaskAttempt(task_id="train", name="train", attempt=1,
+                                                    status=TaskStatus.SUCCEEDED, started_at=now)])
+        whole = store.get_run(run.run_id)
+        assert whole.metric_series
+        assert store.get_run_without_series(run.run_id) == whole.model_copy(update={"metric_series": {}})
+        with pytest.raises(RunNotFoundError):
+            store.get_run_without_series(run_id_for("p/missing"))
+
     def test_data_and_artifacts(self, store: Store) -> None:
         run = store.open_run(make_record("p/data"))
         store.log_data(run.run_id, DataSnapshot(name="train", uri="s3://b/train/", version="v1", rows=10))

@@ -66,6 +66,10 @@ class Store(Protocol):
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id; raises ``RunNotFoundError``."""
 
+    def get_run_without_series(self, run_id: str) -> RunRecord:
+        """The run with this id with its latest metric values but an empty ``metric_series``: what
+        closing a run reads (a long series is most of a record's reading time). Raises ``RunNotFoundError``."""
+
     def get_progress(self, run_id: str, task_id: str | None = None) -> tuple[RunStatus, list[TaskAttempt]]:
         """The run's status and task attempts (only ``task_id``'s when given), without reading metrics.
 

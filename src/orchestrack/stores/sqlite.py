@@ -403,6 +403,14 @@ class SQLiteStore:
             raise RunNotFoundError(f"no run with id {run_id!r} in the embedded store {str(self.path)!r}")
         return self._assemble(rows[0])
 
+    def get_run_without_series(self, run_id: str) -> RunRecord:
+        """The run with its latest metric values but no metric series: what closing a run needs (a
+        long training loop's series is most of a record's reading time)."""
+        rows = self._read(f"SELECT {_RUN_ROW} FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise RunNotFoundError(f"no run with id {run_id!r} in the embedded store {str(self.path)!r}")
+        return self._assemble_many([rows[0]], series=False)[0]
+
     def get_progress(self, run_id: str, task_id: str | None = None) -> tuple[RunStatus, list[TaskAttempt]]:
         """The run's status and task attempts (only ``task_id``'s when given)."""
         rows = self._read("SELECT status FROM runs WHERE run_id = ?", (run_id,))
@@ -452,12 +460,13 @@ class SQLiteStore:
     def _assemble(self, row: Any) -> RunRecord:
         return self._assemble_many([row])[0]
 
-    def _assemble_many(self, rows: list[Any]) -> list[RunRecord]:
-        """Whole records for ``rows`` of ``runs``, with one query per child table for all of them."""
+    def _assemble_many(self, rows: list[Any], *, series: bool = True) -> list[RunRecord]:
+        """Whole records for ``rows`` of ``runs`` (without metric series unless ``series``), with one
+        query per child table for all of them."""
         with _collector_paused():
-            return self._assemble_documents(rows)
+            return self._assemble_documents(rows, series)
 
-    def _assemble_documents(self, rows: list[Any]) -> list[RunRecord]:
+    def _assemble_documents(self, rows: list[Any], series: bool) -> list[RunRecord]:
         documents: dict[str, dict[str, Any]] = {}
         for row in rows:
             (run_id, key, name, owner, purpose, status, _pipeline, _reason, started_at, ended_at, doc) = tuple(row)
@@ -486,11 +495,11 @@ class SQLiteStore:
         for run_id, doc in self._read(f"SELECT run_id, doc FROM tasks WHERE run_id IN ({marks}) {_TASK_ORDER}",
                                       tuple(ids)):
             documents[run_id]["tasks"].append(json.loads(doc))
-        for run_id, views in self._metric_views(ids).items():
+        for run_id, views in self._metric_views(ids, series).items():
             documents[run_id].update(views)
         return [RunRecord.model_validate(document) for document in documents.values()]
 
-    def _metric_views(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def _metric_views(self, ids: list[str], series: bool = True) -> dict[str, dict[str, Any]]:
         """Each run's latest value per key (overall, per slice, per task) and its step series, from
         its raw points. "Latest" is the highest step, then the latest log, as in MLflow.
 
@@ -521,7 +530,7 @@ class SQLiteStore:
             # In "latest last" order, each task's last value is its latest.
             for task, value in dict(zip(map(itemgetter(7), points), map(itemgetter(5), points), strict=True)).items():
                 by_task[run_id][(task, key)] = value
-            stepped = [point for point in points if point[4] is not None]
+            stepped = [point for point in points if point[4] is not None] if series else []
             if len(stepped) > 1:
                 views[run_id]["metric_series"][key] = SeriesPoint.read_back(map(itemgetter(4, 5, 6), stepped))
         for run_id, by_key in by_task.items():
