@@ -128,7 +128,7 @@ class Courier:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._hurry = 0  # drains waiting: deliver now instead of lingering
+        self._urgent = False  # deliver what is queued without lingering (a drain asked), until none is left
         self.down_since: float | None = None  # when the store last failed a write it should take
         self.refused = 0  # writes the store rejected: they stay in the journal for `orchestrack replay`
 
@@ -138,7 +138,7 @@ class Courier:
             write_id = self.journal.append(self.store.uri, op, args)  # under the lock: see _deliver
             if self._pid != os.getpid():  # a forked child: the parent's queue and thread are not ours
                 self._queue.clear()
-                self._thread, self._pid, self._hurry = None, os.getpid(), 0
+                self._thread, self._pid, self._urgent = None, os.getpid(), False
             self._queue.append((write_id, op, args, time.monotonic()))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._deliver, name=f"orchestrack-courier {self.store.uri}",
@@ -158,21 +158,24 @@ class Courier:
         with self._changed:
             return len(self._queue)
 
+    def hurry(self) -> None:
+        """Deliver what is queued now, without lingering for more."""
+        with self._changed:
+            if self._queue:
+                self._urgent = True
+                self._changed.notify_all()
+
     def drain(self, timeout_s: float, *, while_down: bool = False) -> bool:
         """Deliver every queued write now and wait until none is left, at most ``timeout_s`` and not
         while the store is down (unless ``while_down``); return whether nothing is left."""
+        self.hurry()
         deadline = time.monotonic() + timeout_s
         with self._changed:
-            self._hurry += 1
-            self._changed.notify_all()
-            try:
-                while self._queue and (while_down or self.down_since is None):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._changed.wait(min(left, 1.0))
-            finally:
-                self._hurry -= 1
+            while self._queue and (while_down or self.down_since is None):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(min(left, 1.0))
             return not self._queue
 
     def _next_batch(self, most: int) -> list[tuple[str, str, dict[str, Any], float]]:
@@ -182,7 +185,7 @@ class Courier:
                 if self._queue:
                     due = self._queue[0][3] + self.linger_s
                     now = time.monotonic()
-                    if self._hurry or now >= due or len(self._queue) >= MAX_BATCH:
+                    if self._urgent or now >= due or len(self._queue) >= MAX_BATCH:
                         return list(itertools.islice(self._queue, most))
                     self._changed.wait(due - now)
                 else:
@@ -220,20 +223,21 @@ class Courier:
             with self._changed:
                 for _ in batch:
                     self._queue.popleft()
-                if not self._queue and not self.refused:
-                    self.journal.forget_delivered()  # everything arrived: the journal starts empty again
+                if not self._queue:
+                    self._urgent = False
+                    if not self.refused:
+                        self.journal.forget_delivered()  # everything arrived: the journal starts empty again
                 self.down_since = None
                 self._changed.notify_all()
 
     def _failed(self, err: Exception) -> None:
-        with self._changed:
-            first = self.down_since is None
-            if first:
-                self.down_since = time.monotonic()
-            self._changed.notify_all()
-        if first:
+        if self.down_since is None:  # said before a drain waiting on it returns (only this thread sets it)
             log.warning("orchestrack cannot reach %s (%s); writes wait in %s and are delivered when it is back "
                         "(no impact on the pipeline)", self.store.uri, redact(str(err)), self.journal.path)
+        with self._changed:
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+            self._changed.notify_all()
 
 
 def courier_for(store: Any, journal_dir: Path, *, linger_s: float | None = None) -> Courier:
@@ -269,6 +273,8 @@ def settle(timeout_s: float, *, while_down: bool = False, uri: str | None = None
     deadline = time.monotonic() + timeout_s
     with _couriers_lock:
         couriers = [c for c in _couriers.values() if uri is None or c.store.uri == uri]
+    for courier in couriers:  # all at once: a slow one must not hold up the others' delivery
+        courier.hurry()
     return all([courier.drain(max(0.0, deadline - time.monotonic()), while_down=while_down)
                 for courier in couriers])
 

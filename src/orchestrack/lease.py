@@ -61,13 +61,6 @@ def lost_because(attempt: TaskAttempt, now: datetime | None = None) -> str | Non
     return None
 
 
-def _due(attempt: TaskAttempt, lease_s: float, now: datetime) -> bool:
-    """Whether a held lease needs renewing now: not one taken or renewed a moment ago (a round that
-    falls just after a hold would write the same lease again)."""
-    expires = attempt.lease_expires_at
-    return expires is None or expires - now <= timedelta(seconds=lease_s * 0.9)
-
-
 class _Leases:
     """The running attempts this process holds, by run, and the thread that renews them."""
 
@@ -80,12 +73,15 @@ class _Leases:
         self._held: dict[str, tuple[Run, dict[tuple[str, int], TaskAttempt]]] = {}
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_round = time.monotonic()
 
     def hold(self, run: Run, attempts: list[TaskAttempt]) -> None:
         """Renew these running attempts of ``run`` (as written: renewals keep what they say) until released."""
         if run.settings.lease_s <= 0:
             return
         with self._lock:
+            if not any(held for _, held in self._held.values()):
+                self._last_round = time.monotonic()  # nothing was held: the first round is a period away
             _, held = self._held.get(run.run_id, (run, {}))
             held.update(((a.task_id, a.attempt), a) for a in attempts if a.status is TaskStatus.RUNNING)
             self._held[run.run_id] = (run, held)
@@ -122,10 +118,7 @@ class _Leases:
                     if entry is None or not entry[1]:
                         continue
                     run, held = entry
-                    now = utcnow()
-                    renewed = [leased(a, run.settings.lease_s, now) for a in held.values() if _due(a, run.settings.lease_s, now)]
-                    if not renewed:
-                        continue
+                    renewed = [leased(a, run.settings.lease_s) for a in held.values()]
                 try:
                     run._write("record_tasks", run_id=run.run_id, attempts=renewed)
                 except Exception as err:  # strict mode raised: say so, keep renewing the others
@@ -144,18 +137,17 @@ class _Leases:
         return min(leases) / 3 if leases else 60.0
 
     def _renew_forever(self) -> None:
-        last = time.monotonic()
         while True:
             # Woken by a new hold: recompute when the next round is due (a shorter lease shortens it),
             # counting from the last round, so frequent holds never starve renewal.
-            if self._wake.wait(max(0.0, last + self._period() - time.monotonic())):
+            if self._wake.wait(max(0.0, self._last_round + self._period() - time.monotonic())):
                 self._wake.clear()
                 continue
             try:
                 self.renew()
             except Exception:
                 log_fault(log, "orchestrack lease renewal failed; retrying next round")
-            last = time.monotonic()
+            self._last_round = time.monotonic()
 
     def clear(self) -> None:
         """Hold nothing (tests: attempts a test left open are not renewed into the next test's store)."""
@@ -169,6 +161,7 @@ class _Leases:
         self._held = {}
         self._wake = threading.Event()
         self._thread = None
+        self._last_round = time.monotonic()
 
 
 leases = _Leases()

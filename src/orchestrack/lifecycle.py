@@ -287,8 +287,9 @@ class Run:
         ended = attempt.model_copy(update={"status": status, "ended_at": ended_at or utcnow(), "failure": failure,
                                            "lease_expires_at": None, "lease_holder": None})
         leases.release(self.run_id, [(ended.task_id, ended.attempt)])
-        self._settle()  # what the attempt logged lands before its end
+        flush_all()  # what the attempt logged is written before its end,
         self._write("record_tasks", run_id=self.run_id, attempts=[ended])
+        self._settle()  # and both reach the store before the task goes on (bounded in time)
         self._ended_here[ended.task_id] = ended
         return ended
 
@@ -580,8 +581,8 @@ class Run:
         Without ``status`` the run is ``failed`` when a task's last attempt failed, else
         ``succeeded``. The run's failure is the given one, else the first failed task's. Attempts
         still running are closed as cancelled, except those whose holder died (lease expired, process
-        gone): they end failed / ``infra-error``. Returns the closed record (``None`` if the store
-        could not be read; the close is then spooled).
+        gone): they end failed / ``infra-error``. Returns the closed record without its metric series
+        (``run.record`` reads them; ``None`` if the store could not be read: the close is then spooled).
         """
         if status is not None:
             status = inputs.check_choice(status, RunStatus, "run status", "run.finish()")
@@ -606,7 +607,7 @@ class Run:
         try:
             if self._store_down():
                 raise StoreError(f"{self.store.uri} is down; writes wait in the journal")
-            record = self.store.get_run(self.run_id)
+            record = self.store.get_run_without_series(self.run_id)  # closing needs no metric series
         except Exception as err:
             self._fault("read the run to close it (closing from what this process saw)", err)
             seen = self._ended_here
@@ -643,6 +644,7 @@ class Run:
         incomplete = self.settings.policy.missing(closed)
         self._write("update_run", run_id=self.run_id, changes={
             "status": status, "ended_at": now, "failure": decided, "incomplete": incomplete})
+        self._settle()  # the close reaches the store before finish() returns (bounded in time)
         self._release()
         closed = closed.model_copy(update={"incomplete": incomplete})
         self.settings.policy.enforce(closed, at_finish=True)
@@ -687,9 +689,13 @@ def _status_of(error: BaseException) -> TaskStatus:
 def enter_task(run: Run, attempt: TaskAttempt | None) -> None:
     """Make ``attempt`` of ``run`` the current task of this context (``None``: no current task), so that
     fluent calls made by the task's own code attach to it. For adapters whose orchestrator runs the
-    task's code itself (Prefect's task engine) instead of inside :meth:`Run.task`."""
+    task's code itself (Prefect's task engine) instead of inside :meth:`Run.task`. A task entered
+    makes ``run`` the process's run for threads that do not inherit the context, as opening it does."""
+    global _process_run
     _active_run.set(run)
     _active_task.set(attempt)
+    if attempt is not None:
+        _process_run = run
 
 
 def _task_name() -> str | None:

@@ -57,7 +57,8 @@ def test_eight_processes_share_one_run(tmp_path: Path) -> None:
     assert record.tags == {f"worker_{i}": "done" for i in range(8)}
     assert sorted((t.name, t.attempt, t.status.value) for t in record.tasks) == [
         (f"worker-{i}", 1, "succeeded") for i in range(8)]
-    assert {key: len(points) for key, points in record.metric_series.items()} == {f"loss_{i}": 20 for i in range(8)}
+    assert {key: len(points) for key, points in orchestrack.get_run(record.run_id).metric_series.items()} == {
+        f"loss_{i}": 20 for i in range(8)}
     assert sorted(d.name for d in record.data) == [f"shard-{i}" for i in range(8)]
     assert sorted(a.name for a in record.artifacts) == [f"artifact-{i}.txt" for i in range(8)]
     assert all(Path(a.uri.removeprefix("file://")).is_file() for a in record.artifacts)

@@ -46,9 +46,8 @@ def test_a_step_per_call_loop_is_written_in_batches_and_completely(monkeypatch: 
     with run.task("train"):
         for step in range(10_000):
             orchestrack.log_metrics({"loss": 1 / (step + 1)}, step=step)
-    record = run.finish()
-    assert record is not None
-    assert [(p.step, p.value) for p in record.metric_series["loss"]] == [(s, 1 / (s + 1)) for s in range(10_000)]
+    assert run.finish() is not None
+    assert [(p.step, p.value) for p in run.record.metric_series["loss"]] == [(s, 1 / (s + 1)) for s in range(10_000)]
     assert sum(sizes) == 10_000 and len(sizes) <= 11  # 1,000 a batch, and the rest at the task's end
 
 

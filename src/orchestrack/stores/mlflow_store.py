@@ -51,6 +51,11 @@ R = TypeVar("R")
 UPDATABLE = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at", "schema_version",
              "orchestrator", "code", "features", "llm", "metric_units", "environment", "failure", "gate", "incomplete")
 #: On a claim: ``<MLflow run id> <experiment id>``, in one tag so that no reader sees half of it.
+#: How long a read of a run's task runs stands for them: a new attempt's child run is made without
+#: another search for a twin within this time (a task's start and end, delivered together, are).
+READ_FRESH_S = 10.0
+#: Runs whose task runs an instance remembers (the newest).
+REMEMBERED_RUNS = 1000
 _CLAIM_RUN_TAG = layout.PREFIX + "mlflow_run"
 _CLAIMANT_TAG = layout.PREFIX + "claimant"
 _FINAL_AT_TAG = layout.PREFIX + "final_at"
@@ -94,6 +99,12 @@ class MlflowStore:
         self._located: dict[str, tuple[str, str]] = {}  # our run id -> (MLflow run id, experiment id)
         self._experiments: dict[str, str] = {}  # experiment name -> id
         self._adopted_task_run: str | None = None
+        #: Our run id -> (task_id, attempt) -> (child run id, attempt, MLflow status): the task runs this
+        #: instance made, wrote or read, so that an attempt's end goes to the child run its start made.
+        self._task_runs: dict[str, dict[tuple[str, int], tuple[str, TaskAttempt, str]]] = {}
+        #: Our run id -> (when this instance last read all its task runs, task ids it wrote attempts of since):
+        #: a new attempt of another task, soon after, needs no search for a twin before its child run is made.
+        self._tasks_read: dict[str, tuple[float, set[str]]] = {}
         #: Runs per ``runs/search`` page (MLflow allows up to 50,000; every page is read either way).
         self.page_size = 1000
 
@@ -158,9 +169,15 @@ class MlflowStore:
         return (runs[0]["info"]["run_id"], runs[0]["info"]["experiment_id"]) if runs else None
 
     def _orchestrack_experiments(self) -> list[str]:
-        return [e["experiment_id"] for e in self.client.pages(
+        """The ids of every live experiment orchestrack writes into (their names are remembered, so that
+        opening a run into one of them needs no lookup by name)."""
+        found = list(self.client.pages(
             "experiments/search", {"max_results": 1000, "filter": f"tags.`{layout.EXPERIMENT_TAG}` = 'true'"},
-            "experiments")]
+            "experiments"))
+        with self._lock:
+            self._experiments.update((e["name"], str(e["experiment_id"])) for e in found
+                                     if e.get("name") and e.get("lifecycle_stage", "active") == "active")
+        return [e["experiment_id"] for e in found]
 
     def _experiment_id(self, name: str) -> str:
         """The id of the experiment called ``name``, created (and tagged as orchestrack's) when missing."""
@@ -268,9 +285,11 @@ class MlflowStore:
             self.client.call("POST", "experiments/delete", {"experiment_id": claim_id})
             with self._lock:
                 self._located[record.run_id] = ids
-            # A run made just now has no task run under it yet (one that KFP's MLflow plugin made may have).
-            fresh = found is None and record.orchestrator.kind is not OrchestratorKind.KFP
-            return self._read_run(record.run_id, with_children=not fresh)
+            if found is None and record.orchestrator.kind is not OrchestratorKind.KFP:
+                # Made just now, from this record, with no task run under it yet (unlike one that KFP's
+                # MLflow plugin made): stored as given, so there is nothing to read back.
+                return _as_opened(record)
+            return self._read_run(record.run_id)
 
     def _injected_run(self) -> dict[str, Any] | None:
         """The MLflow run KFP's MLflow plugin made for this task (``MLFLOW_RUN_ID``), when it has a parent."""
@@ -404,16 +423,20 @@ class MlflowStore:
     def update_run(self, run_id: str, changes: dict[str, Any]) -> None:
         """Replace top-level run fields (status, ended_at, failure, code, environment, ...); metric
         units merge by metric."""
-        unknown = set(changes) - set(UPDATABLE)
-        if unknown:
-            raise InvalidInputError(f"update_run cannot change {sorted(unknown)}; use the matching log_* call")
-        patch = RunRecord.model_validate({"run_id": run_id, "key": "-", "name": "-", **changes})
+        patch, tags = self._change_tags(run_id, changes)
         mlflow_run_id, _ = self._ids(run_id)
-        tags = self._field_tags(patch, changes)
         self._write(mlflow_run_id, tags=tags)
         if "status" in changes or "name" in changes:
             self._update_info(mlflow_run_id, patch.status if "status" in changes else None, patch.ended_at,
                               patch.name if "name" in changes else None)
+
+    def _change_tags(self, run_id: str, changes: dict[str, Any]) -> tuple[RunRecord, dict[str, str]]:
+        """``(the changes as a record, the tags that hold them)``; raises on a field update_run cannot change."""
+        unknown = set(changes) - set(UPDATABLE)
+        if unknown:
+            raise InvalidInputError(f"update_run cannot change {sorted(unknown)}; use the matching log_* call")
+        patch = RunRecord.model_validate({"run_id": run_id, "key": "-", "name": "-", **changes})
+        return patch, self._field_tags(patch, changes)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -421,24 +444,62 @@ class MlflowStore:
         """The run with this id."""
         return self._read_run(run_id)
 
-    def _read_run(self, run_id: str, *, with_children: bool = True) -> RunRecord:
-        mlflow_run_id, experiment_id = self._ids(run_id)
+    def get_run_without_series(self, run_id: str) -> RunRecord:
+        """The run with its task attempts and latest metric values but no metric series: what closing a
+        run needs, in one request (a page per ``page_size`` task runs)."""
+        return self._read_run(run_id, with_series=False)
+
+    def _read_run(self, run_id: str, *, with_series: bool = True) -> RunRecord:
+        run, children = self._run_with_task_runs(run_id)
+        return self._assemble(run, {key: (child_id, attempt) for key, (child_id, attempt, _) in children.items()},
+                              with_series=with_series)
+
+    def _get_mlflow_run(self, run_id: str, mlflow_run_id: str) -> dict[str, Any]:
         try:
-            run = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]
+            run: dict[str, Any] = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]
         except MlflowApiError as err:
             if err.error_code == "RESOURCE_DOES_NOT_EXIST":
                 raise RunNotFoundError(f"run {run_id!r} was deleted from the MLflow store at "
                                        f"{self.client.base_url} (MLflow run {mlflow_run_id})") from err
             raise
-        children = self._children(mlflow_run_id, experiment_id) if with_children else {}
-        return self._assemble(run, children, with_series=True)
+        return run
+
+    def _run_with_task_runs(self, run_id: str
+                            ) -> tuple[dict[str, Any], dict[tuple[str, int], tuple[str, TaskAttempt, str]]]:
+        """The MLflow run of one of our runs and its task runs (as :meth:`_children_with_status` gives
+        them), in one search: both carry the run id's tag."""
+        mlflow_run_id, experiment_id = self._ids(run_id)
+        run: dict[str, Any] | None = None
+        task_runs: list[dict[str, Any]] = []
+        for found in self.client.pages("runs/search", {
+                "experiment_ids": [experiment_id], "max_results": self.page_size,
+                "filter": f"tags.`{layout.RUN_ID_TAG}` = {layout.filter_literal(run_id)}"}, "runs"):
+            if found["info"]["run_id"] == mlflow_run_id:
+                run = found
+            else:
+                task_runs.append(found)
+        if run is None:  # deleted (the search shows live runs only), or moved: as MLflow says
+            run = self._get_mlflow_run(run_id, mlflow_run_id)
+        children = _chosen_task_runs(mlflow_run_id, task_runs)
+        self._remember_task_runs(run_id, children, all_read=True)
+        return run, children
+
+    def _remember_task_runs(self, run_id: str, children: dict[tuple[str, int], tuple[str, TaskAttempt, str]],
+                            *, all_read: bool = False) -> None:
+        with self._lock:
+            if run_id not in self._task_runs and len(self._task_runs) >= REMEMBERED_RUNS:  # a long-lived process
+                oldest = next(iter(self._task_runs))
+                del self._task_runs[oldest]
+                self._tasks_read.pop(oldest, None)
+            self._task_runs.setdefault(run_id, {}).update(children)
+            if all_read:
+                self._tasks_read[run_id] = (time.monotonic(), set())
 
     def get_progress(self, run_id: str, task_id: str | None = None) -> tuple[RunStatus, list[TaskAttempt]]:
-        """The run's status and task attempts (only ``task_id``'s when given)."""
-        mlflow_run_id, experiment_id = self._ids(run_id)
-        run = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]
+        """The run's status and task attempts (only ``task_id``'s when given), in one request."""
+        run, children = self._run_with_task_runs(run_id)
         tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
-        attempts = [attempt for _, attempt in self._children(mlflow_run_id, experiment_id, task_id).values()]
+        attempts = [attempt for (task, _), (_, attempt, _) in children.items() if task_id in (None, task)]
         return RunStatus(tags.get(layout.STATUS_TAG, "running")), _in_task_order(attempts)
 
     def find_run(self, key_or_run_id: str) -> RunRecord | None:
@@ -567,6 +628,11 @@ class MlflowStore:
         """Set params. MLflow never lets a param change value: a key logged again with another value
         keeps its first value as the MLflow param and the new one in tag ``orchestrack.param.<key>``."""
         mlflow_run_id = self._ids(run_id)[0]
+        fresh, tags = self._param_changes(mlflow_run_id, params)
+        self._write(mlflow_run_id, params=fresh, tags=tags)
+
+    def _param_changes(self, mlflow_run_id: str, params: dict[str, Scalar]) -> tuple[dict[str, Scalar], dict[str, str]]:
+        """``(params MLflow does not have yet, tags for the ones it has with another value)``: one read."""
         data = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]["data"]
         stored = {p["key"]: p["value"] for p in data.get("params", [])}
         overridden = {t["key"] for t in data.get("tags", []) if t["key"].startswith(layout.PREFIX + "param.")}
@@ -579,7 +645,7 @@ class MlflowStore:
                 fresh[key] = value
             elif stored[name] != layout.param_text(value) or override in overridden:
                 tags[override] = layout.exact_value(value)
-        self._write(mlflow_run_id, params=fresh, tags=tags)
+        return fresh, tags
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         """Set tags."""
@@ -588,17 +654,54 @@ class MlflowStore:
     def log_metrics(self, run_id: str, points: list[MetricPoint], write_id: str | None = None) -> None:
         """Append metric points in as few ``log-batch`` requests as MLflow allows. A batch sent again
         (``write_id``: a replay) adds nothing: MLflow keeps one point per key, value, timestamp and step."""
-        items: list[dict[str, Any]] = []
-        tags: dict[str, str] = {}
-        for point in points:
-            entry = {"value": point.value, "timestamp": layout.millis(point.timestamp), "step": point.step or 0}
-            items.append({"key": layout.metric_name(point), **entry})
-            tags.update(layout.metric_meaning_tag(point))
-            if point.task is not None and point.slice is None:  # also the run's own value, as in every store
-                items.append({"key": layout.safe_name(point.key), **entry})
-                plain = point.model_copy(update={"task": None})
-                tags.update(layout.metric_meaning_tag(plain))
+        items, tags = _metric_entries(points)
         self._write(self._ids(run_id)[0], tags=tags, metrics=items)
+
+    def apply_writes(self, writes: list[tuple[str, dict[str, Any], str | None]],
+                     apply_one: Callable[[str, dict[str, Any], str | None], None]) -> None:
+        """Make journaled writes ``(op, args, write_id)`` in order, consecutive ones of one run together: what
+        they set on the run in as few ``log-batch`` requests as MLflow's limits allow, then their task
+        attempts in one :meth:`record_tasks`. A status or name change, and every other write, goes on its own
+        (``apply_one``), in its place."""
+        group: list[tuple[str, dict[str, Any]]] = []
+        for op, args, write_id in writes:
+            if group and not _joins(group, op, args):
+                self._apply_group(group)
+                group = []
+            if _joinable(op, args):
+                group.append((op, args))
+            else:
+                apply_one(op, args, write_id)
+        if group:
+            self._apply_group(group)
+
+    def _apply_group(self, group: list[tuple[str, dict[str, Any]]]) -> None:
+        run_id = group[0][1]["run_id"]
+        params: dict[str, Scalar] = {}
+        user_tags: dict[str, str] = {}
+        tags: dict[str, str] = {}
+        points: list[MetricPoint] = []
+        attempts: list[TaskAttempt] = []
+        for op, args in group:
+            if op == "log_params":
+                params.update(args["params"])
+            elif op == "log_metrics":
+                points.extend(args["points"])
+            elif op == "set_tags":
+                user_tags.update(args["tags"])
+            elif op == "update_run":
+                tags.update(self._change_tags(run_id, args["changes"])[1])
+            else:
+                attempts.extend(args["attempts"])
+        if params or user_tags or tags or points:
+            mlflow_run_id = self._ids(run_id)[0]
+            fresh, param_tags = self._param_changes(mlflow_run_id, params) if params else ({}, {})
+            items, metric_tags = _metric_entries(points)
+            self._write(mlflow_run_id, tags={**tags, **metric_tags, **param_tags}, params=fresh,
+                        tags_of_user=user_tags, metrics=items)
+        if attempts:
+            self.record_tasks(run_id, attempts)
+
 
     def _keep_order(self, mlflow_run_id: str, group: str, name: str) -> int:
         """The position a document had when first logged (a replaced one keeps its place)."""
@@ -673,28 +776,31 @@ class MlflowStore:
                    f"tags.`{layout.KIND_TAG}` = 'task'"]
         if task_id is not None:
             clauses.append(f"tags.`{layout.TASK_ID_TAG}` = {layout.filter_literal(task_id)}")
-        found: dict[tuple[str, int], tuple[str, TaskAttempt, str, str]] = {}
-        for child in self.client.pages("runs/search", {"experiment_ids": [experiment_id], "max_results": self.page_size,
-                                                        "filter": " and ".join(clauses)}, "runs"):
-            tags = {t["key"]: t["value"] for t in child["data"].get("tags", [])}
-            attempt = TaskAttempt.model_validate(layout.read_document(tags, "task"))
-            if task_id is not None and attempt.task_id != task_id:
-                continue
-            key = (attempt.task_id, attempt.attempt)
-            final_at = tags.get(_FINAL_AT_TAG) or "~"  # "~" sorts after every number: running
-            current = found.get(key)
-            # Two processes may have made the same attempt's child run at once: the first final word
-            # stands, as in every store.
-            if current is None or (final_at, child["info"]["run_id"]) < (current[2], current[0]):
-                found[key] = (child["info"]["run_id"], attempt, final_at, child["info"].get("status", "RUNNING"))
-        return {key: (child_id, attempt, status) for key, (child_id, attempt, _, status) in found.items()}
+        return _chosen_task_runs(mlflow_run_id, self.client.pages("runs/search", {
+            "experiment_ids": [experiment_id], "max_results": self.page_size, "filter": " and ".join(clauses)}, "runs"),
+            task_id)
 
     def record_tasks(self, run_id: str, attempts: list[TaskAttempt]) -> None:
         """Insert each attempt as a child run, or update the stored one while it is still running; a
-        final attempt is never replaced."""
+        final attempt is never replaced.
+
+        An attempt whose child run this instance made or read is written there without a search; so is a
+        new attempt of a task whose child runs it read less than :data:`READ_FRESH_S` ago, and wrote none
+        of since."""
         mlflow_run_id, experiment_id = self._ids(run_id)
         only = {a.task_id for a in attempts}
-        stored = self._children_with_status(mlflow_run_id, experiment_id, next(iter(only)) if len(only) == 1 else None)
+        with self._lock:
+            seen = dict(self._task_runs.get(run_id, {}))
+            read_at, written = self._tasks_read.get(run_id, (-READ_FRESH_S, set()))
+            known = ((time.monotonic() - read_at < READ_FRESH_S and not only & written)
+                     or all((a.task_id, a.attempt) in seen for a in attempts))
+            written.update(only)  # another writer may make a twin of what this writes: search next time
+        if known:
+            stored = {key: entry for key, entry in seen.items() if key[0] in only}
+        else:
+            stored = self._children_with_status(mlflow_run_id, experiment_id,
+                                                next(iter(only)) if len(only) == 1 else None)
+            self._remember_task_runs(run_id, stored)
         wanted: dict[tuple[str, int], tuple[str | None, TaskAttempt]] = {}
         unfinished: dict[str, TaskAttempt] = {}
         for attempt in attempts:
@@ -710,11 +816,16 @@ class MlflowStore:
             merged = _merge_attempt(current, attempt)
             if merged is not None:
                 wanted[key] = (child_id, merged)
-        _parallel(lambda item: self._write_attempt(run_id, mlflow_run_id, experiment_id, *item), wanted.values())
+        made = _parallel(lambda item: self._write_attempt(run_id, mlflow_run_id, experiment_id, *item),
+                         wanted.values())
         _parallel(lambda item: self._update_info(item[0], item[1].status, item[1].ended_at), unfinished.items())
+        self._remember_task_runs(run_id, {
+            (attempt.task_id, attempt.attempt): (child_id, attempt, layout.TASK_STATUS[attempt.status])
+            for child_id, attempt in made})
 
     def _write_attempt(self, run_id: str, mlflow_run_id: str, experiment_id: str, child_id: str | None,
-                       attempt: TaskAttempt) -> None:
+                       attempt: TaskAttempt) -> tuple[str, TaskAttempt]:
+        """Write one attempt into its child run (made now when ``None``); return ``(child run id, attempt)``."""
         tags = {layout.KIND_TAG: "task", layout.PARENT_TAG: mlflow_run_id, layout.RUN_ID_TAG: run_id,
                 layout.TASK_ID_TAG: attempt.task_id[: layout.TAG_VALUE_LIMIT], layout.ATTEMPT_TAG: str(attempt.attempt),
                 layout.STATUS_TAG: attempt.status.value,
@@ -741,6 +852,7 @@ class MlflowStore:
         if final or adopted:  # the adopted run was named by KFP's plugin: give it the task's name
             self._update_info(child_id, attempt.status if final else None, attempt.ended_at,
                               f"{attempt.name} #{attempt.attempt}" if adopted else None)
+        return child_id, attempt
 
     def _adopt_injected_task_run(self, mlflow_run_id: str) -> str | None:
         """KFP's MLflow plugin made this task's run (``MLFLOW_RUN_ID``) under our run: use it, once."""
@@ -756,6 +868,69 @@ class MlflowStore:
             return None
         self._adopted_task_run = str(injected["info"]["run_id"])
         return self._adopted_task_run
+
+
+#: Writes :meth:`MlflowStore.apply_writes` makes together with the ones of the same run next to them.
+_JOINABLE = ("log_params", "log_metrics", "set_tags", "update_run", "record_tasks")
+
+
+def _joinable(op: str, args: dict[str, Any]) -> bool:
+    """Whether a journaled write can go with others: not a status or name change (``runs/update``)."""
+    return op in _JOINABLE and not (op == "update_run" and {"status", "name"} & set(args["changes"]))
+
+
+def _joins(group: list[tuple[str, dict[str, Any]]], op: str, args: dict[str, Any]) -> bool:
+    """Whether a write can join ``group``: the same run, and no param given another value in it."""
+    if not _joinable(op, args) or args["run_id"] != group[0][1]["run_id"]:
+        return False
+    if op != "log_params":
+        return True
+    given = {k: v for o, a in group if o == "log_params" for k, v in a["params"].items()}
+    return all(given.get(key, value) == value for key, value in args["params"].items())
+
+
+def _metric_entries(points: list[MetricPoint]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """``(log-batch metrics, tags saying what each name means)`` for metric points."""
+    items: list[dict[str, Any]] = []
+    tags: dict[str, str] = {}
+    for point in points:
+        entry = {"value": point.value, "timestamp": layout.millis(point.timestamp), "step": point.step or 0}
+        items.append({"key": layout.metric_name(point), **entry})
+        tags.update(layout.metric_meaning_tag(point))
+        if point.task is not None and point.slice is None:  # also the run's own value, as in every store
+            items.append({"key": layout.safe_name(point.key), **entry})
+            plain = point.model_copy(update={"task": None})
+            tags.update(layout.metric_meaning_tag(plain))
+    return items, tags
+
+
+def _chosen_task_runs(mlflow_run_id: str, runs: Iterable[dict[str, Any]], task_id: str | None = None
+                      ) -> dict[tuple[str, int], tuple[str, TaskAttempt, str]]:
+    """``(task_id, attempt) -> (child run id, attempt, MLflow status)`` of the task runs under one MLflow
+    run among ``runs`` (only ``task_id``'s when given)."""
+    found: dict[tuple[str, int], tuple[str, TaskAttempt, str, str]] = {}
+    for child in runs:
+        tags = {t["key"]: t["value"] for t in child["data"].get("tags", [])}
+        if tags.get(layout.KIND_TAG) != "task" or tags.get(layout.PARENT_TAG) != mlflow_run_id:
+            continue
+        attempt = TaskAttempt.model_validate(layout.read_document(tags, "task"))
+        if task_id is not None and attempt.task_id != task_id:
+            continue
+        key = (attempt.task_id, attempt.attempt)
+        final_at = tags.get(_FINAL_AT_TAG) or "~"  # "~" sorts after every number: running
+        current = found.get(key)
+        # Two processes may have made the same attempt's child run at once: the first final word
+        # stands, as in every store.
+        if current is None or (final_at, child["info"]["run_id"]) < (current[2], current[0]):
+            found[key] = (child["info"]["run_id"], attempt, final_at, child["info"].get("status", "RUNNING"))
+    return {key: (child_id, attempt, status) for key, (child_id, attempt, _, status) in found.items()}
+
+
+def _as_opened(record: RunRecord) -> RunRecord:
+    """What a run made from ``record`` holds: its fields, tags and params (``open_run`` writes nothing else)."""
+    return record.model_copy(deep=True, update={
+        "data": [], "configs": [], "artifacts": [], "tasks": [], "metrics": {}, "slice_metrics": {},
+        "task_metrics": {}, "metric_series": {}})
 
 
 def _merge_attempt(current: TaskAttempt | None, new: TaskAttempt) -> TaskAttempt | None:
