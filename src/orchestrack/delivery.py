@@ -240,23 +240,14 @@ class Courier:
             self._changed.notify_all()
 
 
-def courier_for(store: Any, journal_dir: Path, *, linger_s: float | None = None) -> Courier:
+def courier_for(store: Any, journal_dir: Path, *, linger_s: float = 0.0) -> Courier:
     """This process's courier for ``store``, journaling into ``journal_dir``; a new one lets writes
-    linger ``linger_s`` (default: the ``metric_flush_s`` setting) for the ones that follow."""
+    linger ``linger_s`` (the run's ``metric_flush_s``) for the ones that follow."""
     with _couriers_lock:
         courier = _couriers.get(store.uri)
         if courier is None:
-            if linger_s is None:
-                linger_s = _configured_linger_s()
             courier = _couriers[store.uri] = Courier(store, Spool(journal_dir, kind="journal"), linger_s=linger_s)
         return courier
-
-
-def _configured_linger_s() -> float:
-    try:
-        return load_settings().metric_flush_s
-    except Exception:
-        return 0.0
 
 
 def store_down(uri: str) -> bool:

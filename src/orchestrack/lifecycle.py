@@ -493,7 +493,8 @@ class Run:
     def _journal(self, op: str, args: dict[str, Any]) -> None:
         """Leave a write for later delivery: a remote store's courier takes it, else the spool file."""
         if getattr(self.store, "remote", False):
-            courier_for(self.store, self.settings.resolved_spool_dir).send(op, args)
+            courier_for(self.store, self.settings.resolved_spool_dir,
+                        linger_s=self.settings.metric_flush_s).send(op, args)
         else:
             _spool_for(self.settings).write(self.store.uri, op, **args)
 

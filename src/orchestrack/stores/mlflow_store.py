@@ -451,8 +451,7 @@ class MlflowStore:
 
     def _read_run(self, run_id: str, *, with_series: bool = True) -> RunRecord:
         run, children = self._run_with_task_runs(run_id)
-        return self._assemble(run, {key: (child_id, attempt) for key, (child_id, attempt, _) in children.items()},
-                              with_series=with_series)
+        return self._assemble(run, _without_status(children), with_series=with_series)
 
     def _get_mlflow_run(self, run_id: str, mlflow_run_id: str) -> dict[str, Any]:
         try:
@@ -766,8 +765,7 @@ class MlflowStore:
     def _children(self, mlflow_run_id: str, experiment_id: str,
                   task_id: str | None = None) -> dict[tuple[str, int], tuple[str, TaskAttempt]]:
         """``(task_id, attempt) -> (child run id, attempt)`` for the run's task runs, every page."""
-        return {key: (child_id, attempt) for key, (child_id, attempt, _) in
-                self._children_with_status(mlflow_run_id, experiment_id, task_id).items()}
+        return _without_status(self._children_with_status(mlflow_run_id, experiment_id, task_id))
 
     def _children_with_status(self, mlflow_run_id: str, experiment_id: str,
                               task_id: str | None = None) -> dict[tuple[str, int], tuple[str, TaskAttempt, str]]:
@@ -924,6 +922,12 @@ def _chosen_task_runs(mlflow_run_id: str, runs: Iterable[dict[str, Any]], task_i
         if current is None or (final_at, child["info"]["run_id"]) < (current[2], current[0]):
             found[key] = (child["info"]["run_id"], attempt, final_at, child["info"].get("status", "RUNNING"))
     return {key: (child_id, attempt, status) for key, (child_id, attempt, _, status) in found.items()}
+
+
+def _without_status(children: dict[tuple[str, int], tuple[str, TaskAttempt, str]]
+                    ) -> dict[tuple[str, int], tuple[str, TaskAttempt]]:
+    """Task runs as :meth:`MlflowStore._assemble` takes them: ``(child run id, attempt)`` by attempt."""
+    return {key: (child_id, attempt) for key, (child_id, attempt, _) in children.items()}
 
 
 def _as_opened(record: RunRecord) -> RunRecord:

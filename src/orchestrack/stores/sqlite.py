@@ -398,18 +398,18 @@ class SQLiteStore:
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id."""
-        rows = self._read(f"SELECT {_RUN_ROW} FROM runs WHERE run_id = ?", (run_id,))
-        if not rows:
-            raise RunNotFoundError(f"no run with id {run_id!r} in the embedded store {str(self.path)!r}")
-        return self._assemble(rows[0])
+        return self._read_run(run_id, series=True)
 
     def get_run_without_series(self, run_id: str) -> RunRecord:
         """The run with its latest metric values but no metric series: what closing a run needs (a
         long training loop's series is most of a record's reading time)."""
+        return self._read_run(run_id, series=False)
+
+    def _read_run(self, run_id: str, *, series: bool) -> RunRecord:
         rows = self._read(f"SELECT {_RUN_ROW} FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise RunNotFoundError(f"no run with id {run_id!r} in the embedded store {str(self.path)!r}")
-        return self._assemble_many([rows[0]], series=False)[0]
+        return self._assemble_many([rows[0]], series=series)[0]
 
     def get_progress(self, run_id: str, task_id: str | None = None) -> tuple[RunStatus, list[TaskAttempt]]:
         """The run's status and task attempts (only ``task_id``'s when given)."""
