@@ -88,15 +88,16 @@ def _build_mlflow_servers(session: nox.Session, majors: tuple[int, ...]) -> dict
         location = Path(".nox") / f"_mlflow{major}-server"
         executable = location / "bin" / "mlflow"
         if not executable.exists():
-            session.run("uv", "venv", "--quiet", "--allow-existing", "--python", PYTHON, str(location), external=True)
-            session.run("uv", "pip", "install", "--quiet", "--python", str(location / "bin" / "python"),
-                        *(["--exclude-newer", cutoff] if cutoff else []), *requirements, external=True)
+            session.run_install("uv", "venv", "--quiet", "--allow-existing", "--python", PYTHON, str(location),
+                                external=True)
+            session.run_install("uv", "pip", "install", "--quiet", "--python", str(location / "bin" / "python"),
+                                *(["--exclude-newer", cutoff] if cutoff else []), *requirements, external=True)
         env[f"ORCHESTRACK_TEST_MLFLOW{major}_SERVER"] = str(executable.resolve())
     if not (shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))):
         # PostgreSQL's server, from Debian's packages, for the MLflow server's PostgreSQL backend.
-        session.run("apt-get", "update", "-q", external=True)
-        session.run("apt-get", "install", "-y", "-q", "postgresql", external=True,
-                    env={"DEBIAN_FRONTEND": "noninteractive"})
+        session.run_install("apt-get", "update", "-q", external=True)
+        session.run_install("apt-get", "install", "-y", "-q", "postgresql", external=True,
+                            env={"DEBIAN_FRONTEND": "noninteractive"})
     return env
 
 
@@ -104,8 +105,10 @@ def run_pytest(session: nox.Session, suite: str, *args: str, env: dict[str, str]
     """Run pytest and fail loudly when it ran no test (pytest's exit code 5), instead of passing."""
     # Not session.create_tmp(): it points TMPDIR into the checkout, where tests would see our git repo.
     report = Path(session.virtualenv.location) / f"{suite}-junit.xml"
-    session.run("python", "-m", "pytest", *args, f"--junitxml={report}", "--durations=8", *session.posargs,
-                success_codes=[0, 5], env={"ORCHESTRACK_STRICT": "1", **(env or {})})
+    ran_pytest = session.run("python", "-m", "pytest", *args, f"--junitxml={report}", "--durations=8",
+                             *session.posargs, success_codes=[0, 5], env={"ORCHESTRACK_STRICT": "1", **(env or {})})
+    if ran_pytest is None:  # nox --install-only: environments built, nothing run
+        return
     suites = ElementTree.parse(report).getroot().iter("testsuite")
     ran = sum(int(s.get("tests", 0)) - int(s.get("skipped", 0)) for s in suites)
     if ran == 0:
