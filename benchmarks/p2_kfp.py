@@ -2,7 +2,7 @@
 components in a chain (``load`` -> ``clean`` -> ``train`` -> ``evaluate`` -> ``publish``: datasets, a
 model, metrics and parameters passed along), built twice from the same functions: with
 ``dsl.component`` / ``dsl.pipeline`` and with ``orchestrack.kfp``'s ``component`` / ``pipeline``
-(which add the opening task and the exit handler whose task closes the run; kfp.local before 2.17
+(which add the exit handler whose task closes the run: the first tracked task opens it; kfp.local before 2.17
 runs no exit handler, and the calling process closes the run instead). Both run under
 kfp.local's ``SubprocessRunner(use_venv=False)`` (every task a real subprocess of this Python),
 interleaved, with ``ORCHESTRACK_HOME`` in a temporary directory (the embedded store). Target:
@@ -10,7 +10,7 @@ tracked / plain at most 1.03x; the absolute cost per component is reported besid
 say what the tracked runs left in the store (runs, and task attempts per run). The CPU time of all
 the processes (this one and the tasks') is compared too: less disturbed by a busy machine. A third
 case, orchestrack's components in a plain ``dsl.pipeline`` (runs never closed), splits the cost
-between the components and the opening and closing tasks.
+between the components and the closing task.
 
     python -m benchmarks.p2_kfp [--quick] [--repeats N] [--json PATH]     (from the repo root)
 
@@ -111,7 +111,7 @@ def chain(width: int, components: dict[str, Any]) -> Callable[..., None]:
 def pipelines(width: int) -> dict[str, Any]:
     """The pipelines of ``width`` components, from the same functions: ``plain`` (kfp only),
     ``tracked`` (orchestrack's component and pipeline) and ``components`` (orchestrack's component in
-    a plain ``dsl.pipeline``: the components' share of the cost, without the opening and closing tasks;
+    a plain ``dsl.pipeline``: the components' share of the cost, without the closing task;
     its runs are never closed)."""
     plain = {f.__name__: dsl.component(f, base_image=IMAGE, packages_to_install=[]) for f in FUNCTIONS}
     tracked = {f.__name__: otk.component(f, base_image=IMAGE, packages_to_install=[]) for f in FUNCTIONS}
@@ -156,11 +156,11 @@ def main(argv: Sequence[str] | None = None) -> Report:
     comparison = Comparison(f"pipeline run, {width} components: tracked vs plain", "tracked", "plain",
                             samples["tracked"], samples["plain"], Target("slower", 1.03))
     comparison.notes.append(f"tracking adds {per_component:+.1f} ms a component (difference of medians / {width}; "
-                            "the opening and closing tasks included)")
+                            "the closing task included)")
     share = Comparison(f"  of which the {width} components alone", "components", "plain",
                        samples["components"], samples["plain"], Target("slower", 1.03))
-    share.notes.append(f"otk.component in a plain dsl.pipeline: {in_components:+.1f} ms a component; the opening "
-                       f"and closing tasks: {median['tracked'] - median['components']:+.0f} ms a run")
+    share.notes.append(f"otk.component in a plain dsl.pipeline: {in_components:+.1f} ms a component; the closing "
+                       f"task: {median['tracked'] - median['components']:+.0f} ms a run")
     cpu_comparison = Comparison("  the same in CPU time, all its processes", "tracked", "plain",
                                 cpu["tracked"][warmup:], cpu["plain"][warmup:], Target("slower", 1.03))
     cpu_per_component = (statistics.median(cpu["tracked"][warmup:]) - statistics.median(cpu["plain"][warmup:])) / width
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
                     {"components_per_run": width, "repeats": args.repeats, "ms_per_task": round(per_component, 2),
                      "cpu_ms_per_task": round(cpu_per_component, 2),
                      "ms_per_task_components_only": round(in_components, 2),
-                     "ms_open_and_close_per_run": round(median["tracked"] - median["components"], 1), **facts})
+                     "ms_close_per_run": round(median["tracked"] - median["components"], 1), **facts})
     return finish(report, args)
 
 

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: kfp reads the pipeline annotations below at runtime.
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -170,10 +171,16 @@ def test_compiled_yaml_has_the_exit_handler_settings_and_no_secrets(tmp_path: Pa
     accelerator = train_executor["resources"]["accelerator"]
     assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1")
     assert "{{$.pipeline_job_uuid}}" in text  # the KFP run id placeholder every task receives
-    for added in ("open-run", "close-run"):
-        added_env = {item["name"]: item["value"] for item in executors[f"exec-{added}"]["container"]["env"]}
-        assert added_env["MLFLOW_TRACKING_TOKEN_SECRET"] == "mlflow-token"
-        assert added_env["ORCHESTRACK_TRACKING_URI"] == "http://mlflow.ml.svc:5000"
+    # No task only opens the run: whichever task runs first opens it, with what the pipeline says of it.
+    assert sorted(name for name in executors if "run" in name) == ["exec-close-run"]
+    opening = json.loads(env["ORCHESTRACK_KFP_OPENING"])
+    assert (opening["owner"], opening["purpose"]) == (None, "tuning") and len(opening["pipeline_version"]) == 16
+    assert "{{$.pipeline_job_name}}" in text  # the KFP run name, an input of every tracked task
+    closer_env = {item["name"]: item["value"] for item in executors["exec-close-run"]["container"]["env"]}
+    assert closer_env["MLFLOW_TRACKING_TOKEN_SECRET"] == "mlflow-token"
+    assert closer_env["ORCHESTRACK_TRACKING_URI"] == "http://mlflow.ml.svc:5000"
+    assert closer_env["ORCHESTRACK_KFP_OPENING"] == env["ORCHESTRACK_KFP_OPENING"]
+    assert closer_env["ORCHESTRACK_KFP_PIPELINE"] == "nightly-train"
 
 
 def test_parallel_for_iterations_are_tasks_of_their_own() -> None:

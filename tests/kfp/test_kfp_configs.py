@@ -1,5 +1,5 @@
 """``otk.pipeline(configs=[...])``: config files read at definition, embedded (secrets masked) in the
-compiled pipeline, and recorded by the open-run task; and the example pipeline's whole run checklist."""
+compiled pipeline, and recorded by the task that closes the run; and the example pipeline's whole run checklist."""
 
 # No `from __future__ import annotations`: kfp reads the pipeline annotations below at runtime.
 
@@ -118,14 +118,13 @@ def test_two_runs_whose_configs_differ_in_one_key_differ_in_that_key_and_the_has
 
 
 def packed_inputs(node: Any) -> list[str]:
-    """Every constant given to an input named ``configs`` anywhere in a compiled pipeline spec."""
+    """Every value of the variable ``ORCHESTRACK_KFP_CONFIGS`` anywhere in a compiled pipeline spec."""
     found = []
     if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "configs" and isinstance(value, dict) and "runtimeValue" in value:
-                found.append(value["runtimeValue"]["constant"])
-            else:
-                found.extend(packed_inputs(value))
+        if node.get("name") == "ORCHESTRACK_KFP_CONFIGS":
+            found.append(node["value"])
+        for value in node.values():
+            found.extend(packed_inputs(value))
     elif isinstance(node, list):
         for value in node:
             found.extend(packed_inputs(value))
@@ -139,7 +138,7 @@ def test_a_secret_in_a_config_reaches_neither_the_compiled_yaml_nor_the_record(t
     compiled = tmp_path / "compiled.yaml"
     compiler.Compiler().compile(pipeline, str(compiled))
     assert SECRET not in compiled.read_text()
-    [packed] = packed_inputs(yaml.safe_load(compiled.read_text()))  # the open task's input, unpacked
+    [packed] = packed_inputs(yaml.safe_load(compiled.read_text()))  # the closing task's, unpacked
     [entry] = unpack_configs(packed)
     embedded = entry["files"]["warehouse.yaml"].decode()
     assert SECRET not in embedded and "password: '***'" in embedded

@@ -1,7 +1,7 @@
 """``component`` and ``pipeline``: kfp's decorators with orchestrack's tracking woven in.
 
-No ``from __future__ import annotations`` here: kfp reads the annotations of ``open_run`` and
-``close_run`` at runtime to build their component specs, and strings would not do.
+No ``from __future__ import annotations`` here: kfp reads the annotations of ``close_run`` and
+``finish_run`` at runtime to build their component specs, and strings would not do.
 """
 
 import functools
@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from kfp import __version__ as _kfp_version
@@ -23,9 +25,12 @@ from orchestrack.inputs import adapter_args
 from orchestrack.kfp.embedded_configs import pack_configs
 from orchestrack.kfp.executor import (
     CLOSES_RUN,
+    CONFIGS_VARIABLE,
     HIDDEN_INPUTS,
+    OPENING_VARIABLE,
     PIPELINE_VARIABLE,
     RUN_ID_INPUT,
+    RUN_NAME_INPUT,
     TASK_ID_INPUT,
     TASK_NAME_INPUT,
 )
@@ -52,6 +57,19 @@ class UnsupportedPipelineError(OrchestrackError, ValueError):
     """A pipeline shape orchestrack cannot track as written; the message says what to change."""
 
 
+#: What the run is opened with (OPENING_VARIABLE's JSON) while ``otk.pipeline`` traces its body.
+_opening: ContextVar[str | None] = ContextVar("orchestrack_kfp_opening", default=None)
+
+
+@contextmanager
+def _opening_facts(text: str) -> Iterator[None]:
+    token = _opening.set(text)
+    try:
+        yield
+    finally:
+        _opening.reset(token)
+
+
 class TrackedComponent:
     """A kfp component whose calls also pass the KFP run id and orchestrack's settings."""
 
@@ -62,15 +80,18 @@ class TrackedComponent:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         task = self.inner(*args, **kwargs, **{RUN_ID_INPUT: dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                               RUN_NAME_INPUT: dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                                                TASK_NAME_INPUT: dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
                                                TASK_ID_INPUT: dsl.PIPELINE_TASK_ID_PLACEHOLDER})
         pipeline = pipeline_context.Pipeline.get_default_pipeline()
         if pipeline is None:
             return task  # run on its own (kfp.local): already executed, nothing to configure
         _forward(task)
-        # The first task to open the run may run before open-run: the MLflow store picks the run's
-        # experiment from the pipeline's name (the name KFP shows) when it creates the run.
+        # Whichever task runs first opens the run, with the pipeline's name (the name KFP shows; the
+        # MLflow store's experiment) and, in an otk.pipeline, its owner, purpose and version.
         task.set_env_variable(PIPELINE_VARIABLE, pipeline.name)
+        if _opening.get():
+            task.set_env_variable(OPENING_VARIABLE, _opening.get())
         if self.image:
             task.set_env_variable("ORCHESTRACK_IMAGE", self.image)  # a container cannot see its own image
         _note_accelerators(task)
@@ -158,14 +179,14 @@ def _with_run_id_input(func: Callable[..., Any]) -> Callable[..., Any]:
 def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = None, run_owner: str | None = None,
              packages_to_install: list[str] | None = None, configure_task: Callable[[Any], Any] | None = None,
              configs: Sequence[str | os.PathLike[str]] | None = None, **kwargs: Any) -> Any:
-    """``dsl.pipeline`` (same arguments) that opens the run first and closes it however the pipeline
-    ends. ``packages_to_install`` is for the open and close tasks (default ``["orchestrack"]``);
-    ``configure_task`` is called with each task orchestrack adds (open, close), e.g. to give it the
-    MLflow token from a Kubernetes secret as the user's own tasks get it.
+    """``dsl.pipeline`` (same arguments) whose run is opened by whichever tracked task runs first and
+    closed however the pipeline ends. ``packages_to_install`` is for the closing task (default
+    ``["orchestrack"]``); ``configure_task`` is called with each task orchestrack adds (the closing
+    task), e.g. to give it the MLflow token from a Kubernetes secret as the user's own tasks get it.
 
     ``configs`` are config files or folders every run records (``Run.log_config``): read when the
     pipeline is defined (a relative path next to the pipeline's source file, else in the working
-    directory), embedded with secrets masked in the open task's inputs, and logged by that task.
+    directory), embedded with secrets masked in the closing task, and logged by that task.
 
     The run is closed by an exit handler wrapped around the pipeline's body. kfp allows neither an
     exit handler inside another nor outputs returned from inside one, so a pipeline that returns an
@@ -186,28 +207,33 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
         # Read now, on the machine that defines the pipeline: its containers do not have the files.
         packed = pack_configs(configs or [], pipeline=name, func=target)
         packages = ["orchestrack"] if packages_to_install is None else packages_to_install
-        opener = dsl.component(open_run, packages_to_install=packages)
         closer = dsl.component(close_run, packages_to_install=packages)
         finisher = dsl.component(finish_run, packages_to_install=packages)
 
-        def added(task: Any) -> Any:
+        def opening(version: str) -> str:
+            return json.dumps({"owner": run_owner, "purpose": purpose, "pipeline_version": version or None})
+
+        def closing(task: Any, version: str) -> Any:
+            """The task that closes the run: it may also be the first to open it, and records the configs."""
+            task.set_env_variable(OPENING_VARIABLE, opening(version))
+            if packed:
+                task.set_env_variable(CONFIGS_VARIABLE, packed)
+            return task
+
+        def added(task: Any, version: str) -> Any:
             """A task orchestrack adds: the settings forwarded, then the user's own configuration."""
             _forward(task)
+            task.set_env_variable(PIPELINE_VARIABLE, pipeline_context.Pipeline.get_default_pipeline().name)
+            closing(task, version)
             if configure_task is not None:
                 configure_task(task)
             return task
 
-        def open_task(version: str) -> None:
-            added(opener(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                         pipeline_name=name, pipeline_version=version, purpose=purpose or "", owner=run_owner or "",
-                         **({"configs": packed} if packed else {})))
-
         def in_exit_handler(version: str) -> Any:
             @functools.wraps(target)
             def body(*args: Any, **call_kwargs: Any) -> Any:
-                exit_task = added(closer(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER))
-                with dsl.ExitHandler(exit_task, name="orchestrack-run"):
-                    open_task(version)
+                exit_task = added(closer(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), version)
+                with dsl.ExitHandler(exit_task, name="orchestrack-run"), _opening_facts(opening(version)):
                     return target(*args, **call_kwargs)
 
             return dsl.pipeline(body, **kwargs)
@@ -215,16 +241,16 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
         def closed_at_the_end(version: str) -> Any:
             @functools.wraps(target)
             def body(*args: Any, **call_kwargs: Any) -> Any:
-                open_task(version)
-                result = target(*args, **call_kwargs)
+                with _opening_facts(opening(version)):
+                    result = target(*args, **call_kwargs)
                 root = pipeline_context.Pipeline.get_default_pipeline().groups[0]
                 own_exits = [group.exit_task for group in root.groups if isinstance(group, tasks_group.ExitHandler)]
                 if own_exits:
                     for exit_task in own_exits:
-                        _close_from(exit_task)
+                        closing(_close_from(exit_task), version)
                 else:
                     upstream = _top_level_tasks(root)
-                    finishing = added(finisher(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER))
+                    finishing = added(finisher(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), version)
                     finishing.after(*upstream).ignore_upstream_failure()
                 return result
 
@@ -233,8 +259,8 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
         def closed_by_caller(version: str) -> Any:
             @functools.wraps(target)
             def body(*args: Any, **call_kwargs: Any) -> Any:
-                open_task(version)
-                return target(*args, **call_kwargs)
+                with _opening_facts(opening(version)):
+                    return target(*args, **call_kwargs)
 
             return dsl.pipeline(body, **kwargs)
 
@@ -250,7 +276,8 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
             # kfp.local before 2.17 runs no closing task: a local call closes the run itself.
             tracked.__class__ = TrackedPipeline
             tracked.closed_by_caller = closed_by_caller(version)
-            tracked.opening = {"owner": run_owner, "purpose": purpose, "pipeline": name, "pipeline_version": version}
+            tracked.opening = {"owner": run_owner, "purpose": purpose, "pipeline": name, "pipeline_version": version,
+                               "configs": packed}
         return tracked
 
     return decorate(func) if func is not None else decorate
@@ -283,7 +310,7 @@ def _top_level_tasks(root: Any) -> list[Any]:
     return tasks
 
 
-def _close_from(exit_task: Any) -> None:
+def _close_from(exit_task: Any) -> Any:
     """Make the pipeline's own exit task close the run after it ran (its executor does)."""
     command = " ".join(exit_task.component_spec.implementation.container.command or [])
     if EXECUTOR not in command:
@@ -292,6 +319,7 @@ def _close_from(exit_task: Any) -> None:
             "orchestrack closes the run from that exit task (kfp allows no second exit handler), so "
             "decorate its component with @otk.component instead of @dsl.component")
     exit_task.set_env_variable(CLOSES_RUN, "1")
+    return exit_task
 
 
 def _note_accelerators(task: Any) -> None:
@@ -342,40 +370,20 @@ def _without_credentials(variable: str, value: str) -> str:
 _warned: set[str] = set()
 
 
-def open_run(run_id: str, run_name: str, pipeline_name: str, pipeline_version: str, purpose: str,
-             owner: str, configs: str = "") -> None:
-    """The pipeline's first task: open the run with what the pipeline knows, and record the config
-    files the pipeline was defined with (``configs``: packed by ``otk.pipeline(configs=...)``)."""
-    import orchestrack
-    from orchestrack.kfp.executor import track_into_plugin_mlflow
-    from orchestrack.record import OrchestratorInfo, OrchestratorKind
-
-    track_into_plugin_mlflow()
-    run = orchestrack.start_run(key=f"kfp/{run_id}", owner=owner or None, purpose=purpose or None,
-                                orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, pipeline=pipeline_name,
-                                                              pipeline_version=pipeline_version or None,
-                                                              run_id=run_id, details={"run_name": run_name}))
-    import os
-
-    # A local run on kfp before 2.17 is closed by the calling process (orchestrack.kfp.executor.RUN_KEY_NOTE).
-    note = os.environ.get("ORCHESTRACK_KFP_LOCAL_RUN_KEY_FILE")
-    if note:
-        with open(note, "w") as handle:
-            handle.write(f"kfp/{run_id}")
-    if configs:
-        from orchestrack.kfp.embedded_configs import log_packed_configs
-
-        log_packed_configs(run, configs)  # fail-open: a config that cannot be recorded is logged, not raised
-
-
 def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Output[dsl.Markdown]) -> None:
     """The exit task: close the run however the pipeline ended. On a cluster the final status has no
     error message, so the reason comes from what the failed tasks recorded."""
-    import orchestrack
-    from orchestrack.kfp.executor import end_lost_attempts, final_status_end, track_into_plugin_mlflow
+    from orchestrack.kfp.executor import (
+        end_lost_attempts,
+        final_status_end,
+        log_pipeline_configs,
+        open_pipeline_run,
+        track_into_plugin_mlflow,
+    )
 
     track_into_plugin_mlflow()
-    run = orchestrack.start_run(key=f"kfp/{run_id}")
+    run = open_pipeline_run(run_id)  # opened here if no task opened it (every task failed to start)
+    log_pipeline_configs(run)
     end_lost_attempts(run)  # every task ended before the exit task: one still running lost its pod
     run.conclude(final_status_end(status.state, status.error_message))
     from orchestrack.report import markdown_summary
@@ -387,10 +395,15 @@ def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Out
 def finish_run(run_id: str) -> None:
     """The last task of a pipeline that returns outputs: it runs once every task upstream ended, however
     they ended, and closes the run as its tasks say (kfp gives such a task no final status)."""
-    import orchestrack
-    from orchestrack.kfp.executor import end_lost_attempts, track_into_plugin_mlflow
+    from orchestrack.kfp.executor import (
+        end_lost_attempts,
+        log_pipeline_configs,
+        open_pipeline_run,
+        track_into_plugin_mlflow,
+    )
 
     track_into_plugin_mlflow()
-    run = orchestrack.start_run(key=f"kfp/{run_id}")
+    run = open_pipeline_run(run_id)
+    log_pipeline_configs(run)
     end_lost_attempts(run)  # every task ended before this one: one still running lost its pod
     run.finish()

@@ -2,13 +2,13 @@
 
 KFP components run in containers where the pipeline author's files do not exist. So each config is
 read where the pipeline is defined (the author's machine, at compile time), its stored copy (secrets
-already masked by :func:`orchestrack.configs.read_config`) is packed into one text that becomes a
-constant input of the ``open-run`` task, and that task writes the files back out and logs them with
-:meth:`orchestrack.Run.log_config` (``source=`` the original path).
+already masked by :func:`orchestrack.configs.read_config`) is packed into one text that becomes an
+environment variable of the task that closes the run, and that task writes the files back out and
+logs them with :meth:`orchestrack.Run.log_config` (``source=`` the original path).
 
 The text is JSON, compressed and base64-encoded, and at most :data:`MAX_EMBEDDED` characters long:
-KFP hands a task its inputs on the container's command line, and Linux refuses a single argument
-longer than 128 KiB (the task would not even start).
+Linux refuses a single environment variable (or argument) longer than 128 KiB: the task would not
+even start.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _FORMAT = 1
 
 
 def pack_configs(paths: Sequence[str | os.PathLike[str]], *, pipeline: str, func: Callable[..., Any]) -> str:
-    """The config files ``paths`` as one text for the open-run task (``""`` for none). A relative path
+    """The config files ``paths`` as one text for the closing task (``""`` for none). A relative path
     is looked up next to ``func``'s source file, then in the working directory.
 
     Example::
@@ -67,8 +67,8 @@ def pack_configs(paths: Sequence[str | os.PathLike[str]], *, pipeline: str, func
         largest = max(sizes, key=lambda name: sizes[name])
         raise InvalidInputError(
             f"{where}: the config files ({listed}) pack into {len(packed)} characters (compressed, base64), over "
-            f"the limit of {MAX_EMBEDDED} that orchestrack embeds in a compiled pipeline (KFP passes a task's "
-            f"inputs on its command line, which Linux limits to 128 KiB an argument); leave {largest!r} out of "
+            f"the limit of {MAX_EMBEDDED} that orchestrack embeds in a compiled pipeline (it travels in an "
+            f"environment variable of a task, which Linux limits to 128 KiB); leave {largest!r} out of "
             "configs= and log it with orchestrack.log_config inside a component whose image has it")
     return packed
 
@@ -79,17 +79,17 @@ def unpack_configs(packed: str) -> list[dict[str, Any]]:
     try:
         document = json.loads(zlib.decompress(base64.b64decode(packed.encode("ascii"), validate=True)))
     except (ValueError, binascii.Error, zlib.error) as err:
-        raise InvalidInputError(f"the open-run task's configs input is not what otk.pipeline packs ({err}); "
+        raise InvalidInputError(f"the closing task's packed configs are not what otk.pipeline packs ({err}); "
                                 "recompile the pipeline with this orchestrack version") from err
     found = document.get("format") if isinstance(document, dict) else type(document).__name__
     if found != _FORMAT:
-        raise InvalidInputError(f"the open-run task's configs input has format {found!r}, this orchestrack "
+        raise InvalidInputError(f"the closing task's packed configs have format {found!r}, this orchestrack "
                                 f"reads format {_FORMAT}; recompile the pipeline with this orchestrack version")
     return [{**entry, "files": {relative: _decode(content) for relative, content in entry["files"].items()}}
             for entry in document["configs"]]
 
 
-@fail_open("KFP open-run")
+@fail_open("KFP closing task")
 def log_packed_configs(run: orchestrack.Run, packed: str) -> None:
     """Write the packed configs to a temporary folder and log each with the run (each on its own:
     one that fails is logged and the others are still recorded; strict mode raises)."""
@@ -99,7 +99,7 @@ def log_packed_configs(run: orchestrack.Run, packed: str) -> None:
             _log_one(run, entry, Path(folder) / str(index))
 
 
-@fail_open("KFP open-run")
+@fail_open("KFP closing task")
 def _log_one(run: orchestrack.Run, entry: dict[str, Any], base: Path) -> None:
     files: dict[str, bytes] = entry["files"]
     for relative in files:

@@ -24,9 +24,10 @@ from orchestrack.outcome import Outcome, RunEnd, TaskReport
 from orchestrack.record import OrchestratorInfo, OrchestratorKind, TaskStatus
 
 RUN_ID_INPUT = "orchestrack_run_id"
+RUN_NAME_INPUT = "orchestrack_run_name"
 TASK_NAME_INPUT = "orchestrack_task_name"
 TASK_ID_INPUT = "orchestrack_task_id"
-HIDDEN_INPUTS = (RUN_ID_INPUT, TASK_NAME_INPUT, TASK_ID_INPUT)
+HIDDEN_INPUTS = (RUN_ID_INPUT, RUN_NAME_INPUT, TASK_NAME_INPUT, TASK_ID_INPUT)
 #: Set on the exit task of a pipeline's own dsl.ExitHandler: after running, it closes the run.
 CLOSES_RUN = "ORCHESTRACK_CLOSES_RUN"
 #: Set by a process that runs a pipeline with kfp.local before 2.17 and closes its run afterwards
@@ -34,6 +35,12 @@ CLOSES_RUN = "ORCHESTRACK_CLOSES_RUN"
 RUN_KEY_NOTE = "ORCHESTRACK_KFP_LOCAL_RUN_KEY_FILE"
 #: Set at compile time on every tracked task: the name of the pipeline it is part of (as KFP shows it).
 PIPELINE_VARIABLE = "ORCHESTRACK_KFP_PIPELINE"
+#: Set at compile time by ``otk.pipeline`` on every task it tracks: what the run is opened with (JSON:
+#: owner, purpose, the pipeline's version) by whichever task opens it first; no task does only that.
+OPENING_VARIABLE = "ORCHESTRACK_KFP_OPENING"
+#: Set by ``otk.pipeline(configs=...)`` on the task that closes the run: the packed config files, which
+#: that task records.
+CONFIGS_VARIABLE = "ORCHESTRACK_KFP_CONFIGS"
 #: What KFP's MLflow plugin injects into every task's container: its tracking server and the task's nested run.
 PLUGIN_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")
 
@@ -50,6 +57,7 @@ def main() -> None:
     parameters = inputs.setdefault("parameterValues", {})
     # Without a pipeline run (the component called on its own) each execution is a run of its own.
     run_id = str(parameters.pop(RUN_ID_INPUT, "") or os.environ.get("KFP_RUN_ID", "") or f"local-{uuid.uuid4().hex}")
+    run_name = str(parameters.pop(RUN_NAME_INPUT, "") or "")
     task_name = str(parameters.pop(TASK_NAME_INPUT, "") or "")
     # KFP's id of this task execution: each ParallelFor iteration has its own, under one task name.
     task_id = str(parameters.pop(TASK_ID_INPUT, "") or "")
@@ -57,7 +65,7 @@ def main() -> None:
     track_into_plugin_mlflow()
     refuse_unshared_store()
 
-    run = _open_run(run_id)
+    run = _open_run(run_id, run_name)
     import importlib
 
     wrapped = importlib.import_module(os.environ.get("ORCHESTRACK_WRAPPED_EXECUTOR", "kfp.dsl.executor_main"))
@@ -78,11 +86,16 @@ def main() -> None:
             _close_run(run, parameters)
 
 
-@fail_open("KFP executor")
-def _open_run(run_id: str) -> orchestrack.Run | None:
+def open_pipeline_run(run_id: str, run_name: str = "") -> orchestrack.Run:
+    """Open, or attach to, the run of KFP run ``run_id`` with what the compiled pipeline says of it
+    (every tracked task and the closing task do: whichever runs first opens it)."""
+    opening = json.loads(os.environ.get(OPENING_VARIABLE) or "{}")
     run = orchestrack.start_run(
-        key=f"kfp/{run_id}", orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=run_id,
-                                                           pipeline=os.environ.get(PIPELINE_VARIABLE) or None),
+        key=f"kfp/{run_id}", owner=opening.get("owner") or None, purpose=opening.get("purpose") or None,
+        orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=run_id,
+                                      pipeline=os.environ.get(PIPELINE_VARIABLE) or None,
+                                      pipeline_version=opening.get("pipeline_version") or None,
+                                      details={"run_name": run_name} if run_name else {}),
         image=os.environ.get("ORCHESTRACK_IMAGE"))
     if os.environ.get(RUN_KEY_NOTE):
         Path(os.environ[RUN_KEY_NOTE]).write_text(run.key)
@@ -90,10 +103,26 @@ def _open_run(run_id: str) -> orchestrack.Run | None:
 
 
 @fail_open("KFP executor")
+def _open_run(run_id: str, run_name: str) -> orchestrack.Run | None:
+    return open_pipeline_run(run_id, run_name)
+
+
+@fail_open("KFP executor")
+def log_pipeline_configs(run: orchestrack.Run) -> None:
+    """Record the config files ``otk.pipeline(configs=...)`` packed into this (closing) task."""
+    packed = os.environ.get(CONFIGS_VARIABLE)
+    if packed:
+        from orchestrack.kfp.embedded_configs import log_packed_configs
+
+        log_packed_configs(run, packed)
+
+
+@fail_open("KFP executor")
 def _close_run(run: orchestrack.Run, parameters: dict[str, Any]) -> None:
     """Close the run from the exit task of the pipeline's own exit handler: as its final status says
     when the task takes a ``dsl.PipelineTaskFinalStatus``, else as the recorded tasks say."""
     status = next((value for value in parameters.values() if isinstance(value, dict) and "state" in value), None)
+    log_pipeline_configs(run)
     end_lost_attempts(run)
     if status is None:
         run.finish()

@@ -36,8 +36,8 @@ class TrackedPipeline(graph_component.GraphComponent):
     body without a closing task) and closes the run itself. Everything else is kfp's."""
 
     closed_by_caller: "graph_component.GraphComponent | None" = None
-    #: What the opening task records (owner, purpose, the pipeline's name and version), given again
-    #: at closing: kfp.local may stop at a failed task before the opening task ran.
+    #: What the run is opened with (owner, purpose, the pipeline's name and version) and the packed
+    #: configs the closing task would record: kfp.local may stop at a failed task before any task opened it.
     opening: dict[str, Any] = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -58,7 +58,7 @@ def _runs_locally_now() -> bool:
 def run_and_close(call: Callable[[], Any], opening: dict[str, Any]) -> Any:
     """Run a local pipeline call, then close the run its tasks noted: as its tasks say when
     kfp.local returns, as failed (with kfp's message) when it raises. ``opening``: ``start_run``
-    arguments that fill what the opening task would have recorded."""
+    arguments (and the packed configs the closing task would have recorded)."""
     with tempfile.TemporaryDirectory(prefix="orchestrack-kfp-") as folder:
         note = Path(folder) / "run-key"
         previous = os.environ.get(RUN_KEY_NOTE)
@@ -89,6 +89,10 @@ def _close_noted(note: Path, error: BaseException | None, opening: dict[str, Any
                                 orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=key.split("/", 1)[-1],
                                                               pipeline=opening.get("pipeline"),
                                                               pipeline_version=opening.get("pipeline_version")))
+    if opening.get("configs"):
+        from orchestrack.kfp.embedded_configs import log_packed_configs
+
+        log_packed_configs(run, opening["configs"])
     if error is None:
         run.finish()
     else:
