@@ -86,6 +86,14 @@ def cross_validated_folds() -> None:
         score(fold=fold)
 
 
+@otk.pipeline(purpose="tuning", packages_to_install=[])
+def grid_over_dicts() -> None:
+    """kfp's own samples/core/loop_parallelism shape: a loop over dicts, each key read as ``item.key``."""
+    with dsl.ParallelFor([{"fold": 0, "lr": 1}, {"fold": 1, "lr": 10}], parallelism=2) as item:
+        score(fold=item.fold)
+        score(fold=item.lr)
+
+
 @otk.component(base_image="python:3.11", packages_to_install=[])
 def count(rows: int) -> int:
     return rows

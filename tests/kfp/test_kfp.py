@@ -204,6 +204,21 @@ def test_parallel_for_iterations_are_tasks_of_their_own() -> None:
     assert record.environment.image == "python:3.11"  # kfp's default base image, as the compiled spec says
 
 
+def test_a_loop_over_dicts_runs_and_is_closed_by_a_last_task(tmp_path: Path) -> None:
+    # kfp fails a loop over dicts inside an exit handler (kubeflow/pipelines#13273), plain kfp too:
+    # otk.pipeline closes such a pipeline with a last task instead of wrapping it in one.
+    compiler.Compiler().compile(pipelines.grid_over_dicts, str(tmp_path / "grid.yaml"))
+    tasks = yaml.safe_load((tmp_path / "grid.yaml").read_text())["root"]["dag"]["tasks"]
+    assert "finish-run" in tasks and "orchestrack-run" not in json.dumps(tasks)
+    if not FULL_LOCAL_RUNNER:  # kfp.local before 2.17 refuses dsl.ParallelFor itself
+        return
+    pipelines.grid_over_dicts()
+    record = only_run()
+    assert record.status is RunStatus.SUCCEEDED and record.orchestrator.pipeline == "grid-over-dicts"
+    assert sorted(t.name for t in record.tasks) == ["score", "score", "score-2", "score-2"]
+    assert "/" not in record.orchestrator.details["run_name"]  # the run's name, not a loop iteration's
+
+
 def test_a_component_without_a_pipeline_run_is_a_run_of_its_own() -> None:
     pipelines.prepare(rows=3)
     pipelines.prepare(rows=4)

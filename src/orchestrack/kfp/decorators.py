@@ -189,10 +189,10 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
     directory), embedded with secrets masked in the closing task, and logged by that task.
 
     The run is closed by an exit handler wrapped around the pipeline's body. kfp allows neither an
-    exit handler inside another nor outputs returned from inside one, so a pipeline that returns an
-    output is closed by a last task that runs whatever its upstream tasks did, and a pipeline with an
-    exit handler of its own is closed by that handler's exit task, which must then be an
-    ``otk.component``.
+    exit handler inside another nor outputs returned from inside one, and fails a loop over dicts
+    inside one, so a pipeline that returns an output or loops over dicts is closed by a last task that
+    runs whatever its upstream tasks did, and a pipeline with an exit handler of its own is closed by
+    that handler's exit task, which must then be an ``otk.component``.
 
     Example::
 
@@ -264,8 +264,10 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
 
             return dsl.pipeline(body, **kwargs)
 
-        own_exit_handler, returns = _shape_of(target, kwargs)
-        build = closed_at_the_end if own_exit_handler or returns else in_exit_handler
+        own_exit_handler, returns, dict_loops = _shape_of(target, kwargs)
+        # kfp cannot compile a loop over dicts inside an exit handler (the loop's variables leak out of
+        # it and the run fails: kubeflow/pipelines#13273), so such a pipeline closes with a last task too.
+        build = closed_at_the_end if own_exit_handler or returns or dict_loops else in_exit_handler
         draft = build("")
         # The pipeline version is a hash of the compiled spec (traced once without it), and the
         # pipeline's name is the one the spec gives KFP (a function name becomes e.g. "my-pipeline").
@@ -283,9 +285,10 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
     return decorate(func) if func is not None else decorate
 
 
-def _shape_of(target: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[bool, bool]:
-    """Whether the pipeline body has an exit handler of its own and whether it returns an output,
-    from one trace of the body as written (a failed trace would leave kfp's pipeline context broken)."""
+def _shape_of(target: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[bool, bool, bool]:
+    """Whether the pipeline body has an exit handler of its own, whether it returns an output, and
+    whether it loops over dicts (``dsl.ParallelFor`` items whose keys are read as ``item.key``), from
+    one trace of the body as written (a failed trace would leave kfp's pipeline context broken)."""
     seen: dict[str, bool] = {}
 
     @functools.wraps(target)
@@ -294,10 +297,18 @@ def _shape_of(target: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[bool,
         root = pipeline_context.Pipeline.get_default_pipeline().groups[0]
         seen["exit"] = any(isinstance(group, tasks_group.ExitHandler) for group in root.groups)
         seen["returns"] = result is not None
+        seen["dict_loops"] = any(getattr(group.loop_argument, "_referenced_subvars", None)
+                                 for group in _groups_within(root) if isinstance(group, tasks_group.ParallelFor))
         return result
 
     dsl.pipeline(probe, **kwargs)
-    return seen["exit"], seen["returns"]
+    return seen["exit"], seen["returns"], seen["dict_loops"]
+
+
+def _groups_within(group: Any) -> Iterator[Any]:
+    for inner in group.groups:
+        yield inner
+        yield from _groups_within(inner)
 
 
 def _top_level_tasks(root: Any) -> list[Any]:

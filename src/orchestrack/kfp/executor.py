@@ -90,6 +90,7 @@ def open_pipeline_run(run_id: str, run_name: str = "") -> orchestrack.Run:
     """Open, or attach to, the run of KFP run ``run_id`` with what the compiled pipeline says of it
     (every tracked task and the closing task do: whichever runs first opens it)."""
     opening = json.loads(os.environ.get(OPENING_VARIABLE) or "{}")
+    run_name = run_name.split("/")[0]  # kfp.local names a loop iteration "<run name>/for-loop-2-iteration-0"
     run = orchestrack.start_run(
         key=f"kfp/{run_id}", owner=opening.get("owner") or None, purpose=opening.get("purpose") or None,
         orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=run_id,
