@@ -167,6 +167,8 @@ def coerce_params(params: Mapping[str, Any], where: str) -> dict[str, Scalar]:
 def check_metric(key: str, value: Any, where: str) -> float:
     """A finite real metric value."""
     check_name(key, "metric name", where)
+    if type(value) is float and math.isfinite(value):
+        return value  # what a training loop logs: none of the conversions below apply
     if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):

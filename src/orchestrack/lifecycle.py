@@ -329,17 +329,18 @@ class Run:
                     slice: str | Mapping[str, Any] | None = None, unit: str | Mapping[str, str] | None = None) -> None:
         """Log metric values, optionally at a ``step``, for a ``slice`` such as ``"country=DE"``, and
         with a ``unit`` (one for all of them, or one per metric: ``{"latency": "ms"}``)."""
-        if not isinstance(metrics, Mapping):
+        if type(metrics) is not dict and not isinstance(metrics, Mapping):  # a dict skips the ABC check
             raise InvalidInputError(f"metrics (log_metrics) must be a mapping of name to number such as "
                                     f"{{'auc': 0.91}}, got {type(metrics).__name__}")
         if step is not None:
             inputs.check_count(step, "step", "log_metrics step=")
-        label = inputs.slice_label(slice, "log_metrics slice=")
+        label = None if slice is None else inputs.slice_label(slice, "log_metrics slice=")
         now = utcnow()
         current = _active_task.get()
         task = current.task_id if current is not None else None
-        points = [MetricPoint(key=k, value=inputs.check_metric(k, v, "log_metrics"), step=step, slice=label,
-                              task=task, timestamp=now) for k, v in metrics.items()]
+        points = []
+        for k, v in metrics.items():
+            points.append(MetricPoint.checked(k, inputs.check_metric(k, v, "log_metrics"), step, label, task, now))
         if unit is not None:
             self._set_units(inputs.metric_units(unit, list(metrics), "log_metrics unit="))
         if points:
