@@ -15,7 +15,9 @@ in flight when a process died lands once.
 :func:`settle` (a task attempt's end, a run's close, any read of a run) writes the waiting metric
 points and then waits for the couriers to deliver what this process has journaled, for at most
 ``delivery_timeout_s``, and not at all while a store is known to be down. At interpreter exit the
-same bounded wait runs once more; a journal whose writes all arrived is deleted.
+same bounded wait runs once more, while the store is down too: the journal may be lost with the
+machine (a pod's disk), and a store that failed one write is often only overloaded. A journal whose
+writes all arrived is deleted.
 """
 
 from __future__ import annotations
@@ -277,7 +279,9 @@ def _settle_at_exit() -> None:
         timeout_s = 10.0
     with _couriers_lock:
         couriers = list(_couriers.values())
-    if settle(timeout_s):
+    # Waits while a store is down too: a KFP pod or a container takes its journal with it, and a server that
+    # refused one write under load (a timeout, MLflow's QueuePool limit) usually takes the next.
+    if settle(timeout_s, while_down=True):
         for courier in couriers:
             courier.close_journal()
     else:

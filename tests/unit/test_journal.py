@@ -84,6 +84,37 @@ def test_an_outage_holds_up_nothing_and_every_write_lands_once_it_is_back(
     assert _journal_lines(orchestrack_home) == []  # a journal whose writes all arrived is emptied
 
 
+def test_a_process_that_ends_while_its_store_is_briefly_down_waits_and_delivers_everything(
+        remote: Path, orchestrack_home: Path, tmp_path: Path) -> None:
+    # A pod's journal goes with the pod: at exit the process waits (up to delivery_timeout_s) even for
+    # a store its courier found down, e.g. a server that timed out once under load.
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, threading
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests import flaky_store
+        from tests.flaky_store import set_down
+        from pathlib import Path
+        import orchestrack
+
+        flaky_store.register()
+        run = orchestrack.start_run(key="outage/brief", owner="ml", purpose="baseline")
+        set_down(Path({str(remote)!r}), True)
+        with run.task("train", attempt=1):
+            for step in range(100):
+                orchestrack.log_metrics({{"loss": 1 / (step + 1)}}, step=step)
+        threading.Timer(1.0, set_down, (Path({str(remote)!r}), False)).start()  # back a moment after the exit begins
+        print(run.run_id)
+    """))
+    worker = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ))
+    assert worker.returncode == 0, worker.stderr
+    run_id = worker.stdout.strip()
+    assert "cannot reach" in worker.stderr and "still waiting" not in worker.stderr, worker.stderr
+    assert _points(remote, run_id) == Counter({("loss", step): 1 for step in range(100)})
+    assert orchestrack.waiting_writes(run_id) == {}
+
+
 def test_a_process_that_ends_during_the_outage_leaves_its_writes_for_replay(
         remote: Path, orchestrack_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     script = tmp_path / "worker.py"
