@@ -84,10 +84,9 @@ def test_an_outage_holds_up_nothing_and_every_write_lands_once_it_is_back(
     assert _journal_lines(orchestrack_home) == []  # a journal whose writes all arrived is emptied
 
 
-def test_a_process_that_ends_while_its_store_is_briefly_down_waits_and_delivers_everything(
-        remote: Path, orchestrack_home: Path, tmp_path: Path) -> None:
-    # A pod's journal goes with the pod: at exit the process waits (up to delivery_timeout_s) even for
-    # a store its courier found down, e.g. a server that timed out once under load.
+def _worker_in_an_outage(tmp_path: Path, remote: Path, key: str, task_body: str, after: str = "") -> tuple[str, str]:
+    """Run a process that opens ``key``, takes the store down, runs one task of ``task_body`` (a block
+    of Python), then ``after``, and exits; its run id and what it logged."""
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(f"""
         import sys, threading
@@ -98,48 +97,43 @@ def test_a_process_that_ends_while_its_store_is_briefly_down_waits_and_delivers_
         import orchestrack
 
         flaky_store.register()
-        run = orchestrack.start_run(key="outage/brief", owner="ml", purpose="baseline")
-        set_down(Path({str(remote)!r}), True)
+        remote = Path({str(remote)!r})
+        run = orchestrack.start_run(key={key!r}, owner="ml", purpose="baseline")
+        set_down(remote, True)
         with run.task("train", attempt=1):
-            for step in range(100):
-                orchestrack.log_metrics({{"loss": 1 / (step + 1)}}, step=step)
-        threading.Timer(1.0, set_down, (Path({str(remote)!r}), False)).start()  # back a moment after the exit begins
-        print(run.run_id)
-    """))
+    """) + textwrap.indent(textwrap.dedent(task_body).strip("\n"), "    ") + f"\n{after}\nprint(run.run_id)\n")
     worker = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                             env=dict(os.environ))
     assert worker.returncode == 0, worker.stderr
-    run_id = worker.stdout.strip()
-    assert "cannot reach" in worker.stderr and "still waiting" not in worker.stderr, worker.stderr
+    return worker.stdout.strip(), worker.stderr
+
+
+def test_a_process_that_ends_while_its_store_is_briefly_down_waits_and_delivers_everything(
+        remote: Path, orchestrack_home: Path, tmp_path: Path) -> None:
+    # A pod's journal goes with the pod: at exit the process waits (up to delivery_timeout_s) even for
+    # a store its courier found down, e.g. a server that timed out once under load.
+    run_id, logged = _worker_in_an_outage(
+        tmp_path, remote, "outage/brief",
+        """
+        for step in range(100):
+            orchestrack.log_metrics({"loss": 1 / (step + 1)}, step=step)
+        """,
+        after="threading.Timer(1.0, set_down, (remote, False)).start()  # back a moment after the exit begins")
+    assert "cannot reach" in logged and "still waiting" not in logged, logged
     assert _points(remote, run_id) == Counter({("loss", step): 1 for step in range(100)})
     assert orchestrack.waiting_writes(run_id) == {}
 
 
 def test_a_process_that_ends_during_the_outage_leaves_its_writes_for_replay(
         remote: Path, orchestrack_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from tests import flaky_store
-        from tests.flaky_store import set_down
-        from pathlib import Path
-        import orchestrack
-
-        flaky_store.register()
-        run = orchestrack.start_run(key="outage/exit", owner="ml", purpose="baseline")
-        set_down(Path({str(remote)!r}), True)
-        with run.task("train", attempt=1):
-            orchestrack.log_params({{"lr": 0.1, "depth": 6}})
-            for step in range(100):
-                orchestrack.log_metrics({{"loss": 1 / (step + 1), "acc": step / 100}}, step=step)
-        print(run.run_id)
-    """))
-    worker = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ))
-    assert worker.returncode == 0, worker.stderr
-    run_id = worker.stdout.strip()
-    assert "are still waiting in" in worker.stderr  # said at exit, with where
+    run_id, logged = _worker_in_an_outage(
+        tmp_path, remote, "outage/exit",
+        """
+        orchestrack.log_params({"lr": 0.1, "depth": 6})
+        for step in range(100):
+            orchestrack.log_metrics({"loss": 1 / (step + 1), "acc": step / 100}, step=step)
+        """)
+    assert "are still waiting in" in logged  # said at exit, with where
     waiting = orchestrack.waiting_writes(run_id)[run_id]
     assert [path.parent for path, _ in waiting] == [orchestrack_home / "spool"]
 
