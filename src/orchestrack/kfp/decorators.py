@@ -90,8 +90,9 @@ class TrackedComponent:
         # Whichever task runs first opens the run, with the pipeline's name (the name KFP shows; the
         # MLflow store's experiment) and, in an otk.pipeline, its owner, purpose and version.
         task.set_env_variable(PIPELINE_VARIABLE, pipeline.name)
-        if _opening.get():
-            task.set_env_variable(OPENING_VARIABLE, _opening.get())
+        opening = _opening.get()
+        if opening:
+            task.set_env_variable(OPENING_VARIABLE, opening)
         if self.image:
             task.set_env_variable("ORCHESTRACK_IMAGE", self.image)  # a container cannot see its own image
         _note_accelerators(task)

@@ -109,9 +109,10 @@ def _open_run(run_id: str, run_name: str) -> orchestrack.Run | None:
 
 
 @fail_open("KFP executor")
-def log_pipeline_configs(run: orchestrack.Run) -> None:
-    """Record the config files ``otk.pipeline(configs=...)`` packed into this (closing) task."""
-    packed = os.environ.get(CONFIGS_VARIABLE)
+def log_pipeline_configs(run: orchestrack.Run, packed: str | None = None) -> None:
+    """Record the config files ``otk.pipeline(configs=...)`` packed (default: into this closing task's
+    ``ORCHESTRACK_KFP_CONFIGS``)."""
+    packed = os.environ.get(CONFIGS_VARIABLE) if packed is None else packed
     if packed:
         from orchestrack.kfp.embedded_configs import log_packed_configs
 

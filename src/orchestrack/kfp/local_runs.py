@@ -22,7 +22,7 @@ from typing import Any
 from kfp.dsl import graph_component, pipeline_context
 
 from orchestrack.guard import fail_open
-from orchestrack.kfp.executor import RUN_KEY_NOTE, final_status_end
+from orchestrack.kfp.executor import RUN_KEY_NOTE, final_status_end, log_pipeline_configs
 from orchestrack.versions import release
 
 
@@ -89,10 +89,7 @@ def _close_noted(note: Path, error: BaseException | None, opening: dict[str, Any
                                 orchestrator=OrchestratorInfo(kind=OrchestratorKind.KFP, run_id=key.split("/", 1)[-1],
                                                               pipeline=opening.get("pipeline"),
                                                               pipeline_version=opening.get("pipeline_version")))
-    if opening.get("configs"):
-        from orchestrack.kfp.embedded_configs import log_packed_configs
-
-        log_packed_configs(run, opening["configs"])
+    log_pipeline_configs(run, opening.get("configs") or "")
     if error is None:
         run.finish()
     else:
