@@ -168,8 +168,26 @@ def test_listeners_fire_in_the_scheduler_and_task_processes(stack: Stack) -> Non
     assert record.status is RunStatus.SUCCEEDED and record.metrics == {"auc": 0.93}
     assert {(t.name, t.status) for t in record.tasks} == {("orchestrack", TaskStatus.SUCCEEDED),
                                                          ("train", TaskStatus.SUCCEEDED)}
+    # The operator has nothing to record that the tasks' hooks do not: the scheduler marks it
+    # succeeded without running it (no host, no duration), and the first task's hook opens the run.
+    operator = stack.get(f"/api/v2/dags/scheduled_ok/dagRuns/{run_id}/taskInstances/orchestrack")
+    assert (operator["state"], operator["hostname"] or None, operator["duration"]) == ("success", None, 0)
+    assert record.last_attempts()["orchestrack"].hostname is None
+    assert (record.purpose, record.owner) == ("baseline", "ml-platform")
     quoted = run_id.replace(":", "%3A").replace("+", "%2B")
     assert record.orchestrator.url == f"{stack.base}/dags/scheduled_ok/runs/{quoted}"
+
+
+def test_a_dag_run_in_which_no_task_ran_is_still_one_run(stack: Stack) -> None:
+    run_id = stack.trigger("scheduled_nothing_runs")
+    assert stack.finished("scheduled_nothing_runs", run_id) == "success"
+    key = f"airflow/scheduled_nothing_runs/{run_id}"
+    stack.wait(lambda: any(r.key == key and r.finished for r in runs_in(stack)), 60,
+               "the run opened and closed by on_dag_run_success in the scheduler")
+    record = next(r for r in runs_in(stack) if r.key == key)
+    assert record.status is RunStatus.SUCCEEDED and record.orchestrator.kind == "airflow"
+    assert {(t.name, t.status) for t in record.tasks} == {("orchestrack", TaskStatus.SUCCEEDED),
+                                                         ("placeholder", TaskStatus.SUCCEEDED)}
 
 
 def test_sigkill_of_a_task_process_still_ends_the_run_as_infra_error(stack: Stack) -> None:

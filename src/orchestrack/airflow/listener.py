@@ -35,9 +35,14 @@ def _tracked(key: str, dag: Any = None) -> bool:
     except Exception as err:
         if dag is None or not is_transient(err):
             raise
-        return any(isinstance(t, TrackRunOperator) or getattr(t, "task_type", None) == TrackRunOperator.__name__
-                   for t in getattr(dag, "tasks", ()))
+        return _has_tracker(dag)
     return True
+
+
+def _has_tracker(dag: Any) -> bool:
+    """Whether ``dag`` (as parsed, or as the scheduler holds it serialized) has a TrackRunOperator."""
+    return any(isinstance(t, TrackRunOperator) or getattr(t, "task_type", None) == TrackRunOperator.__name__
+               for t in getattr(dag, "tasks", ()))
 
 
 #: The run each task attempt's running hook opened in this process, and the attempt's details, by
@@ -135,7 +140,10 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     """Record every task instance as Airflow has it (skips, upstream failures, killed processes, with
     Airflow's own dates), then close the run as Airflow says it ended."""
     key = run_key(dag_run.dag_id, dag_run.run_id)
-    if not _tracked(key, getattr(dag_run, "dag", None)):
+    dag = getattr(dag_run, "dag", None)
+    # A DAG with a TrackRunOperator is tracked even when none of its tasks ran (the operator itself
+    # runs only when it has configs or datasets to record): its run is opened here, with every task.
+    if not (_has_tracker(dag) or _tracked(key, dag)):
         return
     rows = _task_instances(dag_run)
     # The scheduler can read the DAG version's number, which task processes cannot.

@@ -43,6 +43,9 @@ class TrackRunOperator(BaseOperator):
     when the operator runs; a relative path is looked up next to the DAG file, then in the working
     directory) and ``run_tags``.
 
+    Without ``configs``, ``datasets`` or Assets in the DAG it has nothing to do at run time, and the
+    scheduler marks it succeeded without running it (see :attr:`inherits_from_empty_operator`).
+
     Example::
 
         track = TrackRunOperator(task_id="orchestrack", purpose="tuning", datasets=["s3://bucket/train/"],
@@ -68,6 +71,16 @@ class TrackRunOperator(BaseOperator):
         self.configs = _path_list(configs, f"TrackRunOperator {self.task_id!r} configs=")
         self.run_tags = dict(run_tags or {})
 
+    @property
+    def inherits_from_empty_operator(self) -> bool:  # type: ignore[override]
+        """Whether Airflow may mark this task succeeded without running it, as it does an
+        ``EmptyOperator``: when it has nothing to record that the tasks' own hooks do not (no
+        ``configs``, no ``datasets``, no asset on any task of the DAG). The first tracked task to run
+        opens the run with the same facts, and the DAG run's end records it even when no task ran;
+        so a DAG run waits for no worker slot, pod or process of ours before its first task.
+        Read where Airflow serializes the DAG, once the whole DAG is built."""
+        return not (self.configs or self.datasets or _dag_assets(self))
+
     def execute(self, context: Any) -> str:
         """Open (or attach to) the run, record params, conf, configs, datasets and assets; return the run key."""
         from orchestrack.errors import InvalidInputError
@@ -81,11 +94,8 @@ class TrackRunOperator(BaseOperator):
             log_config(run, path)
         for uri in self.datasets:
             run.log_dataset(uri.rstrip("/").rsplit("/", 1)[-1] or uri, uri)
-        for task in getattr(self.dag, "tasks", ()):
-            for asset in [*getattr(task, "inlets", ()), *getattr(task, "outlets", ())]:
-                asset_uri = getattr(asset, "uri", None)
-                if asset_uri:
-                    run.log_dataset(getattr(asset, "name", None) or asset_uri, asset_uri)
+        for name, asset_uri in _dag_assets(self):
+            run.log_dataset(name, asset_uri)
         return run.key
 
     def _log_config(self, run: Run, path: str) -> None:
@@ -153,6 +163,17 @@ def _path_list(paths: Sequence[str | os.PathLike[str]], where: str) -> list[str]
 
         raise InvalidInputError(f"{where} takes file or folder paths (text or pathlib.Path), got {bad[0]!r}")
     return [os.fspath(item) for item in items]
+
+
+def _dag_assets(task: Any) -> list[tuple[str, str]]:
+    """(name, URI) of every asset that a task of ``task``'s DAG reads or writes (inlets, outlets)."""
+    found = []
+    for each in getattr(getattr(task, "dag", None), "tasks", ()):
+        for asset in [*getattr(each, "inlets", ()), *getattr(each, "outlets", ())]:
+            asset_uri = getattr(asset, "uri", None)
+            if asset_uri:
+                found.append((getattr(asset, "name", None) or asset_uri, asset_uri))
+    return found
 
 
 def _dag_folder(task: Any) -> Path | None:
