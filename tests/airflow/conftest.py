@@ -62,10 +62,12 @@ def upstream_example_sources() -> dict[str, Path]:
     return {name: path for name, path in found.items() if path is not None}
 
 
-def _copy_upstream_examples(folder: Path) -> None:
+def _copy_upstream_examples(folder: Path, only: set[str] | None = None) -> None:
+    """Airflow's own example files (``only`` these, when given) into ``folder``, each DAG with the operator added."""
     folder.mkdir()
     for filename, source in upstream_example_sources().items():
-        (folder / filename).write_text(source.read_text() + _ADD_THE_OPERATOR)
+        if only is None or filename in only:
+            (folder / filename).write_text(source.read_text() + _ADD_THE_OPERATOR)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "airflow" / "churn_train_dag.py"
 #: The config file the example DAG reads, deployed next to it as its users would.
 EXAMPLE_CONFIG = EXAMPLE.with_name("churn_train.yaml")

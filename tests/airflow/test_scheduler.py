@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,10 +24,16 @@ import pytest
 
 import orchestrack
 from orchestrack import FailureReason, RunStatus, TaskStatus
+from tests.airflow.conftest import UPSTREAM_EXAMPLES, _copy_upstream_examples, upstream_example_sources
 
 pytestmark = pytest.mark.integration
 
 STACK_DAGS = Path(__file__).parent / "stack_dags"
+#: Airflow's own example DAGs (with the operator added) that a real scheduler runs here: EmptyOperators,
+#: which the scheduler never runs either, branches and short circuits that skip them, and (3.2 and
+#: later) a DAG that fails.
+SCHEDULED_EXAMPLES = {"example_skip_dag.py", "example_nested_branch_dag.py", "example_short_circuit_operator.py",
+                      "example_failed_dag.py"}
 
 
 def free_port() -> int:
@@ -38,14 +45,14 @@ def free_port() -> int:
 class Stack:
     """The Airflow processes of one test module, on loopback, in their own AIRFLOW_HOME."""
 
-    def __init__(self, home: Path, orchestrack_home: Path) -> None:
+    def __init__(self, home: Path, orchestrack_home: Path, dags: Path = STACK_DAGS) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.token: str | None = None  # a bearer token, once the API asks for one
         self.pid_file = home / "task.pid"
         self.env = {
             **os.environ,
-            "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(STACK_DAGS),
+            "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
@@ -145,7 +152,10 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("airflow-stack")
-    running = Stack(home, home / "orchestrack")
+    dags = home / "dags"
+    shutil.copytree(STACK_DAGS, dags)
+    _copy_upstream_examples(dags / "upstream", SCHEDULED_EXAMPLES)
+    running = Stack(home, home / "orchestrack", dags)
     running.start()
     yield running
     running.stop()
@@ -265,3 +275,23 @@ def test_a_killed_supervisor_is_reported_by_the_scheduler_as_infra_error(stack: 
     finally:
         with contextlib.suppress(OSError):
             os.kill(task_pid, signal.SIGKILL)  # Airflow never kills the orphaned task process
+
+
+@pytest.mark.parametrize("filename", sorted(SCHEDULED_EXAMPLES & set(upstream_example_sources())))
+def test_airflows_own_example_dags_run_by_the_scheduler_are_recorded_as_airflow_has_them(
+        stack: Stack, filename: str) -> None:
+    dag_id = UPSTREAM_EXAMPLES[filename]
+    run_id = stack.trigger(dag_id)
+    state = stack.finished(dag_id, run_id)
+    key = f"airflow/{dag_id}/{run_id}"
+    stack.wait(lambda: any(r.key == key and r.finished for r in runs_in(stack)), 60, f"{dag_id}'s run closed")
+    record = next(r for r in runs_in(stack) if r.key == key)
+    instances = stack.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")
+    assert instances["total_entries"] == len(instances["task_instances"])  # every one on this page
+    status_of = {"success": TaskStatus.SUCCEEDED, "skipped": TaskStatus.SKIPPED, "failed": TaskStatus.FAILED,
+                 "upstream_failed": TaskStatus.UPSTREAM_FAILED}
+    assert {a.task_id: (a.status, a.attempt) for a in record.last_attempts().values()} == {
+        (ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"):
+        (status_of[ti["state"]], ti["try_number"]) for ti in instances["task_instances"]}
+    assert record.status is {"success": RunStatus.SUCCEEDED, "failed": RunStatus.FAILED}[state], record.failure
+    assert (record.purpose, record.orchestrator.run_id) == ("baseline", run_id)

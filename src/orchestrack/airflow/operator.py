@@ -81,8 +81,10 @@ class TrackRunOperator(BaseOperator):
         Read where Airflow serializes the DAG, once the whole DAG is built."""
         return not (self.configs or self.datasets or _dag_assets(self))
 
-    def execute(self, context: Any) -> str:
-        """Open (or attach to) the run, record params, conf, configs, datasets and assets; return the run key."""
+    def execute(self, context: Any) -> None:
+        """Open (or attach to) the run, record params, conf, configs, datasets and assets. Nothing goes
+        to XCom: the scheduler often does not run this task at all, and a task finds the run with
+        :func:`orchestrack.active_run` (its key is ``airflow/<dag_id>/<run_id>``)."""
         from orchestrack.errors import InvalidInputError
         from orchestrack.guard import fail_open
 
@@ -96,7 +98,6 @@ class TrackRunOperator(BaseOperator):
             run.log_dataset(uri.rstrip("/").rsplit("/", 1)[-1] or uri, uri)
         for name, asset_uri in _dag_assets(self):
             run.log_dataset(name, asset_uri)
-        return run.key
 
     def _log_config(self, run: Run, path: str) -> None:
         from orchestrack.configs import find_config
