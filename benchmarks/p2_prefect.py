@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from prefect import flow, task
@@ -29,6 +28,7 @@ from benchmarks.measure import (
     Report,
     Target,
     arguments,
+    cpu_timed,
     embedded_store_in,
     finish,
     interleaved,
@@ -73,18 +73,6 @@ def pipeline(tasks: int = TASKS) -> str:
 
 plain = flow(name="p2-plain")(pipeline)
 tracked = tracked_flow(pipeline, name="p2-tracked", purpose="baseline")
-
-
-def cpu_timed(call: Callable[[], object], into: list[float]) -> Callable[[], None]:
-    """``call``, also noting the CPU time this process spent in it (ms; every thread of the flow run,
-    Prefect's and orchestrack's own): less disturbed by a busy machine than wall time."""
-
-    def case() -> None:
-        start = time.process_time()
-        call()
-        into.append((time.process_time() - start) * 1000)
-
-    return case
 
 
 def main(argv: Sequence[str] | None = None) -> Report:
