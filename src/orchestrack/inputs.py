@@ -244,6 +244,11 @@ _NAMED_BY_METRIC = frozenset({"packages", "metrics", "metric_units", "slice_metr
                               "metric_series"})
 
 
+#: Types :func:`scrub` returns as they are: no text inside (``MetricPoint``: checked names and a float,
+#: thousands per write).
+_KEPT_TYPES = frozenset({type(None), bool, int, float, datetime, date, MetricPoint})
+
+
 def scrub(value: Any, *, names: bool = True) -> Any:
     """``value`` (a record, a store write's arguments, any JSON-like data) as it may be stored: every
     text passed through :func:`~orchestrack.evidence.redact`, and the value of every mapping entry
@@ -256,17 +261,18 @@ def scrub(value: Any, *, names: bool = True) -> Any:
         scrub({"db_password": "hunter2", "dsn": "postgresql://u:pw@db/x"})
         # {'db_password': '***', 'dsn': 'postgresql://u:***@db/x'}
     """
-    if value is None or isinstance(value, (Enum, bool, int, float, date)):
+    kind = type(value)
+    if kind in _KEPT_TYPES:  # the common exact types first: a task attempt holds a dozen fields
+        return value
+    if kind is not str and isinstance(value, (Enum, bool, int, float, date)):
         return value
     if isinstance(value, str):
         cleaned = redact(value)
         return value if cleaned == value else cleaned
-    if isinstance(value, MetricPoint):  # checked names and a float; thousands per write
-        return value
     if isinstance(value, BaseModel):
         extra = value.model_extra or {}
         changes: dict[str, Any] = {}
-        for field, item in value:
+        for field, item in value.__dict__.items() if not extra else value:
             if field in _IDENTITY:
                 continue
             if field in extra and is_secret_name(field) and item not in (None, ""):
