@@ -397,11 +397,11 @@ def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Out
     run = open_pipeline_run(run_id)  # opened here if no task opened it (every task failed to start)
     log_pipeline_configs(run)
     end_lost_attempts(run)  # every task ended before the exit task: one still running lost its pod
-    run.conclude(final_status_end(status.state, status.error_message))
+    closed = run.conclude(final_status_end(status.state, status.error_message))
     from orchestrack.report import markdown_summary
 
     with open(summary.path, "w") as handle:  # the KFP UI shows this Markdown on the exit task
-        handle.write(markdown_summary(run.record, run.url))
+        handle.write(markdown_summary(closed or run.record, run.url))  # read again only if the store was down
 
 
 def finish_run(run_id: str) -> None:

@@ -42,6 +42,7 @@ from orchestrack.prefect.facts import (
     run_key,
 )
 from orchestrack.reaper import RunLost
+from orchestrack.record import RunRecord
 from orchestrack.report import gate_markdown, markdown_summary
 from orchestrack.versions import installed_release
 
@@ -173,8 +174,7 @@ class _Hooks:
             run.report_tasks(_reports_from_api(flow_run.id))
         elif int(getattr(flow_run, "run_count", 0) or 0) > 1:
             run = self._open(flow, flow_run, ended=True)  # fills what only the end knows: the flow run's tries
-        run.conclude(run_end_of(state))
-        _publish(run, flow_run.id)
+        _publish(run, flow_run.id, run.conclude(run_end_of(state)))
 
 
 class _TaskRunObserver:
@@ -372,14 +372,15 @@ def _reports_from_api(flow_run_id: Any) -> list[TaskReport]:
             offset += PAGE
 
 
-def _publish(run: Run, flow_run_id: Any) -> None:
-    """A markdown artifact on the flow run: the run's summary and where to open it."""
+def _publish(run: Run, flow_run_id: Any, closed: RunRecord | None) -> None:
+    """A markdown artifact on the flow run: the run's summary and where to open it. ``closed``: the run as
+    its close left it (``None`` when the store could not be read then: it is read again)."""
     from prefect import get_client
     from prefect.client.schemas.actions import ArtifactCreate
 
     with get_client(sync_client=True) as client:
         client.create_artifact(ArtifactCreate(key="orchestrack-run", type="markdown",
-                                              data=markdown_summary(run.record, run.url),
+                                              data=markdown_summary(closed or run.record, run.url),
                                               description="orchestrack run summary", flow_run_id=flow_run_id))
 
 
