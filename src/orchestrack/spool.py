@@ -234,7 +234,7 @@ def _replay_file(claimed: Path, done: set[str], progress: Any, deliver: Any, tra
     delivered = left = 0
     down: set[str] = set()
     name = claimed.with_suffix(".jsonl").name
-    for number, line in enumerate(claimed.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_whole_lines(claimed, name), start=1):
         if not line.strip():
             continue
         entry: Any = None
@@ -262,6 +262,17 @@ def _replay_file(claimed: Path, done: set[str], progress: Any, deliver: Any, tra
     return delivered, left
 
 
+def _whole_lines(path: Path, name: str) -> list[str]:
+    """The journal's lines, without a last one its process was killed while appending (no newline
+    yet: that write was never acknowledged, as :meth:`Spool.append` returns once the whole line is
+    fsynced). Read as bytes, so that a cut in a UTF-8 character cannot make the file unreadable."""
+    *lines, torn = path.read_bytes().split(b"\n")
+    if torn.strip():
+        log.info("orchestrack: %s ends in a write cut short when its process was killed mid-append "
+                 "(%d bytes, never acknowledged); it is left out", name, len(torn))
+    return [line.decode("utf-8", errors="replace") for line in lines]
+
+
 def pending_writes(directories: list[Path]) -> dict[str, list[tuple[Path, int]]]:
     """By run id: the journal files holding writes of that run that have not reached the store, with
     their count (files of live processes included: their writes are waiting too)."""
@@ -275,7 +286,8 @@ def pending_writes(directories: list[Path]) -> dict[str, list[tuple[Path, int]]]
             done = _delivered_ids(path.with_suffix(".jsonl"))
             counts: dict[str, int] = {}
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
+                # errors="replace": a last line cut inside a character (a kill mid-append) fails to parse below
+                lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
             except OSError:
                 continue
             for line in lines:

@@ -176,6 +176,38 @@ def test_replay_takes_over_a_file_whose_replayer_died(lenient: Path, locked_stor
     assert not orphan.exists()
 
 
+def test_a_write_cut_short_by_a_kill_mid_append_is_left_out_and_the_rest_replayed(
+        lenient: Path, locked_store: sqlite3.Connection, orchestrack_home: Path) -> None:
+    """A process killed with SIGKILL while appending to its journal leaves a last line without its
+    newline (never acknowledged: append returns after the whole line is fsynced), possibly cut inside
+    a UTF-8 character. Found by CI (tests/integration/test_crash_safety.py): replay called it a problem."""
+    orchestrack.start_run(key="torn").log_params({"a": 1, "name": "Zoë"})
+    locked_store.execute("ROLLBACK")
+    [spooled] = list((orchestrack_home / "spool").glob("*.jsonl"))
+    whole = spooled.read_bytes()
+    last = whole.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    cut = last[:40] + "ë".encode()[:1]  # a line cut short, here inside a UTF-8 character
+    spooled.write_bytes(whole + cut)
+    from orchestrack.spool import pending_writes
+
+    pending = pending_writes([spooled.parent])  # what `orchestrack show` lists: readable, the cut line left out
+    assert sorted(count for files in pending.values() for _, count in files) == [2]
+    applied, problems = orchestrack.replay_spool()
+    assert (applied, problems) == (2, [])
+    assert orchestrack.get_run("torn").params == {"a": 1, "name": "Zoë"}
+
+
+def test_a_damaged_line_inside_a_journal_is_still_a_problem(lenient: Path, locked_store: sqlite3.Connection,
+                                                           orchestrack_home: Path) -> None:
+    orchestrack.start_run(key="damaged").log_params({"a": 1})
+    locked_store.execute("ROLLBACK")
+    [spooled] = list((orchestrack_home / "spool").glob("*.jsonl"))
+    first, *rest = spooled.read_text().splitlines(keepends=True)
+    spooled.write_text(first + '{"id": "x", "op": "log_par\n' + "".join(rest))
+    applied, problems = orchestrack.replay_spool()
+    assert applied == 2 and len(problems) == 1 and ":2: JSONDecodeError" in problems[0], problems
+
+
 def test_a_hook_fault_the_user_must_fix_is_one_warning_line(lenient: Path, monkeypatch: pytest.MonkeyPatch,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     from orchestrack import InvalidInputError
