@@ -234,7 +234,11 @@ def _replay_file(claimed: Path, done: set[str], progress: Any, deliver: Any, tra
     delivered = left = 0
     down: set[str] = set()
     name = claimed.with_suffix(".jsonl").name
-    for number, line in enumerate(_whole_lines(claimed, name), start=1):
+    lines, torn = _whole_lines(claimed)
+    if torn:
+        log.info("orchestrack: %s ends in a write cut short when its process was killed mid-append "
+                 "(%d bytes, never acknowledged); it is left out", name, len(torn))
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         entry: Any = None
@@ -262,15 +266,12 @@ def _replay_file(claimed: Path, done: set[str], progress: Any, deliver: Any, tra
     return delivered, left
 
 
-def _whole_lines(path: Path, name: str) -> list[str]:
-    """The journal's lines, without a last one its process was killed while appending (no newline
-    yet: that write was never acknowledged, as :meth:`Spool.append` returns once the whole line is
-    fsynced). Read as bytes, so that a cut in a UTF-8 character cannot make the file unreadable."""
+def _whole_lines(path: Path) -> tuple[list[str], bytes]:
+    """A journal's whole lines, and what follows the last newline: a write its process was killed while
+    appending (never acknowledged: :meth:`Spool.append` returns once the whole line is fsynced), or
+    ``b""``. Read as bytes, so that a cut inside a UTF-8 character cannot make the file unreadable."""
     *lines, torn = path.read_bytes().split(b"\n")
-    if torn.strip():
-        log.info("orchestrack: %s ends in a write cut short when its process was killed mid-append "
-                 "(%d bytes, never acknowledged); it is left out", name, len(torn))
-    return [line.decode("utf-8", errors="replace") for line in lines]
+    return [line.decode("utf-8", errors="replace") for line in lines], torn.strip()
 
 
 def pending_writes(directories: list[Path]) -> dict[str, list[tuple[Path, int]]]:
@@ -286,8 +287,7 @@ def pending_writes(directories: list[Path]) -> dict[str, list[tuple[Path, int]]]
             done = _delivered_ids(path.with_suffix(".jsonl"))
             counts: dict[str, int] = {}
             try:
-                # errors="replace": a last line cut inside a character (a kill mid-append) fails to parse below
-                lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+                lines = _whole_lines(path)[0]
             except OSError:
                 continue
             for line in lines:

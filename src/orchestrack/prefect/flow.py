@@ -174,7 +174,8 @@ class _Hooks:
             run.report_tasks(_reports_from_api(flow_run.id))
         elif int(getattr(flow_run, "run_count", 0) or 0) > 1:
             run = self._open(flow, flow_run, ended=True)  # fills what only the end knows: the flow run's tries
-        _publish(run, flow_run.id, run.conclude(run_end_of(state)))
+        closed = run.conclude(run_end_of(state))
+        _publish(run, flow_run.id, closed)
 
 
 class _TaskRunObserver:
