@@ -8,18 +8,16 @@ file are errors, so a typo never becomes a silent default. docs/configuration.md
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import types
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
 
 from orchestrack.errors import InvalidInputError
 from orchestrack.policy import SchemaPolicy
@@ -122,17 +120,16 @@ class MlflowSettings(BaseModel):
         return template
 
 
-class Settings(BaseSettings):
-    """Every orchestrack setting. Build it with :func:`load_settings`.
+class Settings(BaseModel):
+    """Every orchestrack setting. Build it with :func:`load_settings` (which reads the environment and
+    the config file; the constructor takes only what it is given).
 
     Example::
 
         settings = load_settings(tracking_uri="sqlite:////tmp/runs.db")
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False,
-    )
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     home: Path = Field(default_factory=default_home,
                        description="Folder of the embedded store, spool and artifacts.")
@@ -175,21 +172,6 @@ class Settings(BaseSettings):
     failure_rules: list[FailureRuleSetting] = Field(
         default_factory=list,
         description="Team failure rules, tried before the built-in ones (docs/failure-reasons.md).")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = config_file_path()
-        if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-        return tuple(sources)
 
     @field_validator("tracking_uri", "artifact_uri")
     @classmethod
@@ -241,32 +223,116 @@ def load_settings(**overrides: Any) -> Settings:
         raise InvalidInputError(
             f"config file {str(path)!r} (from ORCHESTRACK_CONFIG) does not exist; "
             "create it or unset ORCHESTRACK_CONFIG")
+    from_file = _file_values(path) if path is not None else {}
     try:
-        settings = Settings(**overrides)
+        settings = Settings.model_validate(_layered(from_file, _environment_values(), overrides))
     except ValidationError as err:
         raise InvalidInputError(_explain(err, overrides, path)) from err
-    except (ValueError, RecursionError) as err:  # a malformed TOML file or env value pydantic-settings cannot parse
-        raise InvalidInputError(_unreadable(err, path)) from err
     if len(_cache) > 32:
         _cache.clear()
     _cache[cache_key] = settings
     return settings
 
 
-def _unreadable(err: Exception, path: Path | None) -> str:
-    """What to say when a source cannot even be parsed (pydantic-settings names only the field)."""
-    field = re.search(r'error parsing value for field "(\w+)" from source "EnvSettingsSource"', str(err))
-    if field:
-        name = ENV_PREFIX + field.group(1).upper()
-        return (f"cannot read orchestrack settings: environment variable {name} is not valid JSON "
-                f"({os.environ.get(name, '')[:80]!r}); lists and tables are JSON in the environment, "
-                f"e.g. {name}='[\"a\", \"b\"]' or '{{\"strict\": true}}', or set one field with {name}__FIELD")
-    if path is not None:
+def _file_values(path: Path) -> dict[str, Any]:
+    """The config file's tables, as written (its keys are checked when the settings are validated)."""
+    import tomllib  # only where there is a file
+
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as err:
+        raise InvalidInputError(f"cannot read orchestrack settings from config file {path}: {err.strerror or err}; "
+                                "make it readable or point ORCHESTRACK_CONFIG elsewhere") from err
+    except (ValueError, RecursionError) as err:  # not TOML, not UTF-8, or nested past the parser's depth
         problem = "it nests too deeply" if isinstance(err, RecursionError) else str(err)
-        return (f"cannot read orchestrack settings from config file {path} (ORCHESTRACK_CONFIG, ./orchestrack.toml "
-                f"or $ORCHESTRACK_HOME/config.toml): not valid UTF-8 TOML: {problem}; fix the file "
-                "(docs/configuration.md shows an example) or point ORCHESTRACK_CONFIG elsewhere")
-    return f"cannot read orchestrack settings from the ORCHESTRACK_* environment: {err}"
+        raise InvalidInputError(
+            f"cannot read orchestrack settings from config file {path} (ORCHESTRACK_CONFIG, ./orchestrack.toml "
+            f"or $ORCHESTRACK_HOME/config.toml): not valid UTF-8 TOML: {problem}; fix the file "
+            "(docs/configuration.md shows an example) or point ORCHESTRACK_CONFIG elsewhere") from err
+
+
+def _environment_values() -> dict[str, Any]:
+    """Settings from ``ORCHESTRACK_*`` variables (names in any case): ``ORCHESTRACK_<FIELD>``, JSON for a
+    list or table, and ``ORCHESTRACK_<FIELD>__<KEY>...`` for one key inside a table, laid over it.
+    Variables that name no setting (``ORCHESTRACK_CONFIG``) are not settings and are left alone."""
+    variables = {name.lower(): (name, value) for name, value in os.environ.items()
+                 if name.upper().startswith(ENV_PREFIX)}
+    values: dict[str, Any] = {}
+    for field_name, field in Settings.model_fields.items():
+        variable = ENV_PREFIX.lower() + field_name
+        if variable in variables:
+            name, value = variables[variable]
+            values[field_name] = _decoded(name, value) if _is_table_or_list(field.annotation) else value
+        nested: dict[str, Any] = {}
+        for lowered in sorted(variables):
+            if lowered.startswith(variable + "__"):
+                name, value = variables[lowered]
+                _put(nested, field.annotation, lowered[len(variable) + 2:].split("__"), name, value)
+        if nested and field_name not in values:
+            values[field_name] = nested
+        elif nested and isinstance(values[field_name], dict):
+            values[field_name] = _layered(values[field_name], nested)
+    return values
+
+
+def _put(into: dict[str, Any], annotation: Any, keys: list[str], name: str, value: str) -> None:
+    """Set one nested key's value from the variable ``name``, decoding JSON where the key holds a list or table."""
+    for key in keys[:-1]:
+        annotation = _inner(annotation, key)
+        into = into.setdefault(key, {})
+        if not isinstance(into, dict):  # a key given both a value and keys inside it: the value stands
+            return
+    inner = _inner(annotation, keys[-1])
+    into[keys[-1]] = _decoded(name, value) if value and inner is not None and _is_table_or_list(inner) else value
+
+
+def _inner(annotation: Any, key: str) -> Any:
+    """The annotation of ``key`` inside a model or table annotation (``None`` when it has no such key)."""
+    for option in _options(annotation):
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            field = option.model_fields.get(key)
+            return field.annotation if field is not None else None
+        if typing.get_origin(option) is dict:
+            return typing.get_args(option)[1] if typing.get_args(option) else Any
+    return None
+
+
+def _options(annotation: Any) -> tuple[Any, ...]:
+    """The types an annotation allows: each member of a union (``X | None``), else itself."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _is_table_or_list(annotation: Any) -> bool:
+    """Whether a setting of this type is written as JSON in the environment: a model, list or table."""
+    for option in _options(annotation):
+        kind = typing.get_origin(option) or option
+        if isinstance(kind, type) and issubclass(kind, (BaseModel, list, dict, tuple, set, frozenset)):
+            return True
+    return False
+
+
+def _decoded(name: str, value: str) -> Any:
+    """The JSON value of the environment variable ``name``, or an error that shows how to write it."""
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError) as err:
+        raise InvalidInputError(
+            f"cannot read orchestrack settings: environment variable {name} is not valid JSON "
+            f"({value[:80]!r}: {err}); lists and tables are JSON in the environment, "
+            f"e.g. {name}='[\"a\", \"b\"]' or '{{\"strict\": true}}', or set one field with {name}__FIELD") from err
+
+
+def _layered(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """The layers merged, a later one over an earlier one, tables key by key."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            below = merged.get(key)
+            merged[key] = _layered(below, value) if isinstance(below, dict) and isinstance(value, Mapping) else value
+    return merged
 
 
 def _explain(err: ValidationError, overrides: dict[str, Any], path: Path | None) -> str:

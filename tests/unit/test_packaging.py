@@ -25,7 +25,7 @@ def test_extras_and_console_script() -> None:
     assert {"airflow", "prefect", "kfp", "mlflow", "s3", "dev"} <= set(project["optional-dependencies"])
     assert project["scripts"]["orchestrack"] == "orchestrack.cli:main"
     core = {d.split(">")[0].split("[")[0].split("=")[0].strip() for d in project["dependencies"]}
-    assert core == {"pydantic", "pydantic-settings", "click", "rich", "pyyaml"}  # pyyaml: gate specs
+    assert core == {"pydantic", "click", "rich", "pyyaml"}  # pyyaml: gate specs
 
 
 def _noxfile() -> object:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,37 @@ def test_name_template(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCHESTRACK_POLICY__NAME_TEMPLATE", "{nope}")
     with pytest.raises(InvalidInputError, match=r"unknown variable \{nope\}"):
         orchestrack.start_run(key="k2")
+
+
+def test_environment_tables_are_laid_over_the_file_key_by_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    (tmp_path / "orchestrack.toml").write_text('[policy]\nmandatory = ["owner"]\nstrict = true\n'
+                                               '[mlflow]\nexperiment = "team/{pipeline}"\n')
+    monkeypatch.setenv("ORCHESTRACK_POLICY__STRICT", "false")  # one key of the file's table
+    monkeypatch.setenv("orchestrack_mlflow__timeout_s", "5")  # names in any case
+    monkeypatch.setenv("ORCHESTRACK_CONFIG_NOTE", "not a setting")  # an ORCHESTRACK_ variable that names none
+    settings = load_settings()
+    assert settings.policy.mandatory == ["owner"] and settings.policy.strict is False
+    assert settings.mlflow.experiment == "team/{pipeline}" and settings.mlflow.timeout_s == 5
+    # A whole table as JSON replaces the file's table; a nested variable still goes over it.
+    monkeypatch.setenv("ORCHESTRACK_POLICY", '{"mandatory": ["purpose"], "strict": true}')
+    settings = load_settings()
+    assert settings.policy.mandatory == ["purpose"] and settings.policy.strict is False
+    # A list inside a table is JSON too; an argument goes over everything.
+    monkeypatch.setenv("ORCHESTRACK_POLICY__MANDATORY", '["owner", "purpose"]')
+    assert load_settings().policy.mandatory == ["owner", "purpose"]
+    assert load_settings(policy={"strict": True}).policy.strict is True
+
+
+def test_a_list_in_a_table_that_is_not_json_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRACK_POLICY__MANDATORY", "owner,purpose")
+    with pytest.raises(InvalidInputError, match=r"ORCHESTRACK_POLICY__MANDATORY is not valid JSON \('owner,purpose'"):
+        load_settings()
+
+
+def test_reading_settings_needs_no_settings_framework() -> None:
+    """Every task process, KFP component and CLI call reads settings: its start pays for what that imports."""
+    code = ("import sys, orchestrack.settings as s; s.load_settings(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic_settings', 'asyncio')))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]", shown.stdout
