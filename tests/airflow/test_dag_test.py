@@ -81,6 +81,31 @@ def test_existing_dag_with_the_operator_added(dags_folder: Path) -> None:
     assert sorted(a.kind for a in record.artifacts) == ["config", "model"]  # the config: configs=
 
 
+def test_the_operators_run_facts_travel_in_airflows_serialized_dag() -> None:
+    """The scheduler holds the DAG serialized: when no task ran, the DAG run's end opens the run from it."""
+    from airflow.sdk import DAG
+    try:  # Airflow 3.1 and later
+        from airflow.serialization.serialized_objects import DagSerialization as serialization
+    except ImportError:  # Airflow 3.0
+        from airflow.serialization.serialized_objects import SerializedDAG as serialization
+
+    from orchestrack.airflow.operator import TrackRunOperator, run_facts_of, tracker_in
+
+    with DAG("serialized_facts", schedule=None, default_args={"owner": "ml-platform"}) as dag:
+        TrackRunOperator(task_id="orchestrack", purpose="tuning", run_tags={"team": "forecasting", "ticket": "ML-7"})
+    with DAG("serialized_defaults", schedule=None) as plain:
+        TrackRunOperator(task_id="orchestrack")
+    stored = serialization.from_dict(serialization.to_dict(dag))  # to_dict checks Airflow's JSON schema
+    tracker = tracker_in(stored)
+    assert tracker is not None and not isinstance(tracker, TrackRunOperator)
+    assert run_facts_of(tracker) == {"owner": "ml-platform", "purpose": "tuning",
+                                     "tags": {"team": "forecasting", "ticket": "ML-7"}}
+    assert run_facts_of(tracker) == run_facts_of(dag.get_task("orchestrack"))
+    bare = tracker_in(serialization.from_dict(serialization.to_dict(plain)))
+    assert run_facts_of(bare) == run_facts_of(plain.get_task("orchestrack"))
+    assert run_facts_of(bare)["purpose"] is None and run_facts_of(bare)["tags"] == {}
+
+
 def test_the_run_link_opens_the_configured_viewer(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 

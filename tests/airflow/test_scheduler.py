@@ -198,6 +198,10 @@ def test_a_dag_run_in_which_no_task_ran_is_still_one_run(stack: Stack) -> None:
     assert record.status is RunStatus.SUCCEEDED and record.orchestrator.kind == "airflow"
     assert {(t.name, t.status) for t in record.tasks} == {("orchestrack", TaskStatus.SUCCEEDED),
                                                          ("placeholder", TaskStatus.SUCCEEDED)}
+    # No task process read the operator: its facts came with the DAG Airflow serialized.
+    assert (record.purpose, record.owner) == ("baseline", "forecasting")
+    assert record.orchestrator.pipeline == "scheduled_nothing_runs"
+    assert record.tags.get("team") == "forecasting", record.tags
 
 
 def test_sigkill_of_a_task_process_still_ends_the_run_as_infra_error(stack: Stack) -> None:

@@ -10,7 +10,7 @@ from airflow.listeners import hookimpl
 
 import orchestrack
 from orchestrack.airflow.facts import dag_version_of, image_of, run_end, run_key, task_name, task_report_at_end
-from orchestrack.airflow.operator import TrackRunOperator, forget_opened_run, open_tracked_run, tracker_of
+from orchestrack.airflow.operator import forget_opened_run, open_tracked_run, run_facts_of, tracker_in, tracker_of
 from orchestrack.delivery import is_transient
 from orchestrack.errors import RunNotFoundError
 from orchestrack.guard import fail_open
@@ -41,8 +41,7 @@ def _tracked(key: str, dag: Any = None) -> bool:
 
 def _has_tracker(dag: Any) -> bool:
     """Whether ``dag`` (as parsed, or as the scheduler holds it serialized) has a TrackRunOperator."""
-    return any(isinstance(t, TrackRunOperator) or getattr(t, "task_type", None) == TrackRunOperator.__name__
-               for t in getattr(dag, "tasks", ()))
+    return tracker_in(dag) is not None
 
 
 #: The run each task attempt's running hook opened in this process, and the attempt's details, by
@@ -149,7 +148,10 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     # The scheduler can read the DAG version's number, which task processes cannot.
     version_id = dag_version_of(dag_run, rows)
     number = _dag_version_number(version_id)
-    run = orchestrack.start_run(key=key, orchestrator=OrchestratorInfo(
+    # When no task ran, this opens the run: with the operator's facts, which the serialized DAG carries.
+    tracker = tracker_in(dag)
+    run = orchestrack.start_run(key=key, pipeline=dag_run.dag_id, **(run_facts_of(tracker) if tracker else {}),
+                                orchestrator=OrchestratorInfo(
         kind=OrchestratorKind.AIRFLOW, pipeline_version=str(version_id) if version_id else None,
         details={"dag_version_number": number} if number is not None else {}))
     end = run_end(msg, succeeded=succeeded, ended_at=getattr(dag_run, "end_date", None), dag_run=dag_run)

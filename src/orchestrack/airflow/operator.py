@@ -8,6 +8,7 @@ file's own parsing process. Everything the tasks need at run time is imported wh
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,11 @@ class OrchestrackRunLink(BaseOperatorLink):
 
         key = run_key(ti_key.dag_id, ti_key.run_id)
         return run_url(run_id_for(key), key) or ""
+
+
+#: The attribute that carries the operator's run facts in Airflow's serialized DAG: one JSON text,
+#: since Airflow reads an operator's own fields back only when they are plain values.
+RUN_FACTS_FIELD = "orchestrack_run_facts"
 
 
 class TrackRunOperator(BaseOperator):
@@ -70,6 +76,18 @@ class TrackRunOperator(BaseOperator):
         # Only kept here: the files are read when the operator runs, never while the DAG file is parsed.
         self.configs = _path_list(configs, f"TrackRunOperator {self.task_id!r} configs=")
         self.run_tags = dict(run_tags or {})
+
+    @classmethod
+    def get_serialized_fields(cls) -> frozenset[str]:
+        """Airflow's serialized DAG carries the run's facts too, so the scheduler opens a DAG run's run
+        with them when no task ran (as ``BaseSensorOperator`` adds its own fields)."""
+        return frozenset(super().get_serialized_fields() | {RUN_FACTS_FIELD})
+
+    @property
+    def orchestrack_run_facts(self) -> str:
+        """``purpose``, ``run_owner`` and ``run_tags`` as one JSON text (see :func:`run_facts_of`)."""
+        return json.dumps({"purpose": self.purpose, "run_owner": self.run_owner, "run_tags": self.run_tags},
+                          sort_keys=True, default=str)
 
     @property
     def inherits_from_empty_operator(self) -> bool:  # type: ignore[override]
@@ -198,6 +216,30 @@ def tracker_of(task: Any) -> TrackRunOperator | None:
     return next((t for t in getattr(dag, "tasks", ()) if isinstance(t, TrackRunOperator)), None)
 
 
+def tracker_in(dag: Any) -> Any:
+    """The TrackRunOperator of ``dag`` as parsed, or its serialized form where the scheduler holds the
+    DAG serialized; ``None`` when the DAG has none (it is not tracked)."""
+    return next((t for t in getattr(dag, "tasks", ())
+                 if isinstance(t, TrackRunOperator) or getattr(t, "task_type", None) == TrackRunOperator.__name__),
+                None)
+
+
+def run_facts_of(tracker: Any) -> dict[str, Any]:
+    """What the operator says of the run: ``owner`` (its ``run_owner``, else the task's owner),
+    ``purpose`` and ``tags``; read the same from the operator and from its serialized form (a DAG
+    serialized before orchestrack carried them gives the task's owner only)."""
+    if isinstance(tracker, TrackRunOperator):
+        facts: dict[str, Any] = {"purpose": tracker.purpose, "run_owner": tracker.run_owner,
+                                 "run_tags": tracker.run_tags}
+    else:
+        try:
+            facts = json.loads(getattr(tracker, RUN_FACTS_FIELD, None) or "{}")
+        except ValueError:
+            facts = {}
+    return {"owner": facts.get("run_owner") or getattr(tracker, "owner", None) or None,
+            "purpose": facts.get("purpose"), "tags": dict(facts.get("run_tags") or {})}
+
+
 def airflow_masked(values: Any) -> dict[str, Any]:
     """``values`` through Airflow's own secrets masker (connection passwords, masked variables ...)."""
     plain = dict(values or {})
@@ -260,10 +302,10 @@ def open_tracked_run(tracker: TrackRunOperator, ti: Any, context: Any = None) ->
     params = redacted(airflow_masked(context.get("params")))
     conf = redacted(airflow_masked(getattr(dag_run, "conf", None)))
     opening = dict(
-        key=run_key(ti.dag_id, ti.run_id), owner=tracker.run_owner or tracker.owner or None,
-        purpose=tracker.purpose, pipeline=ti.dag_id, started_at=getattr(dag_run, "start_date", None),
+        key=run_key(ti.dag_id, ti.run_id), **run_facts_of(tracker), pipeline=ti.dag_id,
+        started_at=getattr(dag_run, "start_date", None),
         orchestrator=orchestrator_info(ti.dag_id, ti.run_id, ti=ti, dag_run=dag_run, base_url=airflow_base_url()),
-        code=code_from_bundle(ti), image=image_of(getattr(ti, "task", None)), tags=tracker.run_tags,
+        code=code_from_bundle(ti), image=image_of(getattr(ti, "task", None)),
         params={**params, **{f"conf.{key}": value for key, value in conf.items()}})
     if _last_opened is not None and _last_opened[0] == opening and _last_opened[1].settings is load_settings():
         return _last_opened[1]

@@ -79,4 +79,5 @@ with DAG("scheduled_nothing_runs", start_date=datetime(2026, 1, 1), schedule=Non
 
     # The scheduler runs neither task (the operator has nothing to record, an EmptyOperator nothing to
     # do): the DAG run's end opens and closes the run.
-    TrackRunOperator(task_id="orchestrack", purpose="baseline") >> EmptyOperator(task_id="placeholder")
+    TrackRunOperator(task_id="orchestrack", purpose="baseline", run_owner="forecasting",
+                     run_tags={"team": "forecasting"}) >> EmptyOperator(task_id="placeholder")
