@@ -56,6 +56,15 @@ def _adapters(op: str) -> dict[str, TypeAdapter[Any]]:
     return {arg: TypeAdapter(kind) for arg, kind in OPERATIONS[op].items()}
 
 
+def _encoded(op: str, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` as JSON values, each through the type replay reads it back with. (Not pydantic's
+    ``to_jsonable_python`` on the whole: pydantic 2.7, our floor, fails on a model whose schema is built
+    on first use when no instance of it was validated yet, such as points made by ``MetricPoint.checked``.)"""
+    adapters = _adapters(op) if op in OPERATIONS else {}
+    return {name: adapters[name].dump_python(value, mode="json", warnings=False) if name in adapters
+            else to_jsonable_python(value) for name, value in args.items()}
+
+
 def fallback_dir() -> Path:
     """Where spool files go when the configured spool folder is not writable."""
     return Path(tempfile.gettempdir()) / f"orchestrack-spool-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
@@ -102,7 +111,7 @@ class Spool:
         written: replay finds the store again in the configuration."""
         write_id = uuid.uuid4().hex
         line = json.dumps({"id": write_id, "store": redact(store_uri), "op": op, "at": datetime.now(UTC).isoformat(),
-                           "args": to_jsonable_python(args)})
+                           "args": _encoded(op, args)})
         with self._lock:
             path = self._file()
             with open(path, "a", encoding="utf-8") as handle:
