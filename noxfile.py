@@ -122,6 +122,14 @@ def core(session: nox.Session) -> None:
     run_pytest(session, "core", "tests/unit", "tests/contract", "tests/integration")
 
 
+@nox.session(python=PYTHON, name="core-lowest-deps", tags=SECOND_LANE)
+def core_lowest_deps(session: nox.Session) -> None:
+    """The core at the lowest version of each dependency orchestrack declares (pydantic 2.7, click 8.1,
+    rich 13, PyYAML 6) that has a wheel for this Python: what a user whose other packages hold them back has."""
+    session.install("--resolution", "lowest-direct", "--only-binary", ":all:", "-e", ".[dev]")
+    run_pytest(session, "core-lowest-deps", "tests/unit", "tests/contract", "tests/integration")
+
+
 #: Debian's Chromium and its driver, for the UI's browser tests (selenium is told where they are,
 #: so selenium-manager never downloads a browser).
 CHROMIUM = Path("/usr/bin/chromium")
@@ -236,7 +244,8 @@ def edge_minors(orchestrator: str) -> list[str]:
 #: orchestrator, and the newest with its dependencies' floors. The minors between (Airflow 3.1 and
 #: 3.2, kfp 2.14) are sessions too, run by hand before a release (`scripts/test -s airflow-3.1`):
 #: with them, the whole took past 30 minutes on two cores once the MLflow suites came.
-nox.options.sessions = ["lint", "core", "ui", "s3", "mlflow", *(f"{o}-{m}" for o in MATRIX for m in edge_minors(o)),
+nox.options.sessions = ["lint", "core", "core-lowest-deps", "ui", "s3", "mlflow",
+                        *(f"{o}-{m}" for o in MATRIX for m in edge_minors(o)),
                         *(f"{o}-lowest-deps" for o in MATRIX)]
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import orchestrack
 from orchestrack import RunStatus
 from orchestrack.cli import main
 from tests.airflow.test_dag_test import load_dag
+from tests.cli_runner import CliRunner
 
 pytestmark = pytest.mark.integration
 

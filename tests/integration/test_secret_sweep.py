@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 import orchestrack
 from orchestrack import stores
@@ -25,6 +24,7 @@ from orchestrack.errors import StoreError
 from orchestrack.outcome import Outcome, RunEnd, TaskReport
 from orchestrack.record import TaskStatus
 from orchestrack.settings import load_settings
+from tests.cli_runner import CliRunner
 from tests.seeded_secrets import (
     AWS_KEY_ID,
     AWS_SECRET,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 import orchestrack
 from orchestrack.cli import main
@@ -21,6 +20,7 @@ from orchestrack.settings import load_settings
 from orchestrack.stores import open_store
 from orchestrack.stores.mlflow_rest import MlflowApiError, MlflowRestClient
 from orchestrack.stores.mlflow_store import MlflowStore
+from tests.cli_runner import CliRunner
 
 
 @pytest.fixture

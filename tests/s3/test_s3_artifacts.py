@@ -120,9 +120,8 @@ def test_a_data_set_s3_cannot_answer_for_is_kept_by_its_uri(s3_env: dict[str, st
 
 
 def test_the_cli_fetches_an_artifact_from_s3(bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from click.testing import CliRunner
-
     from orchestrack.cli import main
+    from tests.cli_runner import CliRunner
 
     monkeypatch.setenv("ORCHESTRACK_ARTIFACT_URI", f"s3://{bucket}/runs")
     folder = tmp_path / "model"

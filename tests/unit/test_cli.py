@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 import orchestrack
 from orchestrack import stores
 from orchestrack.cli import main
+from tests.cli_runner import CliRunner, Result
 
 Runs = tuple[orchestrack.RunRecord, orchestrack.RunRecord]
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 import orchestrack
 from orchestrack import failure_fingerprint
@@ -17,6 +16,7 @@ from orchestrack.evidence import Evidence
 from orchestrack.fingerprint import fingerprint_parts, normalised_message
 from orchestrack.gate import gate_failure
 from orchestrack.record import GateCheck, GateDecision, GateOutcome
+from tests.cli_runner import CliRunner, Result
 
 # -- normalisation --------------------------------------------------------------------------------
 

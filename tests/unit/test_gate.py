@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import orchestrack
 from orchestrack import stores
@@ -16,6 +15,7 @@ from orchestrack.cli import main
 from orchestrack.errors import InvalidInputError
 from orchestrack.gate import GateFailedError, GateSpec, check_gate, evaluate_gate, gate_step, load_gate_spec
 from orchestrack.record import FailureReason, GateOutcome, RunRecord, RunStatus, TaskStatus, utcnow
+from tests.cli_runner import CliRunner
 
 SPEC_YAML = """\
 metrics:

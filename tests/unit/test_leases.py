@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import orchestrack
 from orchestrack import FailureReason, RunStatus, TaskAttempt, TaskStatus, reaper
@@ -20,6 +19,7 @@ from orchestrack.cli import main
 from orchestrack.lease import leases
 from orchestrack.lifecycle import store_for
 from orchestrack.record import utcnow
+from tests.cli_runner import CliRunner
 
 
 def _stored(key: str, task_id: str, attempt: int = 1) -> TaskAttempt:

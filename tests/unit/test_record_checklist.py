@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 import orchestrack
 from orchestrack.cli import main
 from orchestrack.errors import InvalidInputError, PolicyError
 from orchestrack.gate import check_gate
 from orchestrack.views import comparison_rows
+from tests.cli_runner import CliRunner
 
 TRAIN_YAML = """\
 model:

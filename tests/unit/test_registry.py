@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
 import orchestrack
 from orchestrack.cli import main
@@ -21,6 +20,7 @@ from orchestrack.record import GateDecision, GateOutcome, RunRecord
 from orchestrack.registry import EmbeddedRegistry, file_sha256, open_registry
 from orchestrack.settings import load_settings
 from orchestrack.stores import open_store
+from tests.cli_runner import CliRunner, Result
 
 
 def set_gate(record: RunRecord, outcome: GateOutcome, summary: str) -> None:
