@@ -258,6 +258,7 @@ def _environment_values() -> dict[str, Any]:
     Variables that name no setting (``ORCHESTRACK_CONFIG``) are not settings and are left alone."""
     variables = {name.lower(): (name, value) for name, value in os.environ.items()
                  if name.upper().startswith(ENV_PREFIX)}
+    ordered = sorted(variables)  # a table's own variable before those of keys inside it
     values: dict[str, Any] = {}
     for field_name, field in Settings.model_fields.items():
         variable = ENV_PREFIX.lower() + field_name
@@ -265,7 +266,7 @@ def _environment_values() -> dict[str, Any]:
             name, value = variables[variable]
             values[field_name] = _decoded(name, value) if _is_table_or_list(field.annotation) else value
         nested: dict[str, Any] = {}
-        for lowered in sorted(variables):
+        for lowered in ordered:
             if lowered.startswith(variable + "__"):
                 name, value = variables[lowered]
                 _put(nested, field.annotation, lowered[len(variable) + 2:].split("__"), name, value)

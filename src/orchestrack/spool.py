@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
-from pydantic_core import to_jsonable_python
 
 from orchestrack.capture import process_alive
 from orchestrack.evidence import redact
@@ -57,12 +56,12 @@ def _adapters(op: str) -> dict[str, TypeAdapter[Any]]:
 
 
 def _encoded(op: str, args: dict[str, Any]) -> dict[str, Any]:
-    """``args`` as JSON values, each through the type replay reads it back with. (Not pydantic's
-    ``to_jsonable_python`` on the whole: pydantic 2.7, our floor, fails on a model whose schema is built
-    on first use when no instance of it was validated yet, such as points made by ``MetricPoint.checked``.)"""
-    adapters = _adapters(op) if op in OPERATIONS else {}
-    return {name: adapters[name].dump_python(value, mode="json", warnings=False) if name in adapters
-            else to_jsonable_python(value) for name, value in args.items()}
+    """``args`` as JSON values, each through the type replay reads it back with (:data:`OPERATIONS`).
+    Not pydantic's ``to_jsonable_python`` on the whole: pydantic 2.7, our floor, fails on a model whose
+    schema is built on first use when no instance of it was validated yet, such as points made by
+    ``MetricPoint.checked``."""
+    adapters = _adapters(op)
+    return {name: adapters[name].dump_python(value, mode="json", warnings=False) for name, value in args.items()}
 
 
 def fallback_dir() -> Path:

@@ -142,14 +142,14 @@ def _close(dag_run: Any, msg: str, *, succeeded: bool) -> None:
     dag = getattr(dag_run, "dag", None)
     # A DAG with a TrackRunOperator is tracked even when none of its tasks ran (the operator itself
     # runs only when it has configs or datasets to record): its run is opened here, with every task.
-    if not (_has_tracker(dag) or _tracked(key, dag)):
+    tracker = tracker_in(dag)
+    if not (tracker is not None or _tracked(key, dag)):
         return
     rows = _task_instances(dag_run)
     # The scheduler can read the DAG version's number, which task processes cannot.
     version_id = dag_version_of(dag_run, rows)
     number = _dag_version_number(version_id)
     # When no task ran, this opens the run: with the operator's facts, which the serialized DAG carries.
-    tracker = tracker_in(dag)
     run = orchestrack.start_run(key=key, pipeline=dag_run.dag_id, **(run_facts_of(tracker) if tracker else {}),
                                 orchestrator=OrchestratorInfo(
         kind=OrchestratorKind.AIRFLOW, pipeline_version=str(version_id) if version_id else None,

@@ -211,9 +211,9 @@ def _beside_dag_file(spec: Any, task: Any) -> Any:
 
 
 def tracker_of(task: Any) -> TrackRunOperator | None:
-    """The DAG's TrackRunOperator, if the DAG of ``task`` has one (else the DAG is not tracked)."""
-    dag = getattr(task, "dag", None)
-    return next((t for t in getattr(dag, "tasks", ()) if isinstance(t, TrackRunOperator)), None)
+    """The DAG's TrackRunOperator as parsed (what a task process holds), if the DAG of ``task`` has one."""
+    tracker = tracker_in(getattr(task, "dag", None))
+    return tracker if isinstance(tracker, TrackRunOperator) else None
 
 
 def tracker_in(dag: Any) -> Any:
@@ -228,14 +228,10 @@ def run_facts_of(tracker: Any) -> dict[str, Any]:
     """What the operator says of the run: ``owner`` (its ``run_owner``, else the task's owner),
     ``purpose`` and ``tags``; read the same from the operator and from its serialized form (a DAG
     serialized before orchestrack carried them gives the task's owner only)."""
-    if isinstance(tracker, TrackRunOperator):
-        facts: dict[str, Any] = {"purpose": tracker.purpose, "run_owner": tracker.run_owner,
-                                 "run_tags": tracker.run_tags}
-    else:
-        try:
-            facts = json.loads(getattr(tracker, RUN_FACTS_FIELD, None) or "{}")
-        except ValueError:
-            facts = {}
+    try:  # the operator's own property, or the text Airflow deserialized into the same attribute
+        facts = json.loads(getattr(tracker, RUN_FACTS_FIELD, None) or "{}")
+    except ValueError:
+        facts = {}
     return {"owner": facts.get("run_owner") or getattr(tracker, "owner", None) or None,
             "purpose": facts.get("purpose"), "tags": dict(facts.get("run_tags") or {})}
 
