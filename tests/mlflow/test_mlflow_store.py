@@ -127,6 +127,49 @@ def test_values_go_in_few_requests(store: MlflowStore) -> None:
     assert len(store.get_run(run.run_id).metric_series["loss"]) == 2500
 
 
+def test_a_task_start_reads_its_progress_from_a_fresh_read_of_the_run(store: MlflowStore, server: MlflowServer,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's progress (what a task start reads) needs no request within READ_FRESH_S of this instance reading
+    or making the whole run: it is that read plus this instance's own writes since. Past it, the run is read
+    again, and a close made by another process is seen."""
+    from orchestrack.record import RunStatus
+    from orchestrack.stores import mlflow_store
+
+    monkeypatch.setattr(mlflow_store, "READ_FRESH_S", 2.0)
+    run = store.open_run(make_record("progress/1"))
+    calls: list[str] = []
+    original = store.client.call
+
+    def counting(method: str, endpoint: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(endpoint)
+        return original(method, endpoint, *args, **kwargs)
+
+    store.client.call = counting  # type: ignore[method-assign]
+    assert store.get_progress(run.run_id, "prepare") == (RunStatus.RUNNING, [])
+    first = TaskAttempt(task_id="prepare", name="prepare", attempt=1, status=TaskStatus.FAILED, started_at=utcnow(),
+                        ended_at=utcnow())
+    store.record_tasks(run.run_id, [first])
+    calls.clear()
+    status, attempts = store.get_progress(run.run_id, "prepare")
+    assert (status, [a.attempt for a in attempts], calls) == (RunStatus.RUNNING, [1], [])
+    store.update_run(run.run_id, {"status": RunStatus.FAILED, "ended_at": utcnow()})
+    calls.clear()
+    assert store.get_progress(run.run_id, "prepare")[0] is RunStatus.FAILED and calls == []  # its own close
+
+    # Another process reopens the run and records an attempt: seen once the read has aged.
+    other = MlflowStore(server.url, experiment=store.experiment_template, claims=store.claims)
+    other.update_run(run.run_id, {"status": RunStatus.RUNNING, "ended_at": None})
+    other.record_tasks(run.run_id, [first.model_copy(update={"attempt": 2, "status": TaskStatus.RUNNING,
+                                                                "ended_at": None})])
+    time.sleep(2.1)
+    status, attempts = store.get_progress(run.run_id, "prepare")
+    assert (status, [a.attempt for a in attempts]) == (RunStatus.RUNNING, [1, 2])
+    assert calls == ["runs/search"]  # the run and its task runs, in one search
+    # The whole run's progress (what the reaper and a run's end read) is always read.
+    calls.clear()
+    assert len(store.get_progress(run.run_id)[1]) == 2 and calls == ["runs/search"]
+
+
 def test_a_param_logged_again_takes_the_new_value(store: MlflowStore, mlflow_client: Any) -> None:
     run = store.open_run(make_record("params/1"))
     store.log_params(run.run_id, {"lr": 0.1, "epochs": "3"})

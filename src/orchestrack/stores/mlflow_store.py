@@ -50,12 +50,13 @@ R = TypeVar("R")
 #: Fields :meth:`MlflowStore.update_run` may change (the rest have log_* calls of their own).
 UPDATABLE = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at", "schema_version",
              "orchestrator", "code", "features", "llm", "metric_units", "environment", "failure", "gate", "incomplete")
-#: On a claim: ``<MLflow run id> <experiment id>``, in one tag so that no reader sees half of it.
-#: How long a read of a run's task runs stands for them: a new attempt's child run is made without
-#: another search for a twin within this time (a task's start and end, delivered together, are).
+#: How long a read of a run's task runs stands for them and for the run's status: within this time a new
+#: attempt's child run is made without another search for a twin (a task's start and end, delivered
+#: together, are), and a task's start reads its progress from what the instance read and wrote since.
 READ_FRESH_S = 10.0
 #: Runs whose task runs an instance remembers (the newest).
 REMEMBERED_RUNS = 1000
+#: On a claim: ``<MLflow run id> <experiment id>``, in one tag so that no reader sees half of it.
 _CLAIM_RUN_TAG = layout.PREFIX + "mlflow_run"
 _CLAIMANT_TAG = layout.PREFIX + "claimant"
 _FINAL_AT_TAG = layout.PREFIX + "final_at"
@@ -105,6 +106,8 @@ class MlflowStore:
         #: Our run id -> (when this instance last read all its task runs, task ids it wrote attempts of since):
         #: a new attempt of another task, soon after, needs no search for a twin before its child run is made.
         self._tasks_read: dict[str, tuple[float, set[str]]] = {}
+        #: Our run id -> its status as this instance last read or wrote it.
+        self._statuses: dict[str, RunStatus] = {}
         #: Runs per ``runs/search`` page (MLflow allows up to 50,000; every page is read either way).
         self.page_size = 1000
 
@@ -288,6 +291,7 @@ class MlflowStore:
             if found is None and record.orchestrator.kind is not OrchestratorKind.KFP:
                 # Made just now, from this record, with no task run under it yet (unlike one that KFP's
                 # MLflow plugin made): stored as given, so there is nothing to read back.
+                self._remember_task_runs(record.run_id, {}, status=record.status)
                 return _as_opened(record)
             return self._read_run(record.run_id)
 
@@ -429,6 +433,10 @@ class MlflowStore:
         if "status" in changes or "name" in changes:
             self._update_info(mlflow_run_id, patch.status if "status" in changes else None, patch.ended_at,
                               patch.name if "name" in changes else None)
+        if "status" in changes:
+            with self._lock:
+                if run_id in self._statuses:
+                    self._statuses[run_id] = patch.status
 
     def _change_tags(self, run_id: str, changes: dict[str, Any]) -> tuple[RunRecord, dict[str, str]]:
         """``(the changes as a record, the tags that hold them)``; raises on a field update_run cannot change."""
@@ -480,26 +488,48 @@ class MlflowStore:
         if run is None:  # deleted (the search shows live runs only), or moved: as MLflow says
             run = self._get_mlflow_run(run_id, mlflow_run_id)
         children = _chosen_task_runs(mlflow_run_id, task_runs)
-        self._remember_task_runs(run_id, children, all_read=True)
+        self._remember_task_runs(run_id, children, status=_status_of(run))
         return run, children
 
     def _remember_task_runs(self, run_id: str, children: dict[tuple[str, int], tuple[str, TaskAttempt, str]],
-                            *, all_read: bool = False) -> None:
+                            *, status: RunStatus | None = None) -> None:
+        """Remember task runs this instance made, wrote or read; with ``status``, they are all of the run's
+        task runs, read (or made) just now, and that is the run's status."""
         with self._lock:
             if run_id not in self._task_runs and len(self._task_runs) >= REMEMBERED_RUNS:  # a long-lived process
                 oldest = next(iter(self._task_runs))
                 del self._task_runs[oldest]
                 self._tasks_read.pop(oldest, None)
+                self._statuses.pop(oldest, None)
             self._task_runs.setdefault(run_id, {}).update(children)
-            if all_read:
+            if status is not None:
                 self._tasks_read[run_id] = (time.monotonic(), set())
+                self._statuses[run_id] = status
 
     def get_progress(self, run_id: str, task_id: str | None = None) -> tuple[RunStatus, list[TaskAttempt]]:
-        """The run's status and task attempts (only ``task_id``'s when given), in one request."""
+        """The run's status and task attempts (only ``task_id``'s when given), in one request.
+
+        A task's progress needs no request within :data:`READ_FRESH_S` of this instance reading (or making)
+        the whole run: it is what that read found, with what this instance wrote since. A task start reads
+        it to number a new attempt and to see a closed run reopened, so a 1,000-task flow reads its run a
+        few times, not a thousand."""
+        if task_id is not None:
+            known = self._known_progress(run_id, task_id)
+            if known is not None:
+                return known
         run, children = self._run_with_task_runs(run_id)
-        tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
         attempts = [attempt for (task, _), (_, attempt, _) in children.items() if task_id in (None, task)]
-        return RunStatus(tags.get(layout.STATUS_TAG, "running")), _in_task_order(attempts)
+        return _status_of(run), _in_task_order(attempts)
+
+    def _known_progress(self, run_id: str, task_id: str) -> tuple[RunStatus, list[TaskAttempt]] | None:
+        with self._lock:
+            read_at, _ = self._tasks_read.get(run_id, (-READ_FRESH_S, set()))
+            status = self._statuses.get(run_id)
+            if status is None or time.monotonic() - read_at >= READ_FRESH_S:
+                return None
+            attempts = [attempt for (task, _), (_, attempt, _) in self._task_runs.get(run_id, {}).items()
+                        if task == task_id]
+        return status, _in_task_order(attempts)
 
     def find_run(self, key_or_run_id: str) -> RunRecord | None:
         """The run with this key, orchestrack run id, MLflow run id, or a unique run id prefix (8+)."""
@@ -928,6 +958,12 @@ def _without_status(children: dict[tuple[str, int], tuple[str, TaskAttempt, str]
                     ) -> dict[tuple[str, int], tuple[str, TaskAttempt]]:
     """Task runs as :meth:`MlflowStore._assemble` takes them: ``(child run id, attempt)`` by attempt."""
     return {key: (child_id, attempt) for key, (child_id, attempt, _) in children.items()}
+
+
+def _status_of(run: dict[str, Any]) -> RunStatus:
+    """orchestrack's status of an MLflow run of ours (its tag; MLflow's own status has fewer values)."""
+    tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
+    return RunStatus(tags.get(layout.STATUS_TAG, "running"))
 
 
 def _as_opened(record: RunRecord) -> RunRecord:
