@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
         raise RuntimeError(f"the DAG runs failed (exit {done.returncode}):\n{done.stdout[-4000:]}\n"
                            f"{done.stderr[-8000:]}")
     result = json.loads(out.read_text())
+    shutil.rmtree(env["AIRFLOW_HOME"], ignore_errors=True)  # kept only when the runs failed, for reading
     failed = {name: [s for s in found if s != "success"] for name, found in result["states"].items()}
     if any(failed.values()):
         raise RuntimeError(f"a DAG run did not succeed: {failed}")

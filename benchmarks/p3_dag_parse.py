@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -196,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
                 round(result["orchestrack import ms"], 1),
             f"{state}: modules that import brings": len(result["orchestrack import modules"]),
         })
+    shutil.rmtree(env["AIRFLOW_HOME"], ignore_errors=True)  # kept only when a worker failed, for reading
     return finish(report, args)
 
 

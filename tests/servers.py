@@ -37,6 +37,29 @@ MLFLOW_SERVERS = (("mlflow3-sqlite", 3, "sqlite"), ("mlflow3-postgresql", 3, "po
 STORE_TEST_SERVERS = ("mlflow3-postgresql", "mlflow2-sqlite")
 
 
+class SessionHome:
+    """A private home folder for one pytest session's orchestrator (its metadata database, logs and
+    results): removed once the session passed, kept and named when it failed, so a failure can be read.
+
+    Example (a conftest)::
+
+        HOME = SessionHome("orchestrack-prefect-")   # in pytest_configure
+        HOME.passed = exitstatus == 0                # in pytest_sessionfinish
+        HOME.finish()                                # in pytest_unconfigure, after its server stopped
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        self.passed = False
+
+    def finish(self) -> None:
+        """Remove the folder after a passing session; else say where it is."""
+        if self.passed:
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            print(f"\nkept for reading (the session failed): {self.path}", file=sys.stderr)
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now."""
     with socket.socket() as probe:

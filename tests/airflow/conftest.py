@@ -7,10 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.servers import SessionHome
 
 DAGS = Path(__file__).parent / "dags"
 #: Airflow's own example DAGs (installed with Airflow) run through the adapter with one operator added.
@@ -73,9 +74,14 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "airflow" / "churn_
 EXAMPLE_CONFIG = EXAMPLE.with_name("churn_train.yaml")
 
 
+_home: SessionHome | None = None  # AIRFLOW_HOME: the metadata database, logs and DAGs of this session
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    global _home
     # Airflow reads its configuration once, at import: set it before anything imports airflow.
-    home = Path(tempfile.mkdtemp(prefix="orchestrack-airflow-"))
+    _home = SessionHome("orchestrack-airflow-")
+    home = _home.path
     dags = home / "dags"
     shutil.copytree(DAGS, dags)
     shutil.copy(EXAMPLE, dags / EXAMPLE.name)
@@ -90,6 +96,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # As in a deployment, the DAG processor has parsed the DAGs before they run: DAG versions and
     # assets exist (Airflow 3.0's dag.test() creates neither, and fails tasks with outlets without them).
     subprocess.run([str(airflow), "dags", "reserialize"], check=True, capture_output=True, timeout=300)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _home is not None:
+        _home.passed = exitstatus == 0
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _home is not None:
+        _home.finish()
 
 
 @pytest.fixture(scope="session")

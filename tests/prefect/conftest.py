@@ -8,14 +8,16 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.servers import SessionHome
+
 _server: subprocess.Popen[bytes] | None = None
+_home: SessionHome | None = None  # the server's PREFECT_HOME: its database, results and log
 
 
 def _free_port() -> int:
@@ -25,8 +27,9 @@ def _free_port() -> int:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _server
-    home = Path(tempfile.mkdtemp(prefix="orchestrack-prefect-"))
+    global _server, _home
+    _home = SessionHome("orchestrack-prefect-")
+    home = _home.path
     port = _free_port()
     os.environ.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -53,6 +56,11 @@ def pytest_configure(config: pytest.Config) -> None:
     raise RuntimeError(f"prefect server did not start: {(home / 'server.log').read_text()[-3000:]}")
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _home is not None:
+        _home.passed = exitstatus == 0
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _server is not None:
         os.killpg(_server.pid, signal.SIGTERM)
@@ -60,3 +68,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             _server.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(_server.pid, signal.SIGKILL)
+    if _home is not None:
+        _home.finish()
