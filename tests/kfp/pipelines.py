@@ -114,6 +114,16 @@ def plain_notify(status: dsl.PipelineTaskFinalStatus) -> None:
     print(f"pipeline ended {status.state}")
 
 
+@dsl.component(base_image="python:3.11", packages_to_install=[])
+def plain_count(rows: int) -> int:
+    return rows
+
+
+@otk.pipeline(purpose="baseline", packages_to_install=[])
+def only_plain_components(rows: int = 3) -> None:
+    plain_count(rows=rows)
+
+
 @otk.pipeline(purpose="baseline", packages_to_install=[])
 def has_its_own_exit_handler(holdout: str = "gs://bucket/holdout.parquet") -> None:
     with dsl.ExitHandler(notify(), name="notify-the-team"):

@@ -233,6 +233,19 @@ def test_a_pipeline_that_returns_an_output_is_closed_by_a_last_task() -> None:
     assert [t.name for t in record.tasks] == ["count"]
 
 
+def test_a_pipeline_of_plain_components_is_one_run_opened_by_the_exit_task() -> None:
+    """``otk.pipeline`` over components that are not ours: no task opens the run, so the exit task opens
+    it, with the pipeline's facts and the KFP run's name, and closes it with no task attempts."""
+    pipelines.only_plain_components(rows=3)
+    if not FULL_LOCAL_RUNNER:  # kfp.local before 2.17 runs no exit task, and no tracked task noted a run
+        assert orchestrack.search_runs() == []
+        return
+    record = only_run()
+    assert (record.status, record.tasks, record.purpose) == (RunStatus.SUCCEEDED, [], "baseline")
+    assert record.orchestrator.pipeline == "only-plain-components"
+    assert record.orchestrator.details["run_name"].startswith("only-plain-components-")
+
+
 def test_a_pipeline_with_its_own_exit_handler_is_closed_by_that_exit_task() -> None:
     record = run_failed_in_evaluate(pipelines.has_its_own_exit_handler)
     # Before kfp 2.17 kfp.local stops at the failed task and runs no exit task: the call closed the run.

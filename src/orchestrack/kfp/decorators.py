@@ -233,7 +233,8 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
         def in_exit_handler(version: str) -> Any:
             @functools.wraps(target)
             def body(*args: Any, **call_kwargs: Any) -> Any:
-                exit_task = added(closer(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), version)
+                exit_task = added(closer(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                         run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER), version)
                 with dsl.ExitHandler(exit_task, name="orchestrack-run"), _opening_facts(opening(version)):
                     return target(*args, **call_kwargs)
 
@@ -251,7 +252,8 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
                         closing(_close_from(exit_task), version)
                 else:
                     upstream = _top_level_tasks(root)
-                    finishing = added(finisher(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), version)
+                    finishing = added(finisher(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                                       run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER), version)
                     finishing.after(*upstream).ignore_upstream_failure()
                 return result
 
@@ -382,9 +384,11 @@ def _without_credentials(variable: str, value: str) -> str:
 _warned: set[str] = set()
 
 
-def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Output[dsl.Markdown]) -> None:
+def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Output[dsl.Markdown],
+              run_name: str = "") -> None:
     """The exit task: close the run however the pipeline ended. On a cluster the final status has no
-    error message, so the reason comes from what the failed tasks recorded."""
+    error message, so the reason comes from what the failed tasks recorded. ``run_name``: the KFP run's
+    name, for a run no tracked task opened (plain components only, or none started)."""
     from orchestrack.kfp.executor import (
         end_lost_attempts,
         final_status_end,
@@ -394,7 +398,7 @@ def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Out
     )
 
     track_into_plugin_mlflow()
-    run = open_pipeline_run(run_id)  # opened here if no task opened it (every task failed to start)
+    run = open_pipeline_run(run_id, run_name)  # opened here if no task opened it (none tracked, or started)
     log_pipeline_configs(run)
     end_lost_attempts(run)  # every task ended before the exit task: one still running lost its pod
     closed = run.conclude(final_status_end(status.state, status.error_message))
@@ -404,7 +408,7 @@ def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Out
         handle.write(markdown_summary(closed or run.record, run.url))  # read again only if the store was down
 
 
-def finish_run(run_id: str) -> None:
+def finish_run(run_id: str, run_name: str = "") -> None:
     """The last task of a pipeline that returns outputs: it runs once every task upstream ended, however
     they ended, and closes the run as its tasks say (kfp gives such a task no final status)."""
     from orchestrack.kfp.executor import (
@@ -415,7 +419,7 @@ def finish_run(run_id: str) -> None:
     )
 
     track_into_plugin_mlflow()
-    run = open_pipeline_run(run_id)
+    run = open_pipeline_run(run_id, run_name)
     log_pipeline_configs(run)
     end_lost_attempts(run)  # every task ended before this one: one still running lost its pod
     run.finish()
