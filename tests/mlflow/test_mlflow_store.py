@@ -123,7 +123,7 @@ def test_values_go_in_few_requests(store: MlflowStore) -> None:
     assert calls == ["runs/log-batch"] * 3  # MLflow takes 1,000 metrics a request
     calls.clear()
     store.log_params(run.run_id, {f"p{i}": i for i in range(250)})
-    assert calls == ["runs/get"] + ["runs/log-batch"] * 3  # and 100 params
+    assert calls == ["runs/log-batch"] * 3  # and 100 params (the run, made just now, has none to compare)
     assert len(store.get_run(run.run_id).metric_series["loss"]) == 2500
 
 
@@ -181,6 +181,30 @@ def test_a_param_logged_again_takes_the_new_value(store: MlflowStore, mlflow_cli
     mlflow_run = _mlflow_run(mlflow_client, store, run.run_id)
     assert mlflow_run.data.params["lr"] == "0.1"  # MLflow keeps a param's first value
     assert mlflow_run.data.tags["orchestrack.param.lr"] == "0.3"
+
+
+def test_a_param_another_writer_set_meanwhile_is_read_and_kept_as_changed(store: MlflowStore, server: MlflowServer,
+                                                                           mlflow_client: Any) -> None:
+    """Params are told new from changed by this instance's fresh read of the run; when another writer set one
+    since, MLflow refuses the write, and the run is read and the params written again: nothing is lost."""
+    run = store.open_run(make_record("params/race"))
+    other = MlflowStore(server.url, experiment=store.experiment_template, claims=store.claims)
+    other.log_params(run.run_id, {"lr": 0.1})
+    calls: list[str] = []
+    original = store.client.call
+
+    def counting(method: str, endpoint: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(endpoint)
+        return original(method, endpoint, *args, **kwargs)
+
+    store.client.call = counting  # type: ignore[method-assign]
+    store.log_params(run.run_id, {"lr": 0.2, "epochs": 3})
+    assert calls == ["runs/log-batch", "runs/get", "runs/log-batch"]
+    assert store.get_run(run.run_id).params == {"lr": 0.2, "epochs": 3}
+    assert _mlflow_run(mlflow_client, store, run.run_id).data.params == {"lr": "0.1", "epochs": "3"}
+    calls.clear()
+    store.log_params(run.run_id, {"lr": 0.1})  # changed back: what the read above found decides
+    assert calls == ["runs/log-batch"] and store.get_run(run.run_id).params == {"lr": 0.1, "epochs": 3}
 
 
 def test_every_page_of_task_runs_is_read(store: MlflowStore) -> None:

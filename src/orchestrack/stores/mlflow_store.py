@@ -14,6 +14,7 @@ died is taken over after ``claim_wait_s`` by the next generation (``<claims>/<ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -50,14 +51,16 @@ R = TypeVar("R")
 #: Fields :meth:`MlflowStore.update_run` may change (the rest have log_* calls of their own).
 UPDATABLE = ("key", "name", "owner", "purpose", "status", "started_at", "ended_at", "schema_version",
              "orchestrator", "code", "features", "llm", "metric_units", "environment", "failure", "gate", "incomplete")
-#: How long a read of a run's task runs stands for them and for the run's status: within this time a new
-#: attempt's child run is made without another search for a twin (a task's start and end, delivered
-#: together, are), and a task's start reads its progress from what the instance read and wrote since.
+#: How long a whole read of a run (or making it) stands for its task runs, status and params: within this
+#: time a new attempt's child run is made without another search for a twin (a task's start and end,
+#: delivered together, are), a task's start reads its progress, and new params are told from changed ones,
+#: from that read and what the instance wrote since.
 READ_FRESH_S = 10.0
 #: Runs whose task runs an instance remembers (the newest).
 REMEMBERED_RUNS = 1000
 #: On a claim: ``<MLflow run id> <experiment id>``, in one tag so that no reader sees half of it.
 _CLAIM_RUN_TAG = layout.PREFIX + "mlflow_run"
+_PARAM_TAG = layout.PREFIX + "param."  # a param's value where MLflow's own cannot hold it
 _CLAIMANT_TAG = layout.PREFIX + "claimant"
 _FINAL_AT_TAG = layout.PREFIX + "final_at"
 
@@ -103,11 +106,8 @@ class MlflowStore:
         #: Our run id -> (task_id, attempt) -> (child run id, attempt, MLflow status): the task runs this
         #: instance made, wrote or read, so that an attempt's end goes to the child run its start made.
         self._task_runs: dict[str, dict[tuple[str, int], tuple[str, TaskAttempt, str]]] = {}
-        #: Our run id -> (when this instance last read all its task runs, task ids it wrote attempts of since):
-        #: a new attempt of another task, soon after, needs no search for a twin before its child run is made.
-        self._tasks_read: dict[str, tuple[float, set[str]]] = {}
-        #: Our run id -> its status as this instance last read or wrote it.
-        self._statuses: dict[str, RunStatus] = {}
+        #: Our run id -> what this instance's last whole read of it (or making it) found, with its own writes since.
+        self._seen: dict[str, _Seen] = {}
         #: Runs per ``runs/search`` page (MLflow allows up to 50,000; every page is read either way).
         self.page_size = 1000
 
@@ -291,7 +291,8 @@ class MlflowStore:
             if found is None and record.orchestrator.kind is not OrchestratorKind.KFP:
                 # Made just now, from this record, with no task run under it yet (unlike one that KFP's
                 # MLflow plugin made): stored as given, so there is nothing to read back.
-                self._remember_task_runs(record.run_id, {}, status=record.status)
+                params, _ = layout.param_entries(record.params)
+                self._remember_task_runs(record.run_id, {}, _Seen(record.status, params))
                 return _as_opened(record)
             return self._read_run(record.run_id)
 
@@ -435,8 +436,8 @@ class MlflowStore:
                               patch.name if "name" in changes else None)
         if "status" in changes:
             with self._lock:
-                if run_id in self._statuses:
-                    self._statuses[run_id] = patch.status
+                if run_id in self._seen:
+                    self._seen[run_id].status = patch.status
 
     def _change_tags(self, run_id: str, changes: dict[str, Any]) -> tuple[RunRecord, dict[str, str]]:
         """``(the changes as a record, the tags that hold them)``; raises on a field update_run cannot change."""
@@ -488,23 +489,26 @@ class MlflowStore:
         if run is None:  # deleted (the search shows live runs only), or moved: as MLflow says
             run = self._get_mlflow_run(run_id, mlflow_run_id)
         children = _chosen_task_runs(mlflow_run_id, task_runs)
-        self._remember_task_runs(run_id, children, status=_status_of(run))
+        self._remember_task_runs(run_id, children, _Seen.of(run))
         return run, children
 
     def _remember_task_runs(self, run_id: str, children: dict[tuple[str, int], tuple[str, TaskAttempt, str]],
-                            *, status: RunStatus | None = None) -> None:
-        """Remember task runs this instance made, wrote or read; with ``status``, they are all of the run's
-        task runs, read (or made) just now, and that is the run's status."""
+                            seen: _Seen | None = None) -> None:
+        """Remember task runs this instance made, wrote or read; with ``seen``, they are all of the run's
+        task runs, and ``seen`` what a whole read of the run (or making it) found just now."""
         with self._lock:
             if run_id not in self._task_runs and len(self._task_runs) >= REMEMBERED_RUNS:  # a long-lived process
                 oldest = next(iter(self._task_runs))
                 del self._task_runs[oldest]
-                self._tasks_read.pop(oldest, None)
-                self._statuses.pop(oldest, None)
+                self._seen.pop(oldest, None)
             self._task_runs.setdefault(run_id, {}).update(children)
-            if status is not None:
-                self._tasks_read[run_id] = (time.monotonic(), set())
-                self._statuses[run_id] = status
+            if seen is not None:
+                self._seen[run_id] = seen
+
+    def _fresh(self, run_id: str) -> _Seen | None:
+        """What this instance knows of the run, when its whole read is less than READ_FRESH_S old (hold the lock)."""
+        seen = self._seen.get(run_id)
+        return seen if seen is not None and time.monotonic() - seen.read_at < READ_FRESH_S else None
 
     def get_progress(self, run_id: str, task_id: str | None = None) -> tuple[RunStatus, list[TaskAttempt]]:
         """The run's status and task attempts (only ``task_id``'s when given), in one request.
@@ -523,13 +527,12 @@ class MlflowStore:
 
     def _known_progress(self, run_id: str, task_id: str) -> tuple[RunStatus, list[TaskAttempt]] | None:
         with self._lock:
-            read_at, _ = self._tasks_read.get(run_id, (-READ_FRESH_S, set()))
-            status = self._statuses.get(run_id)
-            if status is None or time.monotonic() - read_at >= READ_FRESH_S:
+            seen = self._fresh(run_id)
+            if seen is None:
                 return None
             attempts = [attempt for (task, _), (_, attempt, _) in self._task_runs.get(run_id, {}).items()
                         if task == task_id]
-        return status, _in_task_order(attempts)
+        return seen.status, _in_task_order(attempts)
 
     def find_run(self, key_or_run_id: str) -> RunRecord | None:
         """The run with this key, orchestrack run id, MLflow run id, or a unique run id prefix (8+)."""
@@ -656,20 +659,52 @@ class MlflowStore:
     def log_params(self, run_id: str, params: dict[str, Scalar]) -> None:
         """Set params. MLflow never lets a param change value: a key logged again with another value
         keeps its first value as the MLflow param and the new one in tag ``orchestrack.param.<key>``."""
-        mlflow_run_id = self._ids(run_id)[0]
-        fresh, tags = self._param_changes(mlflow_run_id, params)
-        self._write(mlflow_run_id, params=fresh, tags=tags)
+        self._write_params(run_id, params)
 
-    def _param_changes(self, mlflow_run_id: str, params: dict[str, Scalar]) -> tuple[dict[str, Scalar], dict[str, str]]:
-        """``(params MLflow does not have yet, tags for the ones it has with another value)``: one read."""
-        data = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]["data"]
-        stored = {p["key"]: p["value"] for p in data.get("params", [])}
-        overridden = {t["key"] for t in data.get("tags", []) if t["key"].startswith(layout.PREFIX + "param.")}
+    def _write_params(self, run_id: str, params: dict[str, Scalar], *, tags: dict[str, str] | None = None,
+                      tags_of_user: dict[str, str] | None = None, metrics: list[dict[str, Any]] | None = None) -> None:
+        """Write ``params``, with what else :meth:`_write` takes, in the same ``log-batch``; a param MLflow has
+        with another value goes in its tag. What MLflow has is what this instance's whole read of the run less
+        than READ_FRESH_S ago found plus its own writes since, else read now; should MLflow refuse a param
+        another writer set in between, the run is read and the params written again."""
+        mlflow_run_id = self._ids(run_id)[0]
+        with self._lock:
+            seen = self._fresh(run_id)
+            known = (dict(seen.params), set(seen.overridden)) if seen is not None else None
+
+        def write(known: tuple[dict[str, str], set[str]] | None) -> tuple[dict[str, Scalar], dict[str, str]]:
+            new, param_tags = self._param_changes(mlflow_run_id, params, known)
+            self._write(mlflow_run_id, params=new, tags={**(tags or {}), **param_tags}, tags_of_user=tags_of_user,
+                        metrics=metrics)
+            return new, param_tags
+
+        try:
+            new, param_tags = write(known)
+        except MlflowApiError as err:
+            if known is None or err.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            new, param_tags = write(None)
+        written, value_tags = layout.param_entries(new)
+        with self._lock:
+            if run_id in self._seen:
+                self._seen[run_id].params.update(written)
+                self._seen[run_id].overridden.update(
+                    key for key in {**param_tags, **value_tags} if key.startswith(_PARAM_TAG))
+
+    def _param_changes(self, mlflow_run_id: str, params: dict[str, Scalar],
+                       known: tuple[dict[str, str], set[str]] | None) -> tuple[dict[str, Scalar], dict[str, str]]:
+        """``(params MLflow does not have yet, tags for the ones it has with another value)``, from ``known``
+        (MLflow params by name, names of their ``orchestrack.param.*`` tags) or else one read."""
+        if known is None:
+            data = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]["data"]
+            known = ({p["key"]: p["value"] for p in data.get("params", [])},
+                     {t["key"] for t in data.get("tags", []) if t["key"].startswith(_PARAM_TAG)})
+        stored, overridden = known
         fresh: dict[str, Scalar] = {}
         tags: dict[str, str] = {}
         for key, value in params.items():
             name = layout.safe_name(key)
-            override = f"{layout.PREFIX}param.{name}"
+            override = f"{_PARAM_TAG}{name}"
             if name not in stored:
                 fresh[key] = value
             elif stored[name] != layout.param_text(value) or override in overridden:
@@ -723,11 +758,11 @@ class MlflowStore:
             else:
                 attempts.extend(args["attempts"])
         if params or user_tags or tags or points:
-            mlflow_run_id = self._ids(run_id)[0]
-            fresh, param_tags = self._param_changes(mlflow_run_id, params) if params else ({}, {})
             items, metric_tags = _metric_entries(points)
-            self._write(mlflow_run_id, tags={**tags, **metric_tags, **param_tags}, params=fresh,
-                        tags_of_user=user_tags, metrics=items)
+            if params:
+                self._write_params(run_id, params, tags={**tags, **metric_tags}, tags_of_user=user_tags, metrics=items)
+            else:
+                self._write(self._ids(run_id)[0], tags={**tags, **metric_tags}, tags_of_user=user_tags, metrics=items)
         if attempts:
             self.record_tasks(run_id, attempts)
 
@@ -819,10 +854,11 @@ class MlflowStore:
         only = {a.task_id for a in attempts}
         with self._lock:
             seen = dict(self._task_runs.get(run_id, {}))
-            read_at, written = self._tasks_read.get(run_id, (-READ_FRESH_S, set()))
-            known = ((time.monotonic() - read_at < READ_FRESH_S and not only & written)
+            fresh = self._fresh(run_id)
+            known = ((fresh is not None and not only & fresh.tasks_written)
                      or all((a.task_id, a.attempt) in seen for a in attempts))
-            written.update(only)  # another writer may make a twin of what this writes: search next time
+            if fresh is not None:
+                fresh.tasks_written.update(only)  # another writer may make a twin of what this writes: search next time
         if known:
             stored = {key: entry for key, entry in seen.items() if key[0] in only}
         else:
@@ -964,6 +1000,25 @@ def _status_of(run: dict[str, Any]) -> RunStatus:
     """orchestrack's status of an MLflow run of ours (its tag; MLflow's own status has fewer values)."""
     tags = {t["key"]: t["value"] for t in run.get("data", {}).get("tags", [])}
     return RunStatus(tags.get(layout.STATUS_TAG, "running"))
+
+
+@dataclasses.dataclass
+class _Seen:
+    """What one store instance knows of one of our runs: what a whole read of it (or making it) found, and
+    what the instance wrote since. It stands for MLflow's copy for READ_FRESH_S after ``read_at``."""
+
+    status: RunStatus
+    params: dict[str, str]  # MLflow params: name -> text
+    overridden: set[str] = dataclasses.field(default_factory=set)  # its orchestrack.param.* tags
+    tasks_written: set[str] = dataclasses.field(default_factory=set)  # task ids it wrote attempts of since
+    read_at: float = dataclasses.field(default_factory=time.monotonic)
+
+    @classmethod
+    def of(cls, run: dict[str, Any]) -> _Seen:
+        """What a searched or fetched MLflow run of ours says."""
+        data = run.get("data", {})
+        return cls(_status_of(run), {p["key"]: p["value"] for p in data.get("params", [])},
+                   {t["key"] for t in data.get("tags", []) if t["key"].startswith(_PARAM_TAG)})
 
 
 def _as_opened(record: RunRecord) -> RunRecord:
