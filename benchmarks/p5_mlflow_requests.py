@@ -2,7 +2,8 @@
 side by side with MLflow's own fluent API logging the same run call by call.
 
 One run, both ways: open; 50 params; three task attempts (``prepare``, ``train``, ``evaluate``); inside
-``train`` a training loop of 50 steps logging 4 metrics a step (200 metric points); close.
+``train`` a training loop of 50 steps logging 4 metrics a step (200 metric points); close. And the same run
+alone, with no task attempts (the loop logs into the run), as issue 14 states P5.
 
 - orchestrack: ``start_run`` on the MLflow store (``tracking_uri=http://...``), ``run.log_params`` with the
   50 params, ``with run.task(...)`` per task, ``run.log_metrics({4 metrics}, step=s)`` once a step, ``finish``.
