@@ -181,6 +181,11 @@ def test_a_param_logged_again_takes_the_new_value(store: MlflowStore, mlflow_cli
     mlflow_run = _mlflow_run(mlflow_client, store, run.run_id)
     assert mlflow_run.data.params["lr"] == "0.1"  # MLflow keeps a param's first value
     assert mlflow_run.data.tags["orchestrack.param.lr"] == "0.3"
+    # A value whose MLflow text reads back as another type has its tag from the start: a later value with
+    # the same text but its own type replaces that tag, with no read of the run just made.
+    typed = store.open_run(make_record("params/typed", params={"epochs": "3", "seed": 7}))
+    store.log_params(typed.run_id, {"epochs": 3, "seed": "7"})
+    assert store.get_run(typed.run_id).params == {"epochs": 3, "seed": "7"}
 
 
 def test_a_param_another_writer_set_meanwhile_is_read_and_kept_as_changed(store: MlflowStore, server: MlflowServer,

@@ -291,8 +291,9 @@ class MlflowStore:
             if found is None and record.orchestrator.kind is not OrchestratorKind.KFP:
                 # Made just now, from this record, with no task run under it yet (unlike one that KFP's
                 # MLflow plugin made): stored as given, so there is nothing to read back.
-                params, _ = layout.param_entries(record.params)
-                self._remember_task_runs(record.run_id, {}, _Seen(record.status, params))
+                params, param_tags = layout.param_entries(record.params)
+                self._remember_task_runs(record.run_id, {}, _Seen(
+                    record.status, params, {key for key in param_tags if key.startswith(_PARAM_TAG)}))
                 return _as_opened(record)
             return self._read_run(record.run_id)
 
@@ -707,7 +708,8 @@ class MlflowStore:
             override = f"{_PARAM_TAG}{name}"
             if name not in stored:
                 fresh[key] = value
-            elif stored[name] != layout.param_text(value) or override in overridden:
+            elif (stored[name] != layout.param_text(value) or override in overridden
+                  or layout.param_value_tags(name, value)):  # the same text, read back as another type
                 tags[override] = layout.exact_value(value)
         return fresh, tags
 
