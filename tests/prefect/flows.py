@@ -266,3 +266,24 @@ def check_batch(rows: int) -> int:
 @tracked_flow(purpose="baseline")
 def fails_on_a_bad_batch(rows: int = 100) -> int:
     return check_batch(rows)
+
+
+class Trainer:
+    """Flows on methods, as Prefect's documentation writes them (a classmethod, a staticmethod, a method)."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+    @tracked_flow(purpose="baseline")
+    def on_instance(self, lr: float = 0.1) -> int:
+        return load(self.rows)
+
+    @tracked_flow(purpose="baseline")
+    @classmethod
+    def on_class(cls, lr: float = 0.1) -> str:
+        return cls.__name__
+
+    @tracked_flow(purpose="baseline")
+    @staticmethod
+    def on_nothing(rows: int = 3) -> int:
+        return load(rows)

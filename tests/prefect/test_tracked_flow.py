@@ -137,6 +137,18 @@ def test_an_existing_flow_object_can_be_tracked() -> None:
     assert only_run().orchestrator.pipeline == "untouched"
 
 
+def test_flows_on_methods_run_and_are_tracked() -> None:
+    """Prefect's documented flows on a classmethod, a staticmethod and a method keep binding as Prefect binds them."""
+    assert flows.Trainer(5).on_instance(lr=0.2) == 5
+    assert flows.Trainer.on_class() == "Trainer"
+    assert flows.Trainer.on_nothing(rows=4) == 4
+    runs = sorted(orchestrack.search_runs(), key=lambda r: r.started_at)
+    assert [(r.status, r.purpose) for r in runs] == [(RunStatus.SUCCEEDED, "baseline")] * 3
+    assert [r.params for r in runs] == [{"lr": 0.2}, {"lr": 0.1}, {"rows": 4}]
+    tasks = [[t.name.split("-")[0] for t in orchestrack.get_run(r.run_id).tasks] for r in runs]
+    assert tasks == [["load"], [], ["load"]]  # Prefect names a task run "<task>-<suffix>"
+
+
 def test_sigterm_crash_ends_the_run(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     process = subprocess.Popen([sys.executable, "-m", "tests.prefect.flows", str(pid_file)],

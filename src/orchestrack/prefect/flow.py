@@ -79,12 +79,16 @@ def tracked_flow(__fn: Any = None, *, purpose: str | None = None, run_owner: str
         flow = target if isinstance(target, Flow) else prefect.flow(**flow_kwargs)(target)
         if isinstance(target, Flow) and flow_kwargs:
             flow = flow.with_options(**flow_kwargs)
-        return flow.with_options(
+        tracked = flow.with_options(
             on_running=[*flow.on_running_hooks, hooks.running],
             on_completion=[*flow.on_completion_hooks, hooks.ended],
             on_failure=[*flow.on_failure_hooks, hooks.ended],
             on_crashed=[*flow.on_crashed_hooks, hooks.ended],
             on_cancellation=[*flow.on_cancellation_hooks, hooks.ended])
+        for flag in ("_isclassmethod", "_isstaticmethod"):  # a flow on a classmethod or staticmethod:
+            if getattr(flow, flag, False):  # Flow.with_options forgets it, and the call would not bind
+                setattr(tracked, flag, True)
+        return tracked
 
     return decorate(__fn) if __fn is not None else decorate
 
