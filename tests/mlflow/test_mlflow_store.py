@@ -32,6 +32,19 @@ def _children(client: Any, parent: Any) -> list[Any]:
                                    max_results=1000))
 
 
+def _requests_of(store: MlflowStore) -> list[str]:
+    """The endpoints ``store`` calls from now on, in order (the list fills as it calls)."""
+    calls: list[str] = []
+    original = store.client.call
+
+    def counting(method: str, endpoint: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(endpoint)
+        return original(method, endpoint, *args, **kwargs)
+
+    store.client.call = counting  # type: ignore[method-assign]
+    return calls
+
+
 def _mlflow_run(client: Any, store: MlflowStore, run_id: str) -> Any:
     mlflow_run_id, _ = store._ids(run_id)
     return client.get_run(mlflow_run_id)
@@ -111,14 +124,7 @@ def test_statuses_map_to_mlflow_and_a_closed_run_reopens(tracked: MlflowStore, m
 
 def test_values_go_in_few_requests(store: MlflowStore) -> None:
     run = store.open_run(make_record("batch/1"))
-    calls: list[str] = []
-    original = store.client.call
-
-    def counting(method: str, endpoint: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(endpoint)
-        return original(method, endpoint, *args, **kwargs)
-
-    store.client.call = counting  # type: ignore[method-assign]
+    calls = _requests_of(store)
     store.log_metrics(run.run_id, [MetricPoint(key="loss", value=1 / (s + 1), step=s) for s in range(2500)])
     assert calls == ["runs/log-batch"] * 3  # MLflow takes 1,000 metrics a request
     calls.clear()
@@ -137,14 +143,7 @@ def test_a_task_start_reads_its_progress_from_a_fresh_read_of_the_run(store: Mlf
 
     monkeypatch.setattr(mlflow_store, "READ_FRESH_S", 2.0)
     run = store.open_run(make_record("progress/1"))
-    calls: list[str] = []
-    original = store.client.call
-
-    def counting(method: str, endpoint: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(endpoint)
-        return original(method, endpoint, *args, **kwargs)
-
-    store.client.call = counting  # type: ignore[method-assign]
+    calls = _requests_of(store)
     assert store.get_progress(run.run_id, "prepare") == (RunStatus.RUNNING, [])
     first = TaskAttempt(task_id="prepare", name="prepare", attempt=1, status=TaskStatus.FAILED, started_at=utcnow(),
                         ended_at=utcnow())
@@ -195,14 +194,7 @@ def test_a_param_another_writer_set_meanwhile_is_read_and_kept_as_changed(store:
     run = store.open_run(make_record("params/race"))
     other = MlflowStore(server.url, experiment=store.experiment_template, claims=store.claims)
     other.log_params(run.run_id, {"lr": 0.1})
-    calls: list[str] = []
-    original = store.client.call
-
-    def counting(method: str, endpoint: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(endpoint)
-        return original(method, endpoint, *args, **kwargs)
-
-    store.client.call = counting  # type: ignore[method-assign]
+    calls = _requests_of(store)
     store.log_params(run.run_id, {"lr": 0.2, "epochs": 3})
     assert calls == ["runs/log-batch", "runs/get", "runs/log-batch"]
     assert store.get_run(run.run_id).params == {"lr": 0.2, "epochs": 3}
