@@ -304,7 +304,10 @@ def _exception_text(error: BaseException) -> str:
         message = str(error)
     except Exception:
         message = "<unprintable>"
-    message = redact(message).strip().splitlines()[0] if message.strip() else ""
+    lines = [line.strip() for line in redact(message).strip().splitlines() if line.strip()]
+    message = lines[0] if lines else ""
+    if message.endswith(":") and len(lines) > 1:  # "received invalid parameters:" says what follows
+        message = f"{message} {lines[1]}"
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 

@@ -588,9 +588,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
          types=("TypeError", "NameError", "AttributeError", "SyntaxError", "NotImplementedError", "RecursionError",
                 "ZeroDivisionError", "ArithmeticError", "IndexError", "KeyError", "AssertionError", "LookupError",
                 "UnboundLocalError", "StopIteration", "DagCycleException", "AirflowDagCycleException",
-                "DuplicateTaskIdFound", "ParamValidationError", "TemplateSyntaxError", "UndefinedError")),
+                "DuplicateTaskIdFound", "ParamValidationError", "ParameterTypeError", "TemplateSyntaxError",
+                "UndefinedError")),
     Rule(R.CODE_ERROR, "bug", "raised an error in its code", pattern=rx(
-        r"Compilation Error|Broken DAG|ParameterBindError|missing \d+ required positional argument"
+        r"Compilation Error|Broken DAG|ParameterBindError|ParameterTypeError|missing \d+ required positional argument"
         r"|maximum recursion depth exceeded|Expected all tensors to be on the same device|Expected object of"
         r" (?:device|scalar) type|shapes cannot be multiplied|size mismatch for|Sizes of tensors must match"
         r"|The size of tensor a \(\d+\) must match|Trying to backward through the graph a second time"

@@ -114,6 +114,9 @@ class RunEnd:
     exit_code: int | None = None
     by_person: bool = False
     ended_at: datetime | None = None
+    #: The exception that ended the pipeline itself (a flow body's own), when the orchestrator has it:
+    #: the reason when no failed task gives one.
+    error: BaseException | None = None
 
 
 def conclusion(end: RunEnd, latest: Mapping[str, TaskAttempt]) -> tuple[RunStatus, Failure | None]:
@@ -137,7 +140,7 @@ def conclusion(end: RunEnd, latest: Mapping[str, TaskAttempt]) -> tuple[RunStatu
         first = failed[0].failure if failed else (stopped[0].failure if stopped else None)
         if first is not None:
             return (RunStatus.CANCELLED if first.reason is FailureReason.CANCELLED else RunStatus.FAILED), first
-    failure = _failure(end.outcome, end.message, None, end.exit_code, end.by_person, None)
+    failure = _failure(end.outcome, end.message, end.error, end.exit_code, end.by_person, None)
     return (RunStatus.CANCELLED if failure.reason is FailureReason.CANCELLED else RunStatus.FAILED), failure
 
 

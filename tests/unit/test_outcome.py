@@ -37,6 +37,19 @@ def test_how_a_run_ends_without_failed_tasks(outcome: Outcome, message: str | No
         assert failure.summary.startswith("The run ") and failure.summary.endswith(".")
 
 
+def test_the_pipelines_own_exception_is_the_reason_when_no_task_failed() -> None:
+    status, failure = conclusion(RunEnd(Outcome.FAILED, "Flow run encountered an exception",
+                                        error=FileNotFoundError("No such file or directory: 'train.parquet'")), {})
+    assert status is RunStatus.FAILED and failure is not None
+    assert failure.reason is FailureReason.DATA_ERROR and "train.parquet" in failure.summary
+    # A failed task still gives the run its reason first.
+    failed = TaskReport(task_id="t", name="t", attempt=1, outcome=Outcome.FAILED, started_at=utcnow(),
+                        ended_at=utcnow(), error=TypeError("unsupported operand type(s)"))
+    run = orchestrack.start_run(key="own-exception/1")
+    attempt = run.report_tasks([failed])[0]
+    assert conclusion(RunEnd(Outcome.FAILED, error=KeyError("x")), {"t": attempt})[1] == attempt.failure
+
+
 def test_a_person_marking_a_run_failed_is_cancelled() -> None:
     status, failure = conclusion(RunEnd(Outcome.FAILED, by_person=True), {})
     assert status is RunStatus.CANCELLED and failure is not None

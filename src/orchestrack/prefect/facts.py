@@ -99,13 +99,22 @@ def reports_from_api(task_run: Any, states: list[Any] | None) -> list[TaskReport
 
 
 def run_end_of(state: Any) -> RunEnd:
-    """How a flow run ended, from its final state (Prefect's own type, name and message)."""
+    """How a flow run ended, from its final state (Prefect's own type, name and message, and the
+    exception a failed flow body raised, where the state holds it)."""
     kind, name, message = _kind(state), getattr(state, "name", ""), state.message or None
     if name == "TimedOut":
         return RunEnd(Outcome.TIMED_OUT, message)
     if kind in ("CANCELLED", "CANCELLING"):
         return RunEnd(Outcome.CANCELLED, message)
-    return RunEnd(_OUTCOMES.get(kind, Outcome.FAILED), message)
+    return RunEnd(_OUTCOMES.get(kind, Outcome.FAILED), message, error=_raised(state) if kind == "FAILED" else None)
+
+
+def _raised(state: Any) -> BaseException | None:
+    """The exception of a failed state, as the engine that failed it holds it: the state's data, or the
+    result record in it (nothing is read from result storage)."""
+    data = getattr(state, "data", None)
+    found = getattr(data, "result", data)
+    return found if isinstance(found, BaseException) else None
 
 
 _OUTCOMES = {"COMPLETED": Outcome.SUCCEEDED, "FAILED": Outcome.FAILED, "CRASHED": Outcome.CRASHED,
