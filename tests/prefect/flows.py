@@ -287,3 +287,34 @@ class Trainer:
     @staticmethod
     def on_nothing(rows: int = 3) -> int:
         return load(rows)
+
+
+@tracked_flow
+def body_raises() -> None:
+    """A flow whose own body fails, with no task."""
+    raise ValueError("the holdout split is empty")
+
+
+@tracked_flow
+def takes_rows(rows: int) -> int:
+    return rows
+
+
+@task
+def square_but_four(x: int) -> int:
+    if x == 4:
+        raise ValueError("4 is not allowed")
+    return x * x
+
+
+def process_pool_flow() -> Any:
+    """Tasks run by Prefect's ProcessPoolTaskRunner (Prefect 3.4.14+), in processes of their own."""
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    @tracked_flow(purpose="baseline", task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def in_processes(n: int = 6) -> list[int]:
+        futures = square_but_four.map(range(n))
+        futures.wait()
+        return [f.result() for f in futures if f.state.is_completed()]
+
+    return in_processes

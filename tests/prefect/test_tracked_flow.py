@@ -137,6 +137,40 @@ def test_an_existing_flow_object_can_be_tracked() -> None:
     assert only_run().orchestrator.pipeline == "untouched"
 
 
+def test_a_flow_body_that_raises_gives_the_run_its_reason() -> None:
+    with pytest.raises(ValueError):
+        flows.body_raises()
+    record = only_run()
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    assert record.failure.reason is FailureReason.CODE_ERROR, record.failure
+    assert "ValueError" in record.failure.summary and record.failure.task is None
+
+
+def test_a_flow_called_with_a_wrong_parameter_type_gives_the_run_its_reason() -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError):
+        flows.takes_rows(rows="many")
+    record = only_run()
+    assert record.status is RunStatus.FAILED and record.failure is not None
+    # Like Airflow's ParamValidationError: the call's own arguments are wrong, a bug of the calling code.
+    assert record.failure.reason is FailureReason.CODE_ERROR, record.failure
+    assert "rows" in record.failure.summary
+
+
+def test_tasks_of_a_process_pool_are_read_back_from_the_api() -> None:
+    """ProcessPoolTaskRunner runs each task's engine in another process, where the flow's observer cannot
+    see it: the flow run's end reads them back from Prefect's API, every one, final states included."""
+    flows.process_pool_flow()(n=6)
+    record = orchestrack.get_run(only_run().run_id)
+    assert record.status is RunStatus.SUCCEEDED  # the flow kept going and completed
+    assert len(record.tasks) == 6 and {t.name.rsplit("-", 1)[0] for t in record.tasks} == {"square_but_four"}
+    statuses = sorted(t.status.value for t in record.tasks)
+    assert statuses == ["failed"] + ["succeeded"] * 5, statuses
+    failed = next(t for t in record.tasks if t.status is TaskStatus.FAILED)
+    assert failed.failure is not None and "4 is not allowed" in failed.failure.summary
+
+
 def test_flows_on_methods_run_and_are_tracked() -> None:
     """Prefect's documented flows on a classmethod, a staticmethod and a method keep binding as Prefect binds them."""
     assert flows.Trainer(5).on_instance(lr=0.2) == 5

@@ -54,6 +54,9 @@ PAGE = 200
 FLUSH_INTERVAL_S = 0.5
 #: Seconds a SIGTERMed flow process may spend recording its run before it exits (Prefect before 3.8.4).
 SIGTERM_RECORD_S = 5.0
+#: Seconds the end of a flow run waits for the API to have the final states of task runs that ran in other
+#: processes (a process pool, Dask, Ray), whose engines report them as events.
+SETTLE_S = 10.0
 
 
 def tracked_flow(__fn: Any = None, *, purpose: str | None = None, run_owner: str | None = None,
@@ -172,12 +175,16 @@ class _Hooks:
     @fail_open("Prefect flow")
     def ended(self, flow: Any, flow_run: Any, state: Any) -> None:
         self._configured.discard(str(flow_run.id))
-        run = _observer.stop_following(str(flow_run.id))
+        run, seen = _observer.stop_following(str(flow_run.id))
         if run is None:  # not run here (a runner-side hook) or not observable: ask the API
             run = self._open(flow, flow_run, ended=True)
             run.report_tasks(_reports_from_api(flow_run.id))
-        elif int(getattr(flow_run, "run_count", 0) or 0) > 1:
-            run = self._open(flow, flow_run, ended=True)  # fills what only the end knows: the flow run's tries
+        else:
+            if int(getattr(flow_run, "run_count", 0) or 0) > 1:
+                run = self._open(flow, flow_run, ended=True)  # fills what only the end knows: the flow run's tries
+            if not _runs_tasks_here(flow):  # a process pool, Dask, Ray: their task engines are elsewhere
+                run.report_tasks([report for report in _reports_from_api(flow_run.id, settled=True)
+                                  if report.task_id not in seen])
         closed = run.conclude(run_end_of(state))
         _publish(run, flow_run.id, closed)
 
@@ -210,13 +217,14 @@ class _TaskRunObserver:
                                                 daemon=True)
                 self._thread.start()
 
-    def stop_following(self, flow_run_id: str) -> Run | None:
-        """Write what is buffered for the flow run and stop following it; its run, if it was followed."""
+    def stop_following(self, flow_run_id: str) -> tuple[Run | None, set[str]]:
+        """Write what is buffered for the flow run and stop following it: its run, if it was followed, and
+        the ids of the task runs this process saw."""
         self._flush(flow_run_id)
         with self._lock:
             self._buffer.pop(flow_run_id, None)
-            self._tries.pop(flow_run_id, None)
-            return self._runs.pop(flow_run_id, None)
+            seen = set(self._tries.pop(flow_run_id, {}))
+            return self._runs.pop(flow_run_id, None), seen
 
     def saw(self, task_run: Any, state: Any, error: BaseException | None) -> None:
         """One state change made by the task engine (called from the engine's own thread)."""
@@ -356,25 +364,53 @@ def _sigterm_end(flow_run_id: str) -> RunEnd:
     return RunEnd(Outcome.CRASHED, "Execution was aborted by a termination signal (SIGTERM).")
 
 
-def _reports_from_api(flow_run_id: Any) -> list[TaskReport]:
-    """Every task run of the flow run, every page of them; state histories only for runs with retries."""
+def _runs_tasks_here(flow: Any) -> bool:
+    """Whether the flow's task runner runs its tasks in the flow's own process (threads), where the task
+    engine is observed; a process pool, Dask or Ray runs them elsewhere."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return isinstance(getattr(flow, "task_runner", None), ThreadPoolTaskRunner)
+
+
+def _reports_from_api(flow_run_id: Any, *, settled: bool = False) -> list[TaskReport]:
+    """Every task run of the flow run, every page of them; state histories only for runs with retries.
+
+    ``settled``: the flow's task runs ended in other processes, whose state changes reach the API as
+    events, a moment later: read again (for up to :data:`SETTLE_S`) until none is left unfinished and
+    two reads agree."""
     from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        task_runs = _task_runs(client, flow_run_id)
+        deadline = time.monotonic() + SETTLE_S
+        while settled and time.monotonic() < deadline:
+            unfinished = [t for t in task_runs if t.state is None or not t.state.is_final()]
+            time.sleep(0.5)
+            again = _task_runs(client, flow_run_id)
+            done = not unfinished and [(t.id, t.state_type) for t in again] == [(t.id, t.state_type) for t in task_runs]
+            task_runs = again
+            if done:
+                break
+        reports: list[TaskReport] = []
+        for task_run in task_runs:
+            retried = int(task_run.run_count or 0) > 1
+            states = client.read_task_run_states(task_run.id) if retried else None
+            reports.extend(reports_from_api(task_run, states))
+        return reports
+
+
+def _task_runs(client: Any, flow_run_id: Any) -> list[Any]:
+    """Every task run of the flow run, every page of them."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
 
-    reports: list[TaskReport] = []
-    with get_client(sync_client=True) as client:
-        offset = 0
-        while True:
-            page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                                         sort=TaskRunSort.ID_DESC, limit=PAGE, offset=offset)
-            for task_run in page:
-                retried = int(task_run.run_count or 0) > 1
-                states = client.read_task_run_states(task_run.id) if retried else None
-                reports.extend(reports_from_api(task_run, states))
-            if len(page) < PAGE:
-                return reports
-            offset += PAGE
+    found: list[Any] = []
+    while True:
+        page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                     sort=TaskRunSort.ID_DESC, limit=PAGE, offset=len(found))
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
 
 
 def _publish(run: Run, flow_run_id: Any, closed: RunRecord | None) -> None:
