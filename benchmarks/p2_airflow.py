@@ -124,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> Report:
     args = arguments(DESCRIPTION, argv, repeats=30, quick_repeats=2)
     tasks = QUICK_TASKS if args.quick else TASKS
     env = private_airflow_home("orchestrack-p2-airflow-", migrate=True)
-    env.setdefault("ORCHESTRACK_HOME", tempfile.mkdtemp(prefix="orchestrack-p2-home-"))
+    if "ORCHESTRACK_HOME" not in env:  # kept afterwards: the report names it, with the tracked runs in it
+        env["ORCHESTRACK_HOME"] = tempfile.mkdtemp(prefix="orchestrack-p2-home-")
     dags_folder = Path(env["AIRFLOW__CORE__DAGS_FOLDER"])
     for name in ("plain", "tracked"):
         (dags_folder / f"p2_{name}.py").write_text(dag_source(f"p2_{name}", tracked=name == "tracked", tasks=tasks))
