@@ -233,8 +233,7 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
         def in_exit_handler(version: str) -> Any:
             @functools.wraps(target)
             def body(*args: Any, **call_kwargs: Any) -> Any:
-                exit_task = added(closer(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                         run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER), version)
+                exit_task = added(closer(**_CLOSING_INPUTS), version)
                 with dsl.ExitHandler(exit_task, name="orchestrack-run"), _opening_facts(opening(version)):
                     return target(*args, **call_kwargs)
 
@@ -252,8 +251,7 @@ def pipeline(func: Callable[..., Any] | None = None, *, purpose: str | None = No
                         closing(_close_from(exit_task), version)
                 else:
                     upstream = _top_level_tasks(root)
-                    finishing = added(finisher(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                                       run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER), version)
+                    finishing = added(finisher(**_CLOSING_INPUTS), version)
                     finishing.after(*upstream).ignore_upstream_failure()
                 return result
 
@@ -382,6 +380,8 @@ def _without_credentials(variable: str, value: str) -> str:
 
 
 _warned: set[str] = set()
+#: What the closing task (``close_run`` or ``finish_run``) is called with: the KFP run's id and name.
+_CLOSING_INPUTS = {"run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "run_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
 
 
 def close_run(run_id: str, status: dsl.PipelineTaskFinalStatus, summary: dsl.Output[dsl.Markdown],

@@ -697,9 +697,8 @@ class MlflowStore:
         """``(params MLflow does not have yet, tags for the ones it has with another value)``, from ``known``
         (MLflow params by name, names of their ``orchestrack.param.*`` tags) or else one read."""
         if known is None:
-            data = self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"]["data"]
-            known = ({p["key"]: p["value"] for p in data.get("params", [])},
-                     {t["key"] for t in data.get("tags", []) if t["key"].startswith(_PARAM_TAG)})
+            read = _Seen.of(self.client.call("GET", "runs/get", run_id=mlflow_run_id)["run"])
+            known = (read.params, read.overridden)
         stored, overridden = known
         fresh: dict[str, Scalar] = {}
         tags: dict[str, str] = {}
@@ -761,10 +760,11 @@ class MlflowStore:
                 attempts.extend(args["attempts"])
         if params or user_tags or tags or points:
             items, metric_tags = _metric_entries(points)
+            also: dict[str, Any] = {"tags": {**tags, **metric_tags}, "tags_of_user": user_tags, "metrics": items}
             if params:
-                self._write_params(run_id, params, tags={**tags, **metric_tags}, tags_of_user=user_tags, metrics=items)
+                self._write_params(run_id, params, **also)
             else:
-                self._write(self._ids(run_id)[0], tags={**tags, **metric_tags}, tags_of_user=user_tags, metrics=items)
+                self._write(self._ids(run_id)[0], **also)
         if attempts:
             self.record_tasks(run_id, attempts)
 
